@@ -1,0 +1,91 @@
+"""Prompt templates: ``{name}`` is filled in, every other brace stays as it is.
+
+``str.format`` breaks on the first literal ``{`` of a JSON example, so templates are parsed
+here instead: ``{identifier}`` is a variable, ``{{`` and ``}}`` are literal braces, and any
+other brace text (``{"answer": 42}``, ``{ }``) is kept byte for byte.
+
+>>> Template('Reply as {"label": ...} for: {review}').render({"review": "Great!"})
+'Reply as {"label": ...} for: Great!'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import TemplateError
+
+_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class Template:
+    """A parsed prompt template; render it with a mapping of names to values."""
+
+    __slots__ = ("text", "_parts", "names")
+
+    def __init__(self, text: str) -> None:
+        if not isinstance(text, str):
+            raise TemplateError(f"the prompt must be a str, not {type(text).__name__}")
+        self.text = text
+        # Alternating literal strings and variable names, so rendering is a join.
+        parts: list[tuple[bool, str]] = []
+        pos = 0
+        for match in _TOKEN.finditer(text):
+            if match.start() > pos:
+                parts.append((False, text[pos : match.start()]))
+            token = match.group(0)
+            if token == "{{":
+                parts.append((False, "{"))
+            elif token == "}}":
+                parts.append((False, "}"))
+            else:
+                parts.append((True, match.group(1)))
+            pos = match.end()
+        if pos < len(text):
+            parts.append((False, text[pos:]))
+        self._parts = tuple(parts)
+        self.names: tuple[str, ...] = tuple(dict.fromkeys(p for is_var, p in parts if is_var))
+
+    def check(self, known: set[str] | frozenset[str]) -> None:
+        """Raise ``TemplateError`` naming the first variable that is known nowhere."""
+        for name in self.names:
+            if name not in known:
+                listed = ", ".join(sorted(known)) or "(none)"
+                raise TemplateError(
+                    f"the prompt uses {{{name}}} but no column or variable is called '{name}'. "
+                    f"Known names: {listed}. Pass variables={{'{name}': ...}}, or write "
+                    f"{{{{{name}}}}} for literal braces."
+                )
+
+    def render(self, *scopes: Mapping[str, Any]) -> str:
+        """Fill the template; earlier scopes win (a row's columns, then ``variables``)."""
+        out: list[str] = []
+        for is_var, part in self._parts:
+            if not is_var:
+                out.append(part)
+                continue
+            for scope in scopes:
+                if part in scope:
+                    out.append(_to_text(scope[part]))
+                    break
+            else:
+                self.check(set().union(*(s.keys() for s in scopes)) if scopes else set())
+        return "".join(out)
+
+    def __repr__(self) -> str:
+        return f"Template({self.text!r})"
+
+
+def _to_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        # A pandas column of whole numbers read as float should still read "3", not "3.0".
+        return str(int(value))
+    return str(value)
+
+
+def render(template: str, *scopes: Mapping[str, Any]) -> str:
+    """Render ``template`` once; see ``Template``."""
+    return Template(template).render(*scopes)

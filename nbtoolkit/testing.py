@@ -1,0 +1,560 @@
+"""A local, OpenAI-compatible chat-completions server for tests and benchmarks.
+
+``FakeOpenAIServer`` answers ``POST /v1/chat/completions`` on ``127.0.0.1`` with
+controlled replies, latency and faults, so that code built on litellm can be exercised
+through litellm's real HTTP client without a network or an API key. It uses only the
+standard library.
+
+Example::
+
+    import asyncio
+    import litellm
+    from nbtoolkit.testing import FakeOpenAIServer, Fault
+
+    with FakeOpenAIServer(reply="The answer is 42", faults={0: Fault.RATE_LIMIT}) as server:
+        call = litellm.acompletion(
+            model="openai/fake-model",
+            api_base=server.base_url,
+            api_key="sk-test-not-real",
+            messages=[{"role": "user", "content": "hi"}],
+            max_retries=0,  # otherwise the openai client retries by itself
+            timeout=5,
+        )
+        try:
+            asyncio.run(call)  # request 0 is answered with a 429
+        except litellm.RateLimitError:
+            pass
+        assert server.request_count == 1
+        assert server.faults_served == [(0, Fault.RATE_LIMIT)]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import random
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import TCPServer
+from types import TracebackType
+from typing import Any
+
+__all__ = ["FakeOpenAIServer", "Fault", "FaultKind", "FaultSpec", "Reply"]
+
+
+class Fault(str, enum.Enum):
+    """The kinds of fault ``FakeOpenAIServer`` can produce; plain strings are accepted too."""
+
+    RATE_LIMIT = "429"
+    """Status 429 with a ``Retry-After`` header and an OpenAI-style error body."""
+    SERVER_ERROR = "500"
+    """Status 500 with an OpenAI-style error body."""
+    UNAVAILABLE = "503"
+    """Status 503 with an OpenAI-style error body."""
+    HANG = "hang"
+    """No answer for ``hang_seconds`` (or until ``stop()``), then the connection is closed."""
+    RESET = "reset"
+    """The connection is reset (TCP RST) without any response."""
+    MALFORMED = "malformed"
+    """Status 200 with a body that is not valid JSON."""
+    EMPTY_CHOICES = "empty_choices"
+    """Status 200 with a valid completion object whose ``choices`` is empty."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FaultKind = Fault | str
+Reply = str | Callable[[dict[str, Any]], str]
+FaultSpec = Mapping[int, FaultKind] | Callable[[int, dict[str, Any]], FaultKind | None]
+
+_ALL_FAULTS: tuple[str, ...] = tuple(f.value for f in Fault)
+_CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+_MODELS_PATHS = frozenset({"/v1/models", "/models"})
+
+_ERROR_BODIES: dict[Fault, tuple[int, dict[str, Any]]] = {
+    Fault.RATE_LIMIT: (
+        429,
+        {
+            "message": "Rate limit reached (fake server). Please try again later.",
+            "type": "rate_limit_error",
+            "param": None,
+            "code": "rate_limit_exceeded",
+        },
+    ),
+    Fault.SERVER_ERROR: (
+        500,
+        {
+            "message": "The server had an error while processing your request (fake server).",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        },
+    ),
+    Fault.UNAVAILABLE: (
+        503,
+        {
+            "message": "The server is overloaded or not ready yet (fake server).",
+            "type": "server_error",
+            "param": None,
+            "code": "service_unavailable",
+        },
+    ),
+}
+
+
+def _to_fault(kind: FaultKind) -> Fault:
+    try:
+        return Fault(kind)
+    except ValueError:
+        raise ValueError(f"unknown fault kind {kind!r}; expected one of {_ALL_FAULTS}") from None
+
+
+def _text_of(content: Any) -> str:
+    # Multimodal messages carry a list of parts; only the text parts count as words.
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text", "") for p in content if isinstance(p, dict)]
+        return " ".join(p for p in parts if isinstance(p, str))
+    return "" if content is None else str(content)
+
+
+def _messages(request: dict[str, Any]) -> list[dict[str, Any]]:
+    messages = request.get("messages")
+    if not isinstance(messages, list):
+        return []
+    return [m for m in messages if isinstance(m, dict)]
+
+
+def _echo(request: dict[str, Any]) -> str:
+    users = [m for m in _messages(request) if m.get("role") == "user"]
+    return "echo: " + (_text_of(users[-1].get("content")) if users else "")
+
+
+def _format_seconds(seconds: float) -> str:
+    # "1" rather than "1.0": some clients parse Retry-After as an integer.
+    return f"{seconds:g}"
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+    allow_reuse_address = True
+
+    def __init__(self, owner: FakeOpenAIServer) -> None:
+        self.owner = owner
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup that can
+        # stall for seconds on a machine without a network.
+        TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # Keep-alive, as the openai/httpx clients expect; every response sends Content-Length.
+    protocol_version = "HTTP/1.1"
+    server_version = "FakeOpenAIServer/1.0"
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.owner._track(self.connection, add=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.owner._track(self.connection, add=False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path in _MODELS_PATHS:
+            self._send_json(200, self.server.owner._models_body())
+        else:
+            self._send_error_json(404, f"no route for GET {path}", "invalid_request_error")
+
+    def do_POST(self) -> None:
+        body = self._read_body()
+        if body is None:
+            return
+        path = self.path.split("?", 1)[0]
+        if path not in _CHAT_PATHS:
+            self._send_error_json(404, f"no route for POST {path}", "invalid_request_error")
+            return
+        try:
+            request = json.loads(body)
+        except ValueError:
+            self._send_error_json(400, "request body is not valid JSON", "invalid_request_error")
+            return
+        if not isinstance(request, dict):
+            self._send_error_json(400, "request body is not a JSON object", "invalid_request_error")
+            return
+        self.server.owner._handle_chat(self, request)
+
+    def _other(self) -> None:
+        self._read_body()
+        self._send_error_json(
+            404, f"no route for {self.command} {self.path}", "invalid_request_error"
+        )
+
+    do_PUT = do_DELETE = do_PATCH = _other
+
+    def _read_body(self) -> bytes | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            # Not needed by the OpenAI clients; refuse rather than desynchronise the stream.
+            self.close_connection = True
+            self._send_error_json(
+                411, "chunked request bodies are not supported", "invalid_request_error"
+            )
+            return None
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.close_connection = True
+            self._send_error_json(400, "bad Content-Length", "invalid_request_error")
+            return None
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _send_bytes(
+        self, status: int, payload: bytes, headers: Mapping[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _send_json(self, status: int, obj: Any, headers: Mapping[str, str] | None = None) -> None:
+        self._send_bytes(status, json.dumps(obj).encode("utf-8"), headers)
+
+    def _send_error_json(
+        self,
+        status: int,
+        message: str,
+        type_: str,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        error = {"message": message, "type": type_, "param": None, "code": code}
+        self._send_json(status, {"error": error}, headers)
+
+    def _drop(self, reset: bool) -> None:
+        self.close_connection = True
+        if reset:
+            try:
+                # Linger 0 makes close() send RST instead of FIN: the client sees a reset.
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.connection.close()
+            except OSError:
+                pass
+
+
+class FakeOpenAIServer:
+    """An OpenAI-compatible chat-completions server on ``127.0.0.1`` for tests.
+
+    Args:
+        reply: the assistant's reply: a string, or a callable given the decoded request
+            JSON. The default echoes ``"echo: <last user message content>"``.
+        latency: seconds to wait before answering every request (faults included).
+        faults: scripted faults, either a mapping of 0-based request index to fault kind,
+            or a callable ``(index, request_json) -> kind | None``. They take precedence
+            over ``fault_rate``.
+        fault_rate: probability that a request gets a random fault from ``fault_kinds``.
+        seed: seed of the random faults; the draws are made in request-index order, so
+            the same seed faults the same indices.
+        fault_kinds: the kinds random faults are drawn from, uniformly.
+        retry_after: seconds advertised in the ``Retry-After`` header of 429s.
+        hang_seconds: how long a ``"hang"`` waits before closing the connection
+            (``stop()`` ends the wait at once).
+        prompt_tokens: the reported ``usage.prompt_tokens``; default: words in the prompt.
+        completion_tokens: the reported ``usage.completion_tokens``; default: words in
+            the reply.
+
+    Use it as a context manager, or call ``start()`` and ``stop()``.
+    """
+
+    def __init__(
+        self,
+        reply: Reply | None = None,
+        *,
+        latency: float = 0.0,
+        faults: FaultSpec | None = None,
+        fault_rate: float = 0.0,
+        seed: int = 0,
+        fault_kinds: Iterable[FaultKind] = _ALL_FAULTS,
+        retry_after: float = 1.0,
+        hang_seconds: float = 30.0,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+    ) -> None:
+        if latency < 0:
+            raise ValueError(f"latency must be >= 0, got {latency!r}")
+        if not 0.0 <= fault_rate <= 1.0:
+            raise ValueError(f"fault_rate must be between 0 and 1, got {fault_rate!r}")
+        if hang_seconds < 0:
+            raise ValueError(f"hang_seconds must be >= 0, got {hang_seconds!r}")
+        self.reply: Reply = _echo if reply is None else reply
+        self.latency = float(latency)
+        self._scripted: Callable[[int, dict[str, Any]], FaultKind | None] | None
+        if faults is None:
+            self._scripted = None
+        elif callable(faults):
+            self._scripted = faults
+        else:
+            # Validated now, so a typo fails at construction instead of mid-test.
+            table = {int(i): _to_fault(k) for i, k in faults.items()}
+            self._scripted = lambda index, _request: table.get(index)
+        self.fault_rate = float(fault_rate)
+        self.seed = seed
+        self.fault_kinds: tuple[Fault, ...] = tuple(_to_fault(k) for k in fault_kinds)
+        if self.fault_rate > 0 and not self.fault_kinds:
+            raise ValueError("fault_rate > 0 needs at least one fault kind")
+        self.retry_after = float(retry_after)
+        self.hang_seconds = float(hang_seconds)
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = completion_tokens
+
+        self._lock = threading.Lock()
+        self._rng = random.Random(seed)
+        self._requests: list[dict[str, Any]] = []
+        self._faults_served: list[tuple[int, Fault]] = []
+        self._count = 0
+        self._connections: set[socket.socket] = set()
+        self._stopping = threading.Event()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> FakeOpenAIServer:
+        """Bind a free port on 127.0.0.1 and serve from a daemon thread; returns ``self``."""
+        if self._httpd is not None:
+            raise RuntimeError("FakeOpenAIServer is already running")
+        self._stopping = threading.Event()
+        self._httpd = _HTTPServer(self)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"FakeOpenAIServer:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and drop open connections; hanging requests are released at once."""
+        httpd, thread = self._httpd, self._thread
+        if httpd is None:
+            return
+        self._stopping.set()
+        httpd.shutdown()
+        httpd.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        # Idle keep-alive connections would otherwise keep their handler threads alive.
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        if thread is not None:
+            thread.join(timeout=5)
+        self._httpd = None
+        self._thread = None
+
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- observation -----------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (only while running)."""
+        if self._httpd is None:
+            raise RuntimeError("FakeOpenAIServer is not running; call start() first")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>/v1``, to pass as litellm's ``api_base``."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """A copy of the decoded JSON bodies of chat-completion requests, in arrival order."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def request_count(self) -> int:
+        """The number of chat-completion requests received, faulted ones included."""
+        with self._lock:
+            return self._count
+
+    @property
+    def faults_served(self) -> list[tuple[int, Fault]]:
+        """A copy of ``(request_index, kind)`` for every fault produced."""
+        with self._lock:
+            return list(self._faults_served)
+
+    def reset(self) -> None:
+        """Forget all requests and faults; request indices and the random faults restart."""
+        with self._lock:
+            self._requests.clear()
+            self._faults_served.clear()
+            self._count = 0
+            self._rng = random.Random(self.seed)
+
+    def __repr__(self) -> str:
+        where = self.base_url if self._httpd is not None else "stopped"
+        return f"<FakeOpenAIServer {where} requests={self.request_count}>"
+
+    # -- request handling (called from handler threads) -----------------------------
+
+    def _track(self, conn: socket.socket, *, add: bool) -> None:
+        with self._lock:
+            if add:
+                self._connections.add(conn)
+            else:
+                self._connections.discard(conn)
+
+    def _models_body(self) -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [
+                {"id": "fake-model", "object": "model", "created": 0, "owned_by": "nbtoolkit"}
+            ],
+        }
+
+    def _handle_chat(self, handler: _Handler, request: dict[str, Any]) -> None:
+        with self._lock:
+            index = self._count
+            self._count += 1
+            self._requests.append(request)
+            # Drawn for every request, under the lock, so the same seed faults the same
+            # indices whatever the scripted faults or the thread scheduling.
+            random_fault: Fault | None = None
+            if self.fault_rate > 0 and self._rng.random() < self.fault_rate:
+                random_fault = self._rng.choice(self.fault_kinds)
+
+        stopping = self._stopping
+        if self.latency > 0:
+            stopping.wait(self.latency)
+
+        if request.get("stream"):
+            handler._send_error_json(
+                400, "streaming is not supported by FakeOpenAIServer", "invalid_request_error"
+            )
+            return
+
+        try:
+            fault = self._scripted_fault(index, request)
+        except Exception as exc:
+            handler._send_error_json(500, f"faults callable raised {exc!r}", "fake_server_error")
+            return
+        if fault is None:
+            fault = random_fault
+        if fault is not None:
+            with self._lock:
+                self._faults_served.append((index, fault))
+            self._serve_fault(handler, fault, index, request, stopping)
+            return
+
+        try:
+            content = self._reply_for(request)
+        except Exception as exc:
+            handler._send_error_json(500, f"reply callable raised {exc!r}", "fake_server_error")
+            return
+        handler._send_json(200, self._completion(index, request, content))
+
+    def _scripted_fault(self, index: int, request: dict[str, Any]) -> Fault | None:
+        if self._scripted is None:
+            return None
+        kind = self._scripted(index, request)
+        return None if kind is None else _to_fault(kind)
+
+    def _reply_for(self, request: dict[str, Any]) -> str:
+        content = self.reply(request) if callable(self.reply) else self.reply
+        if not isinstance(content, str):
+            raise TypeError(f"reply must be a str, got {type(content).__name__}")
+        return content
+
+    def _completion(
+        self, index: int, request: dict[str, Any], content: str | None
+    ) -> dict[str, Any]:
+        prompt_words = sum(len(_text_of(m.get("content")).split()) for m in _messages(request))
+        prompt = self.prompt_tokens if self.prompt_tokens is not None else prompt_words
+        if self.completion_tokens is not None:
+            completion = self.completion_tokens
+        else:
+            completion = len(content.split()) if content else 0
+        choices = []
+        if content is not None:
+            choices.append(
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            )
+        return {
+            "id": f"chatcmpl-fake-{index}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": str(request.get("model", "fake-model")),
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            },
+        }
+
+    def _serve_fault(
+        self,
+        handler: _Handler,
+        fault: Fault,
+        index: int,
+        request: dict[str, Any],
+        stopping: threading.Event,
+    ) -> None:
+        if fault in _ERROR_BODIES:
+            status, error = _ERROR_BODIES[fault]
+            headers: dict[str, str] = {}
+            if fault is Fault.RATE_LIMIT:
+                headers["Retry-After"] = _format_seconds(self.retry_after)
+            handler._send_json(status, {"error": error}, headers)
+        elif fault is Fault.HANG:
+            # An Event, not time.sleep, so that stop() releases the thread at once.
+            stopping.wait(self.hang_seconds)
+            handler._drop(reset=False)
+        elif fault is Fault.RESET:
+            handler._drop(reset=True)
+        elif fault is Fault.MALFORMED:
+            handler._send_bytes(200, b'{"id": "x", "choices": [')
+        elif fault is Fault.EMPTY_CHOICES:
+            handler._send_json(200, self._completion(index, request, None))
