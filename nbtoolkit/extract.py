@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -314,4 +314,3 @@ def apply(extractor: Extractor, output: str | None) -> tuple[Any, bool, str | No
 def _preview(text: str, width: int = 60) -> str:
     flat = " ".join(text.split())
     return repr(flat if len(flat) <= width else flat[: width - 1] + "…")
-

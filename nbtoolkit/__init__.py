@@ -1,0 +1,84 @@
+"""nbtoolkit: one prompt, many models, one DataFrame, a consensus with a confidence.
+
+>>> import nbtoolkit as nbt
+>>> res = nbt.orchestrate("Classify the sentiment of: {review}",
+...                       models=["sim/oracle-large", "sim/swift-mini", "sim/steady-medium"],
+...                       data=reviews_df, extract="choice")      # doctest: +SKIP
+
+In Jupyter: ``%load_ext nbtoolkit``, then ``%%orchestrate``.
+
+Importing this package is cheap: pandas and litellm load on first use, so that
+``%load_ext nbtoolkit`` stays fast.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    CacheError,
+    CallError,
+    ConfigError,
+    ExtractionError,
+    ExtractorError,
+    MissingAPIKeyError,
+    ModelError,
+    NbtoolkitError,
+    RecordingsError,
+    RunFailedError,
+    StrategyError,
+    TemplateError,
+)
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .api import aorchestrate, orchestrate
+    from .cache import Cache
+    from .results import RunResult
+    from .spec import Model
+
+_LAZY = {
+    "orchestrate": "api",
+    "aorchestrate": "api",
+    "RunResult": "results",
+    "Model": "spec",
+    "Cache": "cache",
+    "Template": "templating",
+}
+
+__all__ = [
+    "Cache",
+    "CacheError",
+    "CallError",
+    "ConfigError",
+    "ExtractionError",
+    "ExtractorError",
+    "MissingAPIKeyError",
+    "Model",
+    "ModelError",
+    "NbtoolkitError",
+    "RecordingsError",
+    "RunFailedError",
+    "RunResult",
+    "StrategyError",
+    "Template",
+    "TemplateError",
+    "__version__",
+    "aorchestrate",
+    "orchestrate",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nbtoolkit' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,74 @@
+"""The audit log: one JSON line per call, appended as each call finishes.
+
+Each line holds the run id, time, model, parameters (never an API key), a hash of the
+prompt, the output, usage, cost, latency, attempts and error. By default it is
+``<cache dir>/audit.jsonl``; ``audit=False`` turns it off, ``audit="path.jsonl"`` moves it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import redact
+
+_SECRET_PARAMS = {"api_key", "nbt_store"}
+
+
+def prompt_hash(messages: list[dict[str, Any]]) -> str:
+    blob = json.dumps(messages, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class AuditLog:
+    """Appends call records to a JSON Lines file; thread-safe, flushed per line."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = json.dumps(_clean(record), ensure_ascii=False, default=str)
+        with self._lock, self.path.open("a", encoding="utf-8") as fh:
+            fh.write(redact(line) + "\n")
+
+
+def call_record(
+    *,
+    run_id: str,
+    model: str,
+    params: dict[str, Any],
+    messages: list[dict[str, Any]],
+    row: int,
+    sample: int,
+    outcome: Any,
+) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model": model,
+        "row": row,
+        "sample": sample,
+        "params": {k: v for k, v in params.items() if k not in _SECRET_PARAMS},
+        "prompt_sha256": prompt_hash(messages),
+        "output": outcome.output,
+        "prompt_tokens": outcome.prompt_tokens,
+        "completion_tokens": outcome.completion_tokens,
+        "cost_usd": outcome.cost_usd,
+        "latency_s": outcome.latency_s,
+        "attempts": outcome.attempts,
+        "cached": outcome.cached,
+        "error": outcome.error,
+    }
+
+
+def _clean(record: dict[str, Any]) -> dict[str, Any]:
+    # JSON has no NaN: an unknown cost is written as null.
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}

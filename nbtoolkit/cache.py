@@ -1,0 +1,204 @@
+"""The on-disk record of live calls, for re-runs that cost nothing and reports that replay.
+
+One SQLite file (WAL mode, so several processes can write at once) under the user's cache
+folder, or ``$NBTOOLKIT_CACHE_DIR``. An entry is keyed by a hash of the model, the messages,
+every parameter (provider-specific ones too) and the sample index. Errors are never cached.
+
+Modes (``cache=``): ``"use"`` reads then writes, ``"refresh"`` only writes, ``"off"`` neither,
+``"replay-only"`` only reads and makes no call at all (a miss is an error row).
+
+>>> from nbtoolkit.cache import Cache
+>>> Cache().info()                                   # doctest: +SKIP
+{'path': '/home/me/.cache/nbtoolkit/cache.sqlite', 'entries': 120, 'bytes': 98304}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import CacheError, ConfigError
+
+MODES = ("use", "refresh", "off", "replay-only")
+ENV_DIR = "NBTOOLKIT_CACHE_DIR"
+# Parameters that change how a call is made, not what it answers.
+_NOT_IN_KEY = {"api_key", "timeout", "max_retries", "metadata", "nbt_store"}
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ConfigError(f"cache={mode!r} is not a cache mode: use one of {', '.join(MODES)}")
+    return mode
+
+
+def cache_dir() -> Path:
+    """``$NBTOOLKIT_CACHE_DIR``, else the platform's per-user cache folder."""
+    env = os.environ.get(ENV_DIR)
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    elif os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "nbtoolkit"
+
+
+def call_key(
+    model_id: str, messages: list[dict[str, Any]], params: dict[str, Any], sample: int
+) -> str:
+    """The cache key of one call: every input that can change the answer."""
+    kept = {k: v for k, v in params.items() if k not in _NOT_IN_KEY}
+    blob = json.dumps(
+        {"model": model_id, "messages": messages, "params": kept, "sample": sample},
+        sort_keys=True,
+        default=str,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cached reply."""
+
+    key: str
+    model: str
+    prompt: str
+    output: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost_usd: float | None
+    latency_s: float | None
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    output TEXT NOT NULL,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    cost_usd REAL,
+    latency_s REAL,
+    created REAL NOT NULL
+)
+"""
+
+
+class Cache:
+    """A SQLite store of successful replies; safe across threads and processes."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else cache_dir() / "cache.sqlite"
+        self._local = threading.local()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA busy_timeout=30000")
+                conn.execute(_SCHEMA)
+            except sqlite3.Error as exc:
+                raise CacheError(f"cannot open the cache at {self.path}: {exc}") from None
+            self._local.conn = conn
+        return conn
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Entry]:
+        """The entries found for ``keys``, in one pass (re-runs are lookups, not calls)."""
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, Entry] = {}
+        conn = self._conn()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            try:
+                rows = conn.execute(
+                    "SELECT key, model, prompt, output, prompt_tokens, completion_tokens, "
+                    f"cost_usd, latency_s FROM calls WHERE key IN ({marks})",
+                    chunk,
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise CacheError(f"cannot read the cache at {self.path}: {exc}") from None
+            for row in rows:
+                found[row[0]] = Entry(*row)
+        return found
+
+    def put(self, entry: Entry) -> None:
+        try:
+            self._conn().execute(
+                "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.key,
+                    entry.model,
+                    entry.prompt,
+                    entry.output,
+                    entry.prompt_tokens,
+                    entry.completion_tokens,
+                    entry.cost_usd,
+                    entry.latency_s,
+                    time.time(),
+                ),
+            )
+        except sqlite3.Error as exc:
+            raise CacheError(f"cannot write to the cache at {self.path}: {exc}") from None
+
+    def entries(self) -> Iterator[Entry]:
+        cursor = self._conn().execute(
+            "SELECT key, model, prompt, output, prompt_tokens, completion_tokens, cost_usd, "
+            "latency_s FROM calls ORDER BY created"
+        )
+        for row in cursor:
+            yield Entry(*row)
+
+    def info(self) -> dict[str, Any]:
+        count = self._conn().execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+        size = self.path.stat().st_size if self.path.exists() else 0
+        return {"path": str(self.path), "entries": count, "bytes": size}
+
+    def clear(self) -> int:
+        """Delete every entry; returns how many there were."""
+        conn = self._conn()
+        count = conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+        conn.execute("DELETE FROM calls")
+        conn.execute("VACUUM")
+        return int(count)
+
+    def export(self, path: str | os.PathLike[str]) -> int:
+        """Write every entry as a recordings file that ``replay/<model>`` can answer from."""
+        from .providers import recordings
+
+        def records() -> Iterator[dict[str, Any]]:
+            for e in self.entries():
+                record: dict[str, Any] = {"model": e.model, "prompt": e.prompt, "output": e.output}
+                for field in ("prompt_tokens", "completion_tokens", "cost_usd", "latency_s"):
+                    value = getattr(e, field)
+                    if value is not None:
+                        record[field] = value
+                yield record
+
+        return recordings.write(records(), path)
+
+    def integrity_ok(self) -> bool:
+        return self._conn().execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

@@ -1,0 +1,141 @@
+"""Recordings files: JSON Lines of ``model``, ``prompt``, ``output`` (plus optional usage).
+
+The format of ``../shared/data/gsm8k-recorded/recordings.jsonl.gz``, gzip or plain. Loaded
+once per (path, size, mtime) and indexed by (model, exact prompt text) for replay.
+
+>>> store = load(["answers.jsonl"])                        # doctest: +SKIP
+>>> store.get("gpt-4o-2024-08-06", "What is 2+2?").output  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import RecordingsError
+
+ENV_VAR = "NBTOOLKIT_RECORDINGS"
+_OPTIONAL_NUMBERS = ("prompt_tokens", "completion_tokens", "cost_usd", "latency_s")
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One recorded reply."""
+
+    model: str
+    prompt: str
+    output: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+    latency_s: float | None = None
+
+
+class RecordingStore:
+    """Recorded replies indexed by (model name, exact prompt)."""
+
+    def __init__(self, paths: Sequence[Path], records: Iterable[Recording]) -> None:
+        self.paths = tuple(paths)
+        self._index: dict[tuple[str, str], Recording] = {}
+        for record in records:
+            # The first recording of a (model, prompt) wins, as a re-run would have hit it.
+            self._index.setdefault((record.model, record.prompt), record)
+        self.models = frozenset(model for model, _ in self._index)
+
+    def get(self, model: str, prompt: str) -> Recording | None:
+        return self._index.get((model, prompt))
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    @property
+    def key(self) -> str:
+        return os.pathsep.join(str(p) for p in self.paths)
+
+
+def _open(path: Path) -> Iterator[str]:
+    with path.open("rb") as raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+    opener = gzip.open if gz else open
+    with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
+        yield from fh
+
+
+def read(path: Path) -> Iterator[Recording]:
+    """Parse one file, raising ``RecordingsError`` with file and line for a bad line."""
+    try:
+        lines = _open(path)
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise RecordingsError(f"{where}: not valid JSON ({exc.msg})") from None
+            yield _record(obj, where)
+    except OSError as exc:
+        raise RecordingsError(f"cannot read recordings {path}: {exc.strerror or exc}") from None
+
+
+def _record(obj: Any, where: str) -> Recording:
+    if not isinstance(obj, dict):
+        raise RecordingsError(f"{where}: each line must be a JSON object")
+    for field in ("model", "prompt", "output"):
+        if not isinstance(obj.get(field), str):
+            raise RecordingsError(f"{where}: '{field}' must be a string")
+    numbers: dict[str, Any] = {}
+    for field in _OPTIONAL_NUMBERS:
+        value = obj.get(field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise RecordingsError(f"{where}: '{field}' must be a number")
+        numbers[field] = value
+    return Recording(obj["model"], obj["prompt"], obj["output"], **numbers)
+
+
+_LOADED: dict[tuple[tuple[str, int, float], ...], RecordingStore] = {}
+
+
+def resolve_paths(recordings: str | os.PathLike[str] | Sequence[Any] | None) -> list[Path]:
+    """The recordings files to use: the argument, else ``$NBTOOLKIT_RECORDINGS``."""
+    if recordings is None:
+        env = os.environ.get(ENV_VAR, "")
+        raw: list[Any] = [p for p in env.split(os.pathsep) if p]
+    elif isinstance(recordings, (str, os.PathLike)):
+        raw = [recordings]
+    else:
+        raw = list(recordings)
+    paths = [Path(p).expanduser() for p in raw]
+    for path in paths:
+        if not path.is_file():
+            raise RecordingsError(f"recordings file not found: {path}")
+    return paths
+
+
+def load(paths: Sequence[Path]) -> RecordingStore:
+    """Load and index ``paths`` (memoised while the files are unchanged)."""
+    stamp = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime) for p in paths)
+    store = _LOADED.get(stamp)
+    if store is None:
+        records = [r for path in paths for r in read(path)]
+        store = RecordingStore(paths, records)
+        _LOADED.clear()  # keep one set in memory; recordings can be large
+        _LOADED[stamp] = store
+    return store
+
+
+def write(records: Iterable[dict[str, Any]], path: str | os.PathLike[str]) -> int:
+    """Write recordings (gzip when the name ends in .gz); returns how many were written."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    count = 0
+    with opener(path, "wt", encoding="utf-8") as fh:  # type: ignore[operator]
+        for record in records:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    return count

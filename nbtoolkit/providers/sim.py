@@ -1,0 +1,707 @@
+"""Offline simulated models: the pure logic behind the ``sim/<profile>`` model ids.
+
+The simulated models let the README's first command, the demos and the teaching
+notebooks run with no network and no API key. They answer a small built-in bank of
+arithmetic word problems with a configured accuracy, latency and price, so a panel
+of ``sim/...`` models behaves like a real panel: strong models are right more often
+and cost more, cheap ones are fast and make mistakes, and two of them (``budget-a``
+and ``budget-b``) make *correlated* mistakes, which is the case majority voting
+cannot fix.
+
+Everything here is pure and deterministic. All randomness comes from SHA-256 of the
+inputs (profile, prompt, seed, sample), never from the global ``random`` state or
+the clock, so a notebook re-run gives the same table, and the on-disk cache and the
+tests see stable replies. This module does not sleep, does no I/O and imports only
+the standard library; the litellm custom provider that wraps it decides whether to
+actually wait ``SimReply.latency_s``.
+
+Public API::
+
+    QUESTIONS                    the bank, a tuple of frozen ``Question``
+    question_bank()              the bank as [{"id", "question", "answer"}, ...]
+    PROFILES, get_profile()      the simulated models and their parameters
+    simulate(profile, prompt, *, seed=None, sample=0, temperature=None) -> SimReply
+    find_question(prompt)        the bank question quoted in a prompt, or None
+    count_tokens(text)           ~1 token per 4 characters, at least 1
+
+How correlated mistakes are simulated: for a bank question each profile draws a
+uniform ``u`` and is wrong when ``u < 1 - accuracy``. A profile in an
+``error_group`` takes, with probability ``correlation``, the *group's* uniform for
+that (question, seed) instead of its own private one. Choosing one of two uniforms
+(rather than averaging them) keeps ``u`` exactly uniform, so the configured
+accuracy is preserved while the members of a group are wrong on largely the same
+questions. When wrong, the wrong number is likewise the group's shared wrong answer
+with probability ``correlation``, otherwise a private pick among plausible slips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "DEFAULT_SEED",
+    "PROFILES",
+    "QUESTIONS",
+    "Profile",
+    "Question",
+    "SimReply",
+    "count_tokens",
+    "find_question",
+    "get_profile",
+    "question_bank",
+    "simulate",
+]
+
+#: What ``seed=None`` means: a fixed value, so "no seed" is still reproducible.
+DEFAULT_SEED = 0
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+def _unit(*parts: object) -> float:
+    """A uniform float in [0, 1) that depends only on *parts*.
+
+    The parts are joined with a control character (absent from tags, names and
+    numbers) so that ("ab", "c") and ("a", "bc") hash differently. Only the top 53 bits are used: a
+    64-bit integer divided by 2**64 can round up to exactly 1.0 as a float.
+    """
+    data = "\x1f".join(str(p) for p in parts).encode("utf-8")
+    digest = hashlib.sha256(data).digest()
+    return (int.from_bytes(digest[:8], "big") >> 11) / float(1 << 53)
+
+
+class _Draw:
+    """A tiny deterministic number source for building the question bank.
+
+    Hash-based rather than ``random.Random(seed)`` so the bank cannot change with
+    the Python version or with anything else that touches the ``random`` module.
+    """
+
+    def __init__(self, *key: object) -> None:
+        self._key = key
+        self._n = 0
+
+    def unit(self) -> float:
+        self._n += 1
+        return _unit("bank", *self._key, self._n)
+
+    def integer(self, lo: int, hi: int) -> int:
+        """An integer in [lo, hi], both ends included."""
+        return lo + int(self.unit() * (hi - lo + 1))
+
+    def pick(self, options: Sequence[str]) -> str:
+        return options[int(self.unit() * len(options))]
+
+
+# --------------------------------------------------------------------- question bank
+
+
+@dataclass(frozen=True)
+class Question:
+    """One arithmetic word problem of the built-in bank."""
+
+    id: str
+    question: str
+    answer: int
+    topic: str
+
+
+# A number and the working that leads to it, as a model would write it.
+_Worked = tuple[int, str]
+
+
+@dataclass(frozen=True)
+class _Item:
+    """A generated problem with its right working and its plausible slips.
+
+    Kept apart from ``Question`` so the public dataclass stays the four fields users
+    see in a DataFrame, while the simulation still knows *how* each wrong answer
+    comes about (a dropped step, a wrong operation...) and can explain it.
+    """
+
+    question: str
+    topic: str
+    right: _Worked
+    slips: tuple[_Worked, ...]  # template-specific mistakes, most plausible first
+
+
+_NAMES = ("Maya", "Omar", "Lena", "Kofi", "Priya", "Tom", "Aiko", "Diego", "Sara", "Ivan")
+
+
+def _baking(d: _Draw, variant: int) -> _Item:
+    if variant == 0:
+        # The README's example, kept literal so the docs can quote it.
+        a, b, c, food = 12, 18, 150, "cookies"
+    else:
+        food = d.pick(("cookies", "muffins", "bagels", "rolls"))
+        a, b = d.integer(6, 15), d.integer(12, 24)
+        c = 5 * d.integer(8, (a * b - 20) // 5)  # leaves at least 20, so the answer is positive
+    total = a * b
+    ans = total - c
+    return _Item(
+        question=f"A baker makes {a} trays of {b} {food} and sells {c}. How many {food} are left?",
+        topic="baking",
+        right=(ans, f"{a} × {b} = {total} {food}, and {total} - {c} = {ans}"),
+        slips=(
+            (total, f"{a} × {b} = {total}"),  # forgot the ones sold
+            (total + c, f"{a} × {b} = {total} {food}, and {total} + {c} = {total + c}"),
+            (
+                (a - 1) * b - c,
+                f"{a - 1} × {b} = {(a - 1) * b} {food}, and {(a - 1) * b} - {c} = {(a - 1) * b - c}",
+            ),
+        ),
+    )
+
+
+def _money(d: _Draw, variant: int) -> _Item:
+    name = d.pick(_NAMES)
+    thing = d.pick(("notebooks", "pens", "folders", "markers"))
+    a, b = d.integer(3, 9), d.integer(2, 9)
+    cost = a * b
+    c = next(bill for bill in (20, 50, 100) if bill > cost + 1)
+    ans = c - cost
+    return _Item(
+        question=(
+            f"{name} buys {a} {thing} at ${b} each and pays with a ${c} bill. "
+            f"How many dollars of change should {name} get?"
+        ),
+        topic="money",
+        right=(ans, f"{a} × ${b} = ${cost}, and ${c} - ${cost} = ${ans}"),
+        slips=(
+            (cost, f"{a} × ${b} = ${cost}"),  # answered the cost, not the change
+            (c - b, f"${c} - ${b} = ${c - b}"),  # paid for one item only
+        ),
+    )
+
+
+def _speed(d: _Draw, variant: int) -> _Item:
+    vehicle = d.pick(("train", "coach", "truck"))
+    a, b, c = 5 * d.integer(8, 18), d.integer(2, 6), d.integer(12, 75)
+    ans = a * b + c
+    return _Item(
+        question=(
+            f"A {vehicle} travels at {a} km per hour for {b} hours, then another {c} km. "
+            "How many kilometres does it travel in total?"
+        ),
+        topic="speed",
+        right=(ans, f"{a} × {b} = {a * b} km, and {a * b} + {c} = {ans}"),
+        slips=(
+            (a * b, f"{a} × {b} = {a * b}"),  # dropped the last leg
+            (a * b - c, f"{a} × {b} = {a * b} km, and {a * b} - {c} = {a * b - c}"),
+            (a + c, f"{a} + {c} = {a + c}"),  # ignored the hours
+        ),
+    )
+
+
+def _division(d: _Draw, variant: int) -> _Item:
+    name = d.pick(_NAMES)
+    thing = d.pick(("stickers", "marbles", "cards"))
+    k, each = d.integer(3, 8), d.integer(6, 15)
+    g = d.integer(1, each - 2)
+    n = k * each
+    ans = each - g
+    return _Item(
+        question=(
+            f"{name} shares {n} {thing} equally among {k} friends, and each friend then "
+            f"gives {g} away. How many {thing} does each friend have left?"
+        ),
+        topic="division",
+        right=(ans, f"{n} ÷ {k} = {each} each, and {each} - {g} = {ans}"),
+        slips=(
+            (each, f"{n} ÷ {k} = {each}"),  # forgot the ones given away
+            (n - g, f"{n} - {g} = {n - g}"),  # forgot to share
+            (each + g, f"{n} ÷ {k} = {each} each, and {each} + {g} = {each + g}"),
+        ),
+    )
+
+
+def _time(d: _Draw, variant: int) -> _Item:
+    a, b = d.integer(4, 7), 5 * d.integer(7, 11)
+    c, m = d.integer(2, 3), 5 * d.integer(1, 4)
+    lessons, breaks = a * b, c * m
+    ans = lessons + breaks
+    return _Item(
+        question=(
+            f"A school day has {a} lessons of {b} minutes each and {c} breaks of {m} minutes "
+            "each. How many minutes is that altogether?"
+        ),
+        topic="time",
+        right=(
+            ans,
+            f"{a} × {b} = {lessons} minutes of lessons, {c} × {m} = {breaks} minutes of "
+            f"breaks, and {lessons} + {breaks} = {ans}",
+        ),
+        slips=(
+            (
+                lessons + m,
+                f"{a} × {b} = {lessons}, plus one break: {lessons} + {m} = {lessons + m}",
+            ),
+            (lessons, f"{a} × {b} = {lessons}"),  # forgot the breaks
+            ((a + c) * b, f"{a + c} periods × {b} = {(a + c) * b}"),  # breaks as long as lessons
+        ),
+    )
+
+
+def _ages(d: _Draw, variant: int) -> _Item:
+    name = d.pick(_NAMES)
+    a, b, c = d.integer(6, 14), d.integer(2, 9), d.integer(2, 10)
+    now = 3 * a + b
+    ans = now + c
+    return _Item(
+        question=(
+            f"{name} is {a} years old. {name}'s aunt is {b} years older than three times "
+            f"{name}'s age. How old will the aunt be in {c} years?"
+        ),
+        topic="ages",
+        right=(ans, f"3 × {a} = {3 * a}, {3 * a} + {b} = {now} now, and {now} + {c} = {ans}"),
+        slips=(
+            (now, f"3 × {a} = {3 * a}, and {3 * a} + {b} = {now}"),  # answered "now"
+            (3 * (a + c) + b, f"{a} + {c} = {a + c}, 3 × {a + c} = {3 * (a + c)}, plus {b}"),
+            (3 * a + c, f"3 × {a} = {3 * a}, and {3 * a} + {c} = {3 * a + c}"),
+        ),
+    )
+
+
+def _percent(d: _Draw, variant: int) -> _Item:
+    thing = d.pick(("jacket", "lamp", "backpack", "pair of boots"))
+    r = int(d.pick(("10", "20", "25", "30", "40", "50")))
+    p = 20 * d.integer(2, 10)  # a multiple of 20 keeps every discount above a whole dollar
+    off = p * r // 100
+    ans = p - off
+    return _Item(
+        question=f"A {thing} costs ${p} and is on sale for {r}% off. What is the sale price in dollars?",
+        topic="percent",
+        right=(ans, f"{r}% of ${p} is ${off}, and ${p} - ${off} = ${ans}"),
+        slips=(
+            (off, f"{r}% of ${p} is ${off}"),  # answered the discount
+            (p - r, f"${p} - {r} = ${p - r}"),  # took the percent as dollars
+            (p + off, f"{r}% of ${p} is ${off}, and ${p} + ${off} = ${p + off}"),
+        ),
+    )
+
+
+def _rounding(d: _Draw, variant: int) -> _Item:
+    k = int(d.pick(("24", "30", "36", "40", "45", "48", "52")))
+    full = d.integer(2, 6)
+    extra = d.integer(1, k - 1)  # never a multiple of k: the leftover is the whole point
+    n = k * full + extra
+    ans = full + 1
+    return _Item(
+        question=(
+            f"A school is taking {n} students on a trip. Each bus holds {k} students. "
+            "How many buses are needed?"
+        ),
+        topic="rounding",
+        right=(ans, f"{n} ÷ {k} = {full} remainder {extra}, so one more bus: {ans}"),
+        slips=((full, f"{n} ÷ {k} = {full} remainder {extra}, so {full}"),),
+    )
+
+
+_TEMPLATES = (_baking, _money, _speed, _division, _time, _ages, _percent, _rounding)
+_VARIANTS = 5  # 8 templates x 5 = 40 questions
+
+
+def _build_bank() -> tuple[tuple[Question, ...], dict[str, _Item]]:
+    questions: list[Question] = []
+    items: dict[str, _Item] = {}
+    # Variant-major order interleaves the topics, so any prefix of the bank
+    # (e.g. ``QUESTIONS[:8]`` in a quick demo) covers every kind of problem.
+    for variant in range(_VARIANTS):
+        for template in _TEMPLATES:
+            item = template(_Draw(template.__name__, variant), variant)
+            qid = f"sim-{len(questions) + 1:03d}"
+            value, working = item.right
+            # The generic slips rewrite the last number of the right working, so it must end with it.
+            assert working.endswith(str(value)), (qid, working)
+            questions.append(Question(qid, item.question, value, item.topic))
+            items[qid] = item
+    return tuple(questions), items
+
+
+_BANK = _build_bank()
+QUESTIONS: tuple[Question, ...] = _BANK[0]
+_ITEMS: dict[str, _Item] = _BANK[1]
+
+
+def question_bank() -> list[dict[str, object]]:
+    """The bank as rows, ready for ``pandas.DataFrame(question_bank())``."""
+    return [{"id": q.id, "question": q.question, "answer": q.answer} for q in QUESTIONS]
+
+
+def _squash(text: str) -> str:
+    # Prompt templates re-wrap text; comparing whitespace-collapsed strings keeps a
+    # question recognisable after "{question}\n\nAnswer with a number." and the like.
+    return " ".join(text.split())
+
+
+_SQUASHED = tuple((_squash(q.question), q) for q in QUESTIONS)
+
+
+def find_question(prompt: str) -> Question | None:
+    """The bank question whose text appears in *prompt* (whitespace-insensitive), else None."""
+    text = _squash(prompt)
+    found = [(len(s), q) for s, q in _SQUASHED if s in text]
+    # If a prompt quotes several, the longest is the most specific match.
+    return max(found, key=lambda pair: pair[0])[1] if found else None
+
+
+def _wrong_answers(qid: str) -> tuple[list[_Worked], list[float]]:
+    """Plausible wrong answers for one question, with their relative weights.
+
+    Template slips (a dropped step, a wrong operation) come first and weigh more,
+    as those are what models get wrong most; then generic arithmetic slips on the
+    last step (off by one, and off by ten, a carry, for multi-digit answers).
+    """
+    item = _ITEMS[qid]
+    value, working = item.right
+    head = working[: -len(str(value))]
+    generic = [(value + 1, head + str(value + 1)), (value - 1, head + str(value - 1))]
+    if value >= 20:
+        generic += [(value + 10, head + str(value + 10)), (value - 10, head + str(value - 10))]
+    seen = {value}
+    out: list[_Worked] = []
+    weights: list[float] = []
+    for weight, group in ((3.0, item.slips), (1.0, tuple(generic))):
+        for number, text in group:
+            if number > 0 and number not in seen:  # a negative count is not plausible
+                seen.add(number)
+                out.append((number, text))
+                weights.append(weight)
+    return out, weights
+
+
+# ------------------------------------------------------------------------- profiles
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One simulated model: how often it is right, how fast, how expensive."""
+
+    name: str
+    description: str
+    accuracy: float
+    latency_s: float
+    latency_jitter: float
+    input_cost_per_token: float
+    output_cost_per_token: float
+    error_group: str | None
+    correlation: float
+    format_failure_rate: float
+
+    def __post_init__(self) -> None:
+        # Catch a bad custom profile here rather than as a baffling simulation result.
+        if not self.name or "/" in self.name:
+            raise ValueError(f"profile name must be non-empty without '/': {self.name!r}")
+        for field in ("accuracy", "correlation", "format_failure_rate", "latency_jitter"):
+            value = getattr(self, field)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{self.name}: {field} must be in [0, 1], got {value}")
+        for field in ("latency_s", "input_cost_per_token", "output_cost_per_token"):
+            if getattr(self, field) < 0:
+                raise ValueError(f"{self.name}: {field} must be >= 0")
+
+
+def _profiles(*profiles: Profile) -> dict[str, Profile]:
+    return {p.name: p for p in profiles}
+
+
+# Prices are USD per token, as in litellm's price table, in the range of real models
+# of each tier, so cost columns in demos look like real ones.
+PROFILES: dict[str, Profile] = _profiles(
+    Profile(
+        name="oracle-large",
+        description="simulated: strong, slow, expensive (frontier-like)",
+        accuracy=0.95,
+        latency_s=2.5,
+        latency_jitter=0.3,
+        input_cost_per_token=2.5e-6,
+        output_cost_per_token=1e-5,
+        error_group=None,
+        correlation=0.0,
+        format_failure_rate=0.01,
+    ),
+    Profile(
+        name="steady-medium",
+        description="simulated: good, mid-priced, mid-speed",
+        accuracy=0.88,
+        latency_s=1.2,
+        latency_jitter=0.25,
+        input_cost_per_token=8e-7,
+        output_cost_per_token=3.2e-6,
+        error_group=None,
+        correlation=0.0,
+        format_failure_rate=0.03,
+    ),
+    Profile(
+        name="swift-mini",
+        description="simulated: cheap and fast, decent",
+        accuracy=0.80,
+        latency_s=0.6,
+        latency_jitter=0.3,
+        input_cost_per_token=1.5e-7,
+        output_cost_per_token=6e-7,
+        error_group=None,
+        correlation=0.0,
+        format_failure_rate=0.05,
+    ),
+    Profile(
+        name="budget-a",
+        description="simulated: cheap; shares its mistakes with budget-b (correlated errors)",
+        accuracy=0.75,
+        latency_s=0.8,
+        latency_jitter=0.35,
+        input_cost_per_token=1e-7,
+        output_cost_per_token=4e-7,
+        error_group="budget",
+        correlation=0.8,
+        format_failure_rate=0.08,
+    ),
+    Profile(
+        name="budget-b",
+        description="simulated: cheap; shares its mistakes with budget-a (correlated errors)",
+        accuracy=0.75,
+        latency_s=0.9,
+        latency_jitter=0.35,
+        input_cost_per_token=1.2e-7,
+        output_cost_per_token=4.8e-7,
+        error_group="budget",
+        correlation=0.8,
+        format_failure_rate=0.08,
+    ),
+    Profile(
+        name="coin-flip",
+        description="simulated: mostly wrong, for teaching what a bad panel member does",
+        accuracy=0.35,
+        latency_s=0.3,
+        latency_jitter=0.5,
+        input_cost_per_token=5e-8,
+        output_cost_per_token=2e-7,
+        error_group=None,
+        correlation=0.0,
+        format_failure_rate=0.10,
+    ),
+)
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called *name* (a leading ``sim/`` is accepted); KeyError lists the known ones."""
+    key = name.removeprefix("sim/")
+    try:
+        return PROFILES[key]
+    except KeyError:
+        known = ", ".join(sorted(PROFILES))
+        raise KeyError(f"unknown simulated model {name!r}; known profiles: {known}") from None
+
+
+# ----------------------------------------------------------------------- simulation
+
+
+@dataclass(frozen=True)
+class SimReply:
+    """What one simulated call returns; the caller decides whether to sleep ``latency_s``."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    cost_usd: float
+
+
+def count_tokens(text: str) -> int:
+    """A cheap deterministic token estimate: ~1 token per 4 characters, at least 1."""
+    return max(1, (len(text) + 3) // 4)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """The inputs every private draw of one call is keyed on."""
+
+    profile: Profile
+    prompt: str
+    seed: int
+    sample: int  # already collapsed to 0 at temperature 0
+
+    def unit(self, tag: str) -> float:
+        return _unit("private", tag, self.profile.name, self.prompt, self.seed, self.sample)
+
+    def shared(self, tag: str, key: str) -> float:
+        # Keyed on the group, not the profile or the sample: every member of the group
+        # sees the same value for the same (question, seed), which is what correlates them.
+        return _unit("shared", tag, self.profile.error_group, key, self.seed)
+
+    def mixed(self, tag: str, key: str) -> float:
+        """The group's uniform with probability ``correlation``, else a private one.
+
+        Selecting (not averaging) keeps the result exactly uniform, so thresholds on
+        it keep their configured probabilities.
+        """
+        p = self.profile
+        if p.error_group is not None and self.unit(tag + ":share") < p.correlation:
+            return self.shared(tag, key)
+        return self.unit(tag)
+
+
+def _weighted_index(weights: Sequence[float], u: float) -> int:
+    target = u * sum(weights)
+    for i, w in enumerate(weights):
+        target -= w
+        if target < 0:
+            return i
+    return len(weights) - 1
+
+
+_OPENERS = ("Let me work through it:", "Working step by step:", "Let's solve it:")
+
+
+def _number_reply(call: _Call, value: int, working: str) -> str:
+    opener = _OPENERS[int(call.unit("opener") * len(_OPENERS))]
+    prose = f"{opener} {working}."
+    body = json.dumps({"reasoning": working, "answer": str(value)}, ensure_ascii=False)
+    if call.unit("format") < call.profile.format_failure_rate:
+        if call.unit("format:kind") < 0.5:
+            # Prose only, as when a model ignores the JSON instruction: the number is
+            # still stated, so a "number" extractor can recover it and a JSON one cannot.
+            return f"{prose} The answer is {value}."
+        # Cut off mid-JSON, as when max_tokens is hit: no closing brace, no closing fence.
+        cut = int(len(body) * (0.3 + 0.6 * call.unit("format:cut")))
+        return f"{prose}\n\n```json\n{body[:cut]}"
+    return f"{prose}\n\n```json\n{body}\n```"
+
+
+def _bank_reply(call: _Call, question: Question) -> str:
+    wrong = call.mixed("wrong", question.id) < 1.0 - call.profile.accuracy
+    if not wrong:
+        return _number_reply(call, *_ITEMS[question.id].right)
+    answers, weights = _wrong_answers(question.id)
+    value, working = answers[_weighted_index(weights, call.mixed("slip", question.id))]
+    return _number_reply(call, value, working)
+
+
+# Choice prompts: demos of sentiment or multiple choice need answers that agree and
+# disagree across profiles. Kept deliberately simple.
+_LETTER = re.compile(r"(?:^|\s)\(([A-J])\)|^\s*([A-J])[.)]\s", re.MULTILINE)
+# A tiny sentiment lexicon for the simulated "truth" of a review. (noqa: a word list
+# reads better as a sentence than as 20 one-word lines of literals.)
+_POSITIVE = frozenset(
+    (  # noqa: SIM905
+        "love loved lovely great excellent good wonderful amazing best happy enjoyed enjoy "
+        "fantastic delightful recommend perfect brilliant nice pleased superb"
+    ).split()
+)
+_NEGATIVE = frozenset(
+    (  # noqa: SIM905
+        "hate hated terrible awful bad worst boring poor disappointing disappointed broken "
+        "waste sad refund rude slow useless horrible annoying"
+    ).split()
+)
+
+
+def _choice_labels(prompt: str) -> list[str] | None:
+    letters: list[str] = []
+    for m in _LETTER.finditer(prompt):
+        letter = m.group(1) or m.group(2)
+        if letter not in letters:
+            letters.append(letter)
+    if len(letters) >= 2:
+        return letters
+    low = prompt.lower()
+    if "positive" in low and "negative" in low:
+        return ["positive", "negative"] + [w for w in ("neutral", "mixed") if w in low]
+    if re.search(r"\byes\s*(?:or|/)\s*no\b", low):
+        return ["yes", "no"]
+    if re.search(r"\btrue\s*(?:or|/)\s*false\b", low):
+        return ["true", "false"]
+    return None
+
+
+def _true_label(prompt: str, labels: list[str]) -> str:
+    """The label the simulated world deems right: same for every profile and seed."""
+    if "positive" in labels:
+        words = re.findall(r"[a-z]+", prompt.lower())
+        score = sum(w in _POSITIVE for w in words) - sum(w in _NEGATIVE for w in words)
+        if score:
+            return "positive" if score > 0 else "negative"
+        if "neutral" in labels:
+            return "neutral"
+    return labels[int(_unit("truth", _squash(prompt)) * len(labels))]
+
+
+def _choice_reply(call: _Call, labels: list[str]) -> str:
+    key = _squash(call.prompt)
+    label = _true_label(call.prompt, labels)
+    if call.mixed("wrong", key) < 1.0 - call.profile.accuracy:
+        # A model that does not know guesses among all the labels (it can guess right):
+        # on two labels even coin-flip lands near chance rather than below it.
+        label = labels[int(call.mixed("guess", key) * len(labels))]
+    shown = f"({label})" if len(label) == 1 else label
+    tag = f"[simulated {call.profile.name}]"
+    if call.unit("format") < call.profile.format_failure_rate:
+        return f"{tag} The answer is {shown}."
+    body = json.dumps({"answer": label})
+    return f"{tag} The answer is {shown}.\n\n```json\n{body}\n```"
+
+
+_GENERIC = (
+    "A short reply to: {excerpt}",
+    "Here is a brief answer about: {excerpt}",
+    "No real model was called; this stands in for an answer to: {excerpt}",
+)
+
+
+def _generic_reply(call: _Call) -> str:
+    text = _squash(call.prompt)
+    excerpt = text[:60] + ("..." if len(text) > 60 else "")
+    phrase = _GENERIC[int(call.unit("generic") * len(_GENERIC))]
+    return f"[simulated {call.profile.name}] " + phrase.format(excerpt=excerpt)
+
+
+def simulate(
+    profile: str,
+    prompt: str,
+    *,
+    seed: int | None = None,
+    sample: int = 0,
+    temperature: float | None = None,
+) -> SimReply:
+    """One simulated completion of *prompt* by *profile*, deterministic in all its inputs.
+
+    ``seed=None`` is ``DEFAULT_SEED``. At ``temperature == 0`` the ``sample`` index is
+    ignored (greedy decoding repeats itself); otherwise (including ``None``, the
+    providers' default) each sample is an independent draw. Temperature does not
+    change accuracy, so the configured accuracy is what a notebook measures.
+    """
+    p = get_profile(profile)
+    if temperature is not None and temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if sample < 0:
+        raise ValueError(f"sample must be >= 0, got {sample}")
+    call = _Call(
+        profile=p,
+        prompt=prompt,
+        seed=DEFAULT_SEED if seed is None else seed,
+        sample=0 if temperature == 0 else sample,
+    )
+
+    question = find_question(prompt)
+    if question is not None:
+        text = _bank_reply(call, question)
+    elif (labels := _choice_labels(prompt)) is not None:
+        text = _choice_reply(call, labels)
+    else:
+        text = _generic_reply(call)
+
+    prompt_tokens, completion_tokens = count_tokens(prompt), count_tokens(text)
+    u = 2.0 * call.unit("latency") - 1.0  # in [-1, 1)
+    return SimReply(
+        text=text,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        latency_s=p.latency_s * (1.0 + p.latency_jitter * u),
+        cost_usd=prompt_tokens * p.input_cost_per_token
+        + completion_tokens * p.output_cost_per_token,
+    )

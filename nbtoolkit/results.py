@@ -1,0 +1,140 @@
+"""``RunResult``: the frames a run returns, and the numbers people ask of them.
+
+>>> res.outputs      # one row per (input row, model, sample)           # doctest: +SKIP
+>>> res.consensus    # one row per input row                            # doctest: +SKIP
+>>> res.totals()     # calls, errors, tokens, cost, wall time           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+OUTPUT_COLUMNS = [
+    "row",
+    "model",
+    "sample",
+    "output",
+    "answer",
+    "valid",
+    "error",
+    "latency_s",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "cached",
+    "attempts",
+]
+CONSENSUS_COLUMNS = ["row", "answer", "confidence", "agreement", "n_valid", "strategy", "cost_usd"]
+
+
+@dataclass
+class RunResult:
+    """Every model's output and the consensus of a run, as pandas DataFrames."""
+
+    outputs: pd.DataFrame
+    consensus: pd.DataFrame
+    run_id: str
+    models: list[str]
+    strategy: str
+    prompt: str
+    wall_s: float
+    cancelled: bool = False
+    simulated: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> pd.DataFrame:
+        """The rows of ``outputs`` whose call failed (no reply at all)."""
+        return self.outputs[self.outputs["output"].isna()]
+
+    @property
+    def answers(self) -> pd.DataFrame:
+        """One row per input row, one column per model: who answered what, side by side."""
+        first = self.outputs[self.outputs["sample"] == 0]
+        table = first.pivot(index="row", columns="model", values="answer")
+        return table.reindex(columns=self.models)
+
+    def disagreements(self) -> pd.DataFrame:
+        """The consensus rows where the valid answers were not unanimous."""
+        return self.consensus[self.consensus["agreement"] < 1.0]
+
+    def totals(self) -> dict[str, Any]:
+        """Calls, failures, tokens, cost (NaN if any price is unknown) and wall time."""
+        out = self.outputs
+        cost = out["cost_usd"]
+        return {
+            "calls": len(out),
+            "failed": int(out["output"].isna().sum()),
+            "invalid": int((~out["valid"]).sum()),
+            "cached": int(out["cached"].sum()),
+            "prompt_tokens": int(out["prompt_tokens"].sum(skipna=True)),
+            "completion_tokens": int(out["completion_tokens"].sum(skipna=True)),
+            "cost_usd": float(cost.sum()) if cost.notna().all() else math.nan,
+            "known_cost_usd": float(cost.sum(skipna=True)),
+            "spent_usd": float(cost[~out["cached"]].sum(skipna=True)),
+            "wall_s": self.wall_s,
+        }
+
+    def per_model(self) -> pd.DataFrame:
+        """Per model: calls, valid share, errors, mean latency, tokens and cost."""
+        grouped = self.outputs.groupby("model", sort=False)
+        table = pd.DataFrame(
+            {
+                "calls": grouped.size(),
+                "valid": grouped["valid"].mean(),
+                "failed": grouped["output"].apply(lambda s: int(s.isna().sum())),
+                "latency_s": grouped["latency_s"].median(),
+                "prompt_tokens": grouped["prompt_tokens"].sum(),
+                "completion_tokens": grouped["completion_tokens"].sum(),
+                "cost_usd": grouped["cost_usd"].apply(
+                    lambda s: float(s.sum()) if s.notna().all() else math.nan
+                ),
+            }
+        )
+        return table.reindex(self.models)
+
+    def _summary_line(self) -> str:
+        t = self.totals()
+        cost = "unknown" if math.isnan(t["cost_usd"]) else f"${t['cost_usd']:.4f}"
+        parts = [
+            f"{len(self.consensus)} row(s) x {len(self.models)} model(s)",
+            f"strategy={self.strategy}",
+            f"{t['calls']} calls ({t['failed']} failed, {t['invalid']} invalid, {t['cached']} cached)",
+            f"cost {cost}",
+            f"{self.wall_s:.2f}s",
+        ]
+        if self.cancelled:
+            parts.append("CANCELLED: unfinished calls are error rows")
+        return "RunResult: " + ", ".join(parts)
+
+    def __repr__(self) -> str:
+        lines = [self._summary_line()]
+        if self.simulated:
+            lines.append("simulated models (not real LLMs): " + ", ".join(self.simulated))
+        lines += [f"warning: {w}" for w in self.warnings]
+        with pd.option_context("display.max_colwidth", 40, "display.width", 120):
+            lines.append(repr(self.consensus.drop(columns=["strategy"], errors="ignore").head(20)))
+        lines.append("-> .outputs for every model's reply, .consensus for the frame above")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        note = ""
+        if self.simulated:
+            note = (
+                "<p><em>Simulated models (not real LLMs): "
+                + html.escape(", ".join(self.simulated))
+                + "</em></p>"
+            )
+        for w in self.warnings:
+            note += f"<p style='color:#b45309'>warning: {html.escape(w)}</p>"
+        table = self.consensus.head(50).to_html(classes="nbtoolkit-consensus", border=0)
+        return (
+            f"<div class='nbtoolkit-result'><p><strong>{html.escape(self._summary_line())}</strong></p>"
+            f"{note}{table}</div>"
+        )

@@ -1,0 +1,295 @@
+"""Async fan-out of calls: concurrency limits, retries with backoff, timeouts, cache, progress.
+
+The runner never raises for a failed call: every call it is given comes back as exactly one
+``Outcome``, with an output or an error. Cancelling the run (Ctrl-C, a Cancel button) ends
+the calls in flight and marks the ones not finished as cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import providers
+from .cache import Cache, Entry, call_key
+from .errors import CacheError, redact
+from .spec import Model
+
+
+@dataclass
+class Call:
+    """One request: a model, a rendered conversation, a sample index."""
+
+    index: int
+    row: int
+    model: Model
+    position: int  # the model's place in the models list
+    sample: int
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]
+    key: str = ""
+
+
+@dataclass
+class Outcome:
+    """What became of one call."""
+
+    output: str | None = None
+    error: str | None = None
+    latency_s: float = math.nan
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float = math.nan
+    cached: bool = False
+    attempts: int = 0
+
+
+@dataclass
+class Progress:
+    """Counts per model, handed to the progress callback after every finished call."""
+
+    total: dict[str, int] = field(default_factory=dict)
+    done: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+    cost_usd: float = 0.0
+    finished: bool = False
+
+    @property
+    def completed(self) -> int:
+        return sum(self.done.values()) + sum(self.failed.values())
+
+    @property
+    def all(self) -> int:
+        return sum(self.total.values())
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter; a server's ``Retry-After`` is honoured."""
+
+    retries: int = 2
+    base_s: float = 0.5
+    max_s: float = 30.0
+    max_retry_after_s: float = 120.0
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.max_retry_after_s)
+        return rng.uniform(0, min(self.max_s, self.base_s * 2 ** (attempt - 1)))
+
+
+ProgressCallback = Callable[[Progress], None]
+Sleep = Callable[[float], Awaitable[Any]]
+
+
+class Runner:
+    """Runs a list of calls and returns one outcome per call, in order."""
+
+    def __init__(
+        self,
+        *,
+        concurrency: int = 16,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        cache: Cache | None = None,
+        cache_mode: str = "off",
+        progress: ProgressCallback | None = None,
+        on_outcome: Callable[[Call, Outcome], None] | None = None,
+        sleep: Sleep = asyncio.sleep,
+        seed: int | None = None,
+    ) -> None:
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.cache = cache
+        self.cache_mode = cache_mode
+        self.progress_cb = progress
+        self.on_outcome = on_outcome
+        self.sleep = sleep
+        self.rng = random.Random(seed)
+        self.state = Progress()
+        self.cancelled = False
+        self.warnings: list[str] = []
+        self.outcomes: list[Outcome | None] = []
+
+    async def run(self, calls: list[Call]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(calls)
+        for call in calls:
+            label = call.model.label
+            self.state.total[label] = self.state.total.get(label, 0) + 1
+            self.state.done.setdefault(label, 0)
+            self.state.failed.setdefault(label, 0)
+
+        pending = self._from_cache(calls, outcomes)
+        if pending:
+            await providers.warm_up()
+        limit = asyncio.Semaphore(self.concurrency)
+        per_model = {
+            c.model.label: asyncio.Semaphore(c.model.max_concurrency)
+            for c in pending
+            if c.model.max_concurrency
+        }
+
+        async def one(call: Call) -> None:
+            model_limit = per_model.get(call.model.label)
+            async with limit:
+                if model_limit is not None:
+                    async with model_limit:
+                        outcome = await self._call(call)
+                else:
+                    outcome = await self._call(call)
+            outcomes[call.index] = outcome
+            self._finished(call, outcome)
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        tasks = [asyncio.ensure_future(one(c)) for c in pending]
+        try:
+            if tasks:
+                everything: asyncio.Future[Any] = asyncio.gather(*tasks)
+                stopped: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
+                await asyncio.wait([everything, stopped], return_when=asyncio.FIRST_COMPLETED)
+                stopped.cancel()
+                if not everything.done():
+                    self.cancelled = True
+                    everything.cancel()
+                await asyncio.gather(everything, return_exceptions=True)
+                if everything.done() and not everything.cancelled() and everything.exception():
+                    raise everything.exception()  # type: ignore[misc]
+        except asyncio.CancelledError:
+            self.cancelled = True
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        finally:
+            for call in calls:
+                if outcomes[call.index] is None:
+                    outcomes[call.index] = Outcome(error="Cancelled: the run was stopped first")
+            self.outcomes = outcomes
+            self.state.finished = True
+            self._report()
+        return [o for o in outcomes if o is not None]
+
+    def cancel(self) -> None:
+        """Stop the run from any thread: calls in flight end, finished rows are kept."""
+        self.cancelled = True
+        loop, stop = getattr(self, "_loop", None), getattr(self, "_stop", None)
+        if loop is not None and stop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)
+
+    def _from_cache(self, calls: list[Call], outcomes: list[Outcome | None]) -> list[Call]:
+        """Fill outcomes for cached calls; return the calls still to make."""
+        live = [c for c in calls if not providers.is_offline(c.model.id)]
+        for call in live:
+            call.key = call_key(call.model.id, call.messages, call.params, call.sample)
+        found: dict[str, Entry] = {}
+        if self.cache is not None and self.cache_mode in ("use", "replay-only") and live:
+            found = self.cache.get_many(c.key for c in live)
+        pending = []
+        for call in calls:
+            entry = found.get(call.key) if call.key else None
+            if entry is not None:
+                outcome = Outcome(
+                    output=entry.output,
+                    latency_s=entry.latency_s if entry.latency_s is not None else math.nan,
+                    prompt_tokens=entry.prompt_tokens,
+                    completion_tokens=entry.completion_tokens,
+                    cost_usd=entry.cost_usd if entry.cost_usd is not None else math.nan,
+                    cached=True,
+                    attempts=0,
+                )
+            elif call.key and self.cache_mode == "replay-only":
+                outcome = Outcome(
+                    error="NotInCache: cache='replay-only' and this call was never recorded; "
+                    "run once with cache='use' to record it",
+                    attempts=0,
+                )
+            else:
+                pending.append(call)
+                continue
+            outcomes[call.index] = outcome
+            self._finished(call, outcome, report=False)
+        self._report()
+        return pending
+
+    async def _call(self, call: Call) -> Outcome:
+        timeout = call.model.timeout or self.timeout
+        attempts = 0
+        while True:
+            attempts += 1
+            start = time.perf_counter()
+            try:
+                coro = providers.complete(call.model, call.messages, call.params, timeout)
+                # litellm's own timeout covers the HTTP request; this one covers everything.
+                reply = await (asyncio.wait_for(coro, timeout + 1.0) if timeout else coro)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                retryable, retry_after = providers.retry_hint(exc)
+                if not retryable or attempts > self.retry.retries:
+                    return Outcome(
+                        error=redact(providers.describe_error(exc)),
+                        latency_s=time.perf_counter() - start,
+                        cost_usd=0.0 if providers.price_known(call.model) else math.nan,
+                        attempts=attempts,
+                    )
+                await self.sleep(self.retry.delay(attempts, retry_after, self.rng))
+                continue
+            latency = time.perf_counter() - start
+            outcome = Outcome(
+                output=reply.text,
+                latency_s=reply.latency_s if reply.latency_s is not None else latency,
+                prompt_tokens=reply.prompt_tokens,
+                completion_tokens=reply.completion_tokens,
+                cost_usd=reply.cost_usd,
+                attempts=attempts,
+            )
+            self._store(call, outcome)
+            return outcome
+
+    def _store(self, call: Call, outcome: Outcome) -> None:
+        if self.cache is None or not call.key or self.cache_mode not in ("use", "refresh"):
+            return
+        prompt = next(
+            (m["content"] for m in reversed(call.messages) if m.get("role") == "user"), ""
+        )
+        entry = Entry(
+            key=call.key,
+            model=call.model.id,
+            prompt=prompt if isinstance(prompt, str) else str(prompt),
+            output=outcome.output or "",
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=outcome.completion_tokens,
+            cost_usd=None if math.isnan(outcome.cost_usd) else outcome.cost_usd,
+            latency_s=outcome.latency_s,
+        )
+        try:
+            self.cache.put(entry)
+        except CacheError as exc:
+            # A full disk must not cost the user the answer they just paid for: keep the
+            # answer, and say once that it was not recorded.
+            if not self.warnings:
+                self.warnings.append(f"{exc}; answers were kept but not cached")
+
+    def _finished(self, call: Call, outcome: Outcome, report: bool = True) -> None:
+        label = call.model.label
+        if outcome.error is None:
+            self.state.done[label] += 1
+        else:
+            self.state.failed[label] += 1
+        if not outcome.cached and not math.isnan(outcome.cost_usd):
+            self.state.cost_usd += outcome.cost_usd
+        if self.on_outcome is not None:
+            self.on_outcome(call, outcome)
+        if report:
+            self._report()
+
+    def _report(self) -> None:
+        if self.progress_cb is not None:
+            self.progress_cb(self.state)

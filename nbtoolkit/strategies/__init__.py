@@ -1,0 +1,62 @@
+"""Consensus strategies, in a registry: the built-ins register the same way yours do.
+
+A strategy turns the candidates of one input row (every model's extracted answer) into one
+``Verdict``. Select one with ``orchestrate(strategy="vote")`` or pass an instance.
+
+>>> from nbtoolkit.strategies import register, Verdict
+>>> @register("loudest")
+... class Loudest:
+...     name = "loudest"
+...     def combine(self, candidates):
+...         best = max((c for c in candidates if c.valid), key=lambda c: len(str(c.answer)))
+...         return Verdict(best.answer, confidence=0.5, agreement=0.5, n_valid=1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import StrategyError
+from .base import Candidate, Strategy, Verdict, answer_key
+
+__all__ = ["Candidate", "Strategy", "Verdict", "answer_key", "get", "names", "register"]
+
+_REGISTRY: dict[str, Callable[..., Strategy]] = {}
+
+
+def register(name: str, factory: Callable[..., Strategy] | None = None) -> Any:
+    """Register a strategy class (or factory) under ``name``; usable as a decorator."""
+
+    def add(obj: Callable[..., Strategy]) -> Callable[..., Strategy]:
+        _REGISTRY[name] = obj
+        return obj
+
+    return add(factory) if factory is not None else add
+
+
+def names() -> list[str]:
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def get(spec: str | Strategy, **options: Any) -> Strategy:
+    """A strategy instance from a registered name (with options) or an instance as is."""
+    _load_builtins()
+    if not isinstance(spec, str):
+        if callable(getattr(spec, "combine", None)):
+            return spec
+        raise StrategyError(
+            f"strategy= must be a name or an object with a combine() method, not {type(spec).__name__}"
+        )
+    if spec not in _REGISTRY:
+        raise StrategyError(f"unknown strategy {spec!r}. Known: {', '.join(sorted(_REGISTRY))}")
+    try:
+        return _REGISTRY[spec](**options)
+    except TypeError as exc:
+        raise StrategyError(f"strategy {spec!r}: {exc}") from None
+
+
+def _load_builtins() -> None:
+    if "vote" not in _REGISTRY:
+        from . import vote  # noqa: F401  (registers itself)
