@@ -1,8 +1,9 @@
 """Prompt templates: ``{name}`` is filled in, every other brace stays as it is.
 
 ``str.format`` breaks on the first literal ``{`` of a JSON example, so templates are parsed
-here instead: ``{identifier}`` is a variable, ``{{`` and ``}}`` are literal braces, and any
-other brace text (``{"answer": 42}``, ``{ }``) is kept byte for byte.
+here instead: ``{identifier}`` is a variable, ``{{`` and ``}}`` are literal braces (a ``}}``
+only when it closes a ``{{``, since nested JSON ends in ``}}``), and any other brace text
+(``{"answer": {"value": 42}}``, ``{ }``) is kept byte for byte.
 
 >>> Template('Reply as {"label": ...} for: {review}').render({"review": "Great!"})
 'Reply as {"label": ...} for: Great!'
@@ -31,14 +32,18 @@ class Template:
         # Alternating literal strings and variable names, so rendering is a join.
         parts: list[tuple[bool, str]] = []
         pos = 0
+        # "}}" is an escape only when it closes a "{{" escape: nested JSON ends in "}}" too.
+        open_escapes = 0
         for match in _TOKEN.finditer(text):
             if match.start() > pos:
                 parts.append((False, text[pos : match.start()]))
             token = match.group(0)
             if token == "{{":
                 parts.append((False, "{"))
+                open_escapes += 1
             elif token == "}}":
-                parts.append((False, "}"))
+                parts.append((False, "}" if open_escapes else "}}"))
+                open_escapes = max(0, open_escapes - 1)
             else:
                 parts.append((True, match.group(1)))
             pos = match.end()

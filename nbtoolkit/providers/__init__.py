@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import MissingAPIKeyError, ModelError
+from ..errors import MissingAPIKeyError, ModelError, NbtoolkitError
 from ..spec import Model
 
 __all__ = [
@@ -279,8 +279,22 @@ _FINAL = {
 }
 
 
+def _own_error(exc: BaseException) -> NbtoolkitError | None:
+    """Our exception inside litellm's wrapper (a custom provider's errors get wrapped)."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 10:
+        if isinstance(current, NbtoolkitError):
+            return current
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return None
+
+
 def retry_hint(exc: BaseException) -> tuple[bool, float | None]:
     """``(retryable, retry_after_seconds)`` for an exception raised by a call."""
+    if _own_error(exc) is not None:
+        return False, None  # a replay miss or an offline model's refusal: asking again won't help
     if isinstance(exc, asyncio.TimeoutError):
         return True, None
     names = {cls.__name__ for cls in type(exc).__mro__}
@@ -315,6 +329,7 @@ def describe_error(exc: BaseException) -> str:
     """One readable line for an error row: the class name and the first line of its message."""
     if isinstance(exc, asyncio.TimeoutError):
         return "Timeout: no reply within the timeout"
+    exc = _own_error(exc) or exc
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     message = message.replace("litellm.", "")
     name = type(exc).__name__
