@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from nbtoolkit.errors import ModelError
 from nbtoolkit.spec import Model, as_models
@@ -27,7 +28,7 @@ def test_model_is_frozen_and_validates() -> None:
     with pytest.raises(ModelError, match="temperature"):
         Model("x", temperature=-1)
     m = Model("x")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         m.weight = 2  # type: ignore[misc]
 
 

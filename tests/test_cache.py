@@ -1,0 +1,165 @@
+"""Record and replay: the SQLite cache, its modes, export to recordings, the audit log."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pandas as pd
+import pytest
+
+import nbtoolkit as nbt
+from nbtoolkit.cache import Cache, cache_dir, call_key
+from nbtoolkit.testing import FakeOpenAIServer
+
+from .conftest import CANARY_KEY
+
+FRAME_COLS = [
+    "row",
+    "model",
+    "sample",
+    "output",
+    "answer",
+    "valid",
+    "error",
+    "prompt_tokens",
+    "completion_tokens",
+]
+
+
+def model(server: FakeOpenAIServer, name: str = "local-a", **kw) -> nbt.Model:
+    return nbt.Model(f"openai/{name}", api_base=server.base_url, api_key_env="LOCAL_KEY", **kw)
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch) -> None:
+    monkeypatch.setenv("LOCAL_KEY", CANARY_KEY)
+
+
+@pytest.fixture
+def data() -> pd.DataFrame:
+    return pd.DataFrame({"q": [f"What is {i} + {i}?" for i in range(5)]})
+
+
+def test_second_identical_run_makes_no_call_and_returns_equal_frames(data) -> None:
+    with FakeOpenAIServer(reply=lambda req: "The answer is 7") as server:
+        models = [model(server, "a"), model(server, "b")]
+        first = nbt.orchestrate("{q}", models, data=data, extract="number", samples=2)
+        assert server.request_count == 5 * 2 * 2
+        second = nbt.orchestrate("{q}", models, data=data, extract="number", samples=2)
+        assert server.request_count == 5 * 2 * 2
+    assert second.outputs["cached"].all() and not first.outputs["cached"].any()
+    pd.testing.assert_frame_equal(first.outputs[FRAME_COLS], second.outputs[FRAME_COLS])
+    pd.testing.assert_frame_equal(first.consensus, second.consensus)
+    assert second.totals()["spent_usd"] == 0
+
+
+def test_sample_index_and_provider_params_are_part_of_the_key() -> None:
+    msgs = [{"role": "user", "content": "hi"}]
+    base = call_key("m", msgs, {"temperature": 1}, 0)
+    assert call_key("m", msgs, {"temperature": 1}, 1) != base
+    assert call_key("m", msgs, {"temperature": 1, "top_k": 5}, 0) != base
+    assert call_key("m", msgs, {"temperature": 1, "api_key": "x", "timeout": 3}, 0) == base
+
+
+def test_refresh_calls_again_and_off_never_touches_the_cache() -> None:
+    with FakeOpenAIServer(reply="hello") as server:
+        m = [model(server)]
+        nbt.orchestrate("hi", m)
+        nbt.orchestrate("hi", m, cache="refresh")
+        assert server.request_count == 2
+        nbt.orchestrate("hi", m, cache="off")
+        nbt.orchestrate("hi", m, cache="off")
+        assert server.request_count == 4
+    assert Cache().info()["entries"] == 1
+
+
+def test_replay_only_makes_no_call_and_a_miss_is_an_error_row() -> None:
+    with FakeOpenAIServer(reply="hello") as server:
+        m = [model(server)]
+        nbt.orchestrate("recorded", m)
+        assert server.request_count == 1
+        again = nbt.orchestrate("recorded", m, cache="replay-only")
+        assert again.outputs["output"].iloc[0] == "hello"
+        mixed = nbt.orchestrate("never seen", [*m, "sim/swift-mini"], cache="replay-only")
+        assert server.request_count == 1
+    row = mixed.outputs.set_index("model").loc["openai/local-a"]
+    assert "replay-only" in row["error"] and pd.isna(row["output"])
+
+
+def test_errors_are_never_cached() -> None:
+    with FakeOpenAIServer(reply="fine", faults={0: "500", 1: "500", 2: "500"}) as server:
+        m = [model(server)]
+        with pytest.raises(nbt.RunFailedError):
+            nbt.orchestrate("hi", m, retries=2)
+        assert Cache().info()["entries"] == 0
+        res = nbt.orchestrate("hi", m)
+        assert res.outputs["output"].iloc[0] == "fine" and server.request_count == 4
+
+
+def test_export_then_replay_anywhere(tmp_path, monkeypatch) -> None:
+    with FakeOpenAIServer(
+        reply=lambda req: "answer to " + req["messages"][-1]["content"]
+    ) as server:
+        live = nbt.orchestrate(
+            "{q}", [model(server, "gpt-x")], data=pd.DataFrame({"q": ["a", "b"]})
+        )
+    path = tmp_path / "exported.jsonl.gz"
+    assert Cache().export(path) == 2
+    monkeypatch.setenv("NBTOOLKIT_CACHE_DIR", str(tmp_path / "elsewhere"))
+    replayed = nbt.orchestrate(
+        "{q}", ["replay/openai/gpt-x"], data=pd.DataFrame({"q": ["a", "b"]}), recordings=path
+    )
+    assert replayed.outputs["output"].tolist() == live.outputs["output"].tolist()
+
+
+def test_concurrent_writers_from_two_processes(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    db = tmp_path / "shared.sqlite"
+    code = (
+        "import sys; from nbtoolkit.cache import Cache, Entry\n"
+        "c = Cache(sys.argv[1])\n"
+        "for i in range(200): c.put(Entry(f'{sys.argv[2]}-{i}', 'm', 'p', 'o', 1, 1, 0.1, 0.2))\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(db), tag]) for tag in ("a", "b")]
+    assert all(p.wait(60) == 0 for p in procs)
+    cache = Cache(db)
+    assert cache.info()["entries"] == 400 and cache.integrity_ok()
+
+
+def test_audit_log_has_every_call_and_no_key(data) -> None:
+    with FakeOpenAIServer(reply="ok", faults={0: "500"}) as server:
+        res = nbt.orchestrate("{q}", [model(server)], data=data, retries=0)
+    log = cache_dir() / "audit.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(records) == 5 and {r["run_id"] for r in records} == {res.run_id}
+    assert sum(r["error"] is not None for r in records) == 1
+    assert {
+        "model",
+        "params",
+        "prompt_sha256",
+        "output",
+        "cost_usd",
+        "latency_s",
+        "attempts",
+    } <= set(records[0])
+
+
+def test_canary_key_is_written_nowhere(data, tmp_path) -> None:
+    with FakeOpenAIServer(reply=f"echoing nothing secret", faults={0: "500", 1: "429"}) as server:
+        res = nbt.orchestrate("{q}", [model(server)], data=data, retries=0)
+    res.outputs.to_csv(tmp_path / "outputs.csv")
+    res.consensus.to_csv(tmp_path / "consensus.csv")
+    Cache().export(tmp_path / "export.jsonl")
+    written = [p for p in (tmp_path).rglob("*") if p.is_file()]
+    assert any(p.name == "cache.sqlite" for p in written) and any(
+        p.name == "audit.jsonl" for p in written
+    )
+    for path in written:
+        assert CANARY_KEY.encode() not in path.read_bytes(), path
+    assert CANARY_KEY not in repr(res) + res._repr_html_()
+    with sqlite3.connect(cache_dir() / "cache.sqlite") as conn:
+        dump = "\n".join(conn.iterdump())
+    assert CANARY_KEY not in dump

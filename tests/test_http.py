@@ -1,0 +1,121 @@
+"""The live path: litellm's real HTTP client against a local OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import pytest
+
+import nbtoolkit as nbt
+from nbtoolkit.runner import RetryPolicy
+from nbtoolkit.testing import FakeOpenAIServer
+
+from .conftest import CANARY_KEY
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch) -> None:
+    monkeypatch.setenv("LOCAL_KEY", CANARY_KEY)
+
+
+def local(server: FakeOpenAIServer, name: str = "local", **kw) -> nbt.Model:
+    return nbt.Model(f"openai/{name}", api_base=server.base_url, api_key_env="LOCAL_KEY", **kw)
+
+
+def run(prompt, models, **kw) -> nbt.RunResult:
+    return nbt.orchestrate(prompt, models, cache="off", audit=False, **kw)
+
+
+def test_reply_usage_and_parallel_latency() -> None:
+    with FakeOpenAIServer(reply="The answer is 12", latency=0.3) as server:
+        res = run(
+            "{q}",
+            [local(server, "a"), local(server, "b")],
+            data=pd.DataFrame({"q": list("abcdefgh")}),
+            extract="number",
+        )
+        wall = res.wall_s
+    assert server.request_count == 16
+    assert (res.outputs["answer"] == "12").all()
+    assert res.outputs["latency_s"].between(0.3, 2.0).all()
+    assert wall < 16 * 0.3 / 4  # the 16 calls overlapped (concurrency 16)
+    assert (res.outputs["prompt_tokens"] > 0).all() and (res.outputs["completion_tokens"] > 0).all()
+    assert res.outputs["attempts"].eq(1).all()
+
+
+def test_429_waits_for_retry_after_then_succeeds() -> None:
+    with FakeOpenAIServer(reply="ok", faults={0: "429"}, retry_after=0.6) as server:
+        start = time.perf_counter()
+        res = run("hi", [local(server)])
+        wall = time.perf_counter() - start
+    row = res.outputs.iloc[0]
+    assert row["output"] == "ok" and row["attempts"] == 2
+    assert wall >= 0.6
+    assert server.request_count == 2
+
+
+@pytest.mark.parametrize("fault", ["500", "503", "malformed", "empty_choices", "reset"])
+def test_transient_faults_are_retried(fault: str) -> None:
+    with FakeOpenAIServer(reply="ok", faults={0: fault}) as server:
+        res = run("hi", [local(server)])
+    assert res.outputs["output"].iloc[0] == "ok"
+    assert res.outputs["attempts"].iloc[0] == 2
+
+
+def test_persistent_500_becomes_an_error_row_after_retries() -> None:
+    with FakeOpenAIServer(
+        reply="ok", faults=lambda i, req: "500" if "bad" in str(req) else None
+    ) as server:
+        res = run("{q}", [local(server)], data=pd.DataFrame({"q": ["good", "bad"]}), retries=1)
+    bad = res.outputs.iloc[1]
+    assert (
+        pd.isna(bad["output"])
+        and bad["attempts"] == 2
+        and "500" in bad["error"]
+        or "Internal" in bad["error"]
+    )
+    assert res.outputs.iloc[0]["output"] == "ok"
+    assert len(res.outputs) == 2
+    assert CANARY_KEY not in bad["error"]
+
+
+def test_timeout_is_an_error_row_not_a_hang() -> None:
+    with FakeOpenAIServer(reply="ok", faults={0: "hang"}, hang_seconds=30) as server:
+        start = time.perf_counter()
+        res = run("hi", [local(server), "sim/swift-mini"], timeout=0.5, retries=0)
+        wall = time.perf_counter() - start
+    assert wall < 5
+    assert res.outputs["error"].iloc[0].startswith("Timeout")
+    assert res.outputs["output"].iloc[1] is not None
+
+
+def test_client_errors_are_not_retried() -> None:
+    with FakeOpenAIServer(reply="ok") as server:
+        wrong_path = nbt.Model(
+            "openai/local",
+            api_base=server.base_url.replace("/v1", "/nope"),
+            api_key_env="LOCAL_KEY",
+        )
+        res = run("hi", [wrong_path, "sim/swift-mini"])
+    row = res.outputs.iloc[0]
+    assert row["attempts"] == 1 and row["error"].startswith("NotFoundError")
+
+
+def test_retry_policy_backoff_is_bounded_and_honours_retry_after() -> None:
+    import random
+
+    policy = RetryPolicy(retries=5, base_s=0.5, max_s=4)
+    rng = random.Random(0)
+    delays = [policy.delay(a, None, rng) for a in range(1, 10)]
+    assert all(0 <= d <= 4 for d in delays)
+    assert policy.delay(1, 7.0, rng) == 7.0
+    assert policy.delay(1, 1e6, rng) == policy.max_retry_after_s
+
+
+def test_per_model_concurrency_limit() -> None:
+    with FakeOpenAIServer(reply="ok", latency=0.2) as server:
+        start = time.perf_counter()
+        run("{q}", [local(server, max_concurrency=1)], data=pd.DataFrame({"q": list("abcd")}))
+        wall = time.perf_counter() - start
+    assert wall >= 4 * 0.2
