@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import math
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -309,14 +308,9 @@ async def aorchestrate(
     )
     if _runner_ready is not None:
         _runner_ready(runner)
-    start = time.perf_counter()
     outcomes = await runner.run(plan.calls)
     result = collect(
-        plan,
-        outcomes,
-        run_id=run_id,
-        wall_s=time.perf_counter() - start,
-        cancelled=runner.cancelled,
+        plan, outcomes, run_id=run_id, wall_s=runner.wall_s, cancelled=runner.cancelled
     )
     result.warnings.extend(runner.warnings)
     failed = int(result.outputs["output"].isna().sum())

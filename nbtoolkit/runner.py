@@ -115,6 +115,8 @@ class Runner:
         self.state = Progress()
         self.cancelled = False
         self.warnings: list[str] = []
+        self.started = time.perf_counter()
+        self.wall_s = 0.0
         self.outcomes: list[Outcome | None] = []
 
     async def run(self, calls: list[Call]) -> list[Outcome]:
@@ -128,6 +130,7 @@ class Runner:
         pending = self._from_cache(calls, outcomes)
         if pending:
             await providers.warm_up()
+        self.started = time.perf_counter()  # after the warm-up: it is litellm's, not the run's
         limit = asyncio.Semaphore(self.concurrency)
         per_model = {
             c.model.label: asyncio.Semaphore(c.model.max_concurrency)
@@ -172,6 +175,7 @@ class Runner:
                 if outcomes[call.index] is None:
                     outcomes[call.index] = Outcome(error="Cancelled: the run was stopped first")
             self.outcomes = outcomes
+            self.wall_s = time.perf_counter() - self.started
             self.state.finished = True
             self._report()
         return [o for o in outcomes if o is not None]

@@ -148,7 +148,7 @@ def test_audit_log_has_every_call_and_no_key(data) -> None:
 
 
 def test_canary_key_is_written_nowhere(data, tmp_path) -> None:
-    with FakeOpenAIServer(reply=f"echoing nothing secret", faults={0: "500", 1: "429"}) as server:
+    with FakeOpenAIServer(reply="echoing nothing secret", faults={0: "500", 1: "429"}) as server:
         res = nbt.orchestrate("{q}", [model(server)], data=data, retries=0)
     res.outputs.to_csv(tmp_path / "outputs.csv")
     res.consensus.to_csv(tmp_path / "consensus.csv")

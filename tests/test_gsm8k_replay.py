@@ -1,0 +1,82 @@
+"""Replay of 12 real models' recorded GSM8K answers: the real-world check of the engine.
+
+Skips when ../shared/data/gsm8k-recorded is absent (as on a user's machine).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import nbtoolkit as nbt
+
+from .conftest import SHARED_DATA
+
+PUBLISHED = {
+    "claude-3-5-sonnet-20241022": 96.66,
+    "gpt-4o-2024-08-06": 96.21,
+    "o1-mini-2024-09-12": 96.06,
+    "Mistral-Large-2": 95.53,
+    "gpt-4o-mini-2024-07-18": 94.24,
+    "Meta-Llama-3.1-70B-Instruct": 94.16,
+    "gemini-1.5-pro": 93.40,
+    "claude-3-haiku-20240307": 88.78,
+    "gemma-2-9b-it": 87.41,
+    "gpt-3.5-turbo-0125": 80.36,
+    "Mixtral-8x7B-Instruct-v0.1": 70.13,
+    "command-r": 52.99,
+}
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (SHARED_DATA / "recordings.jsonl.gz").exists(), reason="../shared/data is not here"
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def replayed() -> tuple[nbt.RunResult, pd.DataFrame]:
+    items = pd.read_json(SHARED_DATA / "items.jsonl", lines=True, dtype={"gold": str})
+    template = (SHARED_DATA / "prompt_template.txt").read_text(encoding="utf-8")
+    res = nbt.orchestrate(
+        template,
+        [f"replay/{m}" for m in PUBLISHED],
+        data=items[["item", "question", "gold"]],
+        extract=["json:answer", "number"],
+        recordings=SHARED_DATA / "recordings.jsonl.gz",
+        concurrency=64,
+        audit=False,
+    )
+    return res, items
+
+
+def test_every_call_present_once_and_answered(replayed) -> None:
+    res, items = replayed
+    assert len(res.outputs) == 12 * 1319 == 15828
+    assert not res.outputs[["row", "model", "sample"]].duplicated().any()
+    assert res.outputs["output"].notna().all()
+    assert res.totals()["failed"] == 0
+
+
+def test_each_model_matches_its_published_accuracy(replayed) -> None:
+    res, items = replayed
+    gold = items["gold"].to_numpy()
+    out = res.outputs
+    correct = out["answer"].to_numpy() == gold[out["row"].to_numpy()]
+    accuracy = pd.Series(correct, index=out["model"]).groupby(level=0).mean() * 100
+    for model, published in PUBLISHED.items():
+        assert accuracy[f"replay/{model}"] == pytest.approx(published, abs=0.15), model
+
+
+def test_majority_vote_over_all_twelve(replayed) -> None:
+    res, _ = replayed
+    accuracy = (res.consensus["answer"] == res.consensus["gold"]).mean() * 100
+    assert accuracy == pytest.approx(97.27, abs=0.1)
+
+
+def test_known_prices_are_counted_and_unknown_are_nan(replayed) -> None:
+    res, _ = replayed
+    per_model = res.per_model()
+    assert per_model.loc["replay/gpt-4o-2024-08-06", "cost_usd"] > 0
+    assert pd.isna(per_model.loc["replay/Mistral-Large-2", "cost_usd"])

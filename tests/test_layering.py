@@ -1,0 +1,62 @@
+"""The house rules that keep the core light and clean, checked for real."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_python(code: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**__import__("os").environ, "NBTOOLKIT_SIM_TIME_SCALE": "0"},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_core_never_imports_jupyter_or_papermill() -> None:
+    out = run_python(
+        "import sys, nbtoolkit as nbt\n"
+        "from nbtoolkit import api, cache, runner, results, extract, templating, strategies, providers\n"
+        "nbt.orchestrate('What is 2+2?', ['sim/swift-mini'], audit=False)\n"
+        "print(sorted(m for m in ('IPython', 'ipywidgets', 'papermill', 'ipykernel') if m in sys.modules))"
+    )
+    assert out.strip() == "[]"
+
+
+def test_import_nbtoolkit_is_cheap() -> None:
+    out = run_python(
+        "import sys, nbtoolkit\n"
+        "print(sorted(m for m in ('litellm', 'pandas', 'pydantic') if m in sys.modules))"
+    )
+    assert out.strip() == "[]"
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed")
+def test_ruff_lint_and_format() -> None:
+    for args in (["check", "nbtoolkit", "tests"], ["format", "--check", "nbtoolkit", "tests"]):
+        done = subprocess.run(["ruff", *args], capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_mypy_public_api() -> None:
+    pytest.importorskip("mypy")
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "nbtoolkit"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout
