@@ -255,10 +255,14 @@ async def aorchestrate(
     progress: Callable[[Progress], None] | None = None,
     audit: bool | str = True,
     cache_path: str | None = None,
-    _runner_ready: Callable[[Runner], None] | None = None,
+    on_start: Callable[[Runner], None] | None = None,
     **params: Any,
 ) -> RunResult:
-    """The async twin of ``orchestrate``; await it inside a running event loop."""
+    """The async twin of ``orchestrate``; await it inside a running event loop.
+
+    ``on_start(runner)`` is called once the calls are planned; ``runner.cancel()`` (from any
+    thread) stops the run and returns the rows finished so far, marked ``cancelled``.
+    """
     plan = plan_run(
         prompt,
         models,
@@ -306,8 +310,8 @@ async def aorchestrate(
         on_outcome=on_outcome,
         seed=seed,
     )
-    if _runner_ready is not None:
-        _runner_ready(runner)
+    if on_start is not None:
+        on_start(runner)
     outcomes = await runner.run(plan.calls)
     result = collect(
         plan, outcomes, run_id=run_id, wall_s=runner.wall_s, cancelled=runner.cancelled
@@ -369,6 +373,7 @@ def orchestrate(
     progress: Callable[[Progress], None] | None = None,
     audit: bool | str = True,
     cache_path: str | None = None,
+    on_start: Callable[[Runner], None] | None = None,
     **params: Any,
 ) -> RunResult:
     """Send a prompt (one per DataFrame row) to several models; returns a ``RunResult``.
@@ -410,12 +415,17 @@ def orchestrate(
     )
     holder: dict[str, Runner] = {}
 
+    def started(runner: Runner) -> None:
+        holder["runner"] = runner
+        if on_start is not None:
+            on_start(runner)
+
     def work() -> RunResult:
         return asyncio.run(
             aorchestrate(
                 prompt,
                 models,
-                _runner_ready=lambda runner: holder.__setitem__("runner", runner),
+                on_start=started,
                 **options,  # type: ignore[arg-type]
                 **params,
             )

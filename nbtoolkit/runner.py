@@ -161,9 +161,10 @@ class Runner:
                 if not everything.done():
                     self.cancelled = True
                     everything.cancel()
-                await asyncio.gather(everything, return_exceptions=True)
-                if everything.done() and not everything.cancelled() and everything.exception():
-                    raise everything.exception()  # type: ignore[misc]
+                results = await asyncio.gather(everything, return_exceptions=True)
+                # A bug in our own code must surface, not hide as a half-empty frame.
+                if not self.cancelled and isinstance(results[0], Exception):
+                    raise results[0]
         except asyncio.CancelledError:
             self.cancelled = True
             for task in tasks:

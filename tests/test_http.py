@@ -119,3 +119,35 @@ def test_per_model_concurrency_limit() -> None:
         run("{q}", [local(server, max_concurrency=1)], data=pd.DataFrame({"q": list("abcd")}))
         wall = time.perf_counter() - start
     assert wall >= 4 * 0.2
+
+
+def test_cancel_returns_finished_rows_within_a_second() -> None:
+    import threading
+
+    def slow_for_b(req):
+        return "slow" if "b" in req["messages"][-1]["content"] else "fast"
+
+    runners = []
+    with FakeOpenAIServer(
+        reply=slow_for_b,
+        faults=lambda i, req: "hang" if "b" in str(req["messages"]) else None,
+        hang_seconds=30,
+    ) as server:
+        timer = threading.Timer(1.0, lambda: runners[0].cancel())
+
+        def started(runner):
+            runners.append(runner)
+            timer.start()
+
+        start = time.perf_counter()
+        res = run(
+            "{q}", [local(server)], data=pd.DataFrame({"q": ["a", "b", "a2"]}), on_start=started
+        )
+        elapsed = time.perf_counter() - start
+    assert res.cancelled
+    assert elapsed < 1.0 + 1.0 + 3.5  # cancel at 1 s, one second to stop (plus litellm's import)
+    assert (
+        res.outputs["output"].tolist()[0] == "fast" and res.outputs["output"].tolist()[2] == "fast"
+    )
+    assert res.outputs["error"].iloc[1].startswith("Cancelled")
+    assert "CANCELLED" in repr(res)
