@@ -8,161 +8,85 @@ made or anything is written.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import math
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
+from . import consensus as consensus_mod
 from . import extract as extract_mod
-from . import providers, strategies
 from .audit import AuditLog, call_record
-from .cache import Cache, cache_dir, check_mode
-from .errors import ConfigError, RunFailedError
-from .providers import recordings as recordings_mod
-from .results import CONSENSUS_COLUMNS, OUTPUT_COLUMNS, RunResult
+from .cache import Cache, cache_dir
+from .consensus import FollowUpCall
+from .errors import RunFailedError
+from .plan import Plan, plan_run
+from .results import CONSENSUS_COLUMNS, EXTRA_CONSENSUS_COLUMNS, OUTPUT_COLUMNS, RunResult
 from .runner import Call, Outcome, Progress, RetryPolicy, Runner
-from .spec import Model, as_models, check_litellm_params
-from .strategies import Candidate
-from .templating import Template
-
-
-@dataclass
-class Plan:
-    """A checked run, ready to go: the calls and everything needed to read their results."""
-
-    template: Template
-    models: tuple[Model, ...]
-    data: pd.DataFrame | None
-    rows: list[dict[str, Any]]
-    calls: list[Call]
-    extractor: Callable[[Any], Any]
-    strategy: Any
-    strict: bool
-
-
-def plan_run(
-    prompt: str,
-    models: Sequence[Model | str] | Model | str,
-    *,
-    data: pd.DataFrame | None = None,
-    variables: Mapping[str, Any] | None = None,
-    strategy: Any = "vote",
-    extract: Any = None,
-    samples: int = 1,
-    temperature: float | None = None,
-    seed: int | None = None,
-    max_tokens: int | None = None,
-    concurrency: int = 16,
-    timeout: float | None = None,
-    retries: int = 2,
-    cache: str = "use",
-    recordings: Any = None,
-    system: str | None = None,
-    strict: bool = False,
-    params: dict[str, Any] | None = None,
-) -> Plan:
-    """Check every argument and build the calls; raises ``ConfigError`` subclasses only."""
-    check_litellm_params(params or {}, "orchestrate()")
-    panel = as_models(models)
-    template = Template(prompt)
-    if data is not None and not isinstance(data, pd.DataFrame):
-        raise ConfigError(
-            f"data= must be a pandas DataFrame (one run per row), not {type(data).__name__}; "
-            "for a list of dicts use pd.DataFrame(records)"
-        )
-    if variables is not None and not isinstance(variables, Mapping):
-        raise ConfigError(
-            f"variables= must be a dict of name -> value, not {type(variables).__name__}"
-        )
-    _positive("concurrency", concurrency)
-    _positive("samples", samples)
-    if retries < 0:
-        raise ConfigError(f"retries={retries} is negative: use 0 for no retries")
-    if timeout is not None and timeout <= 0:
-        raise ConfigError(f"timeout={timeout} must be a positive number of seconds, or None")
-    check_mode(cache)
-    extractor = extract_mod.build_extractor(extract)
-    chosen = strategies.get(strategy)
-    variables = dict(variables or {})
-    columns = [str(c) for c in data.columns] if data is not None else []
-    template.check(set(columns) | set(variables))
-
-    store_key = None
-    if any(m.id.startswith("replay/") for m in panel):
-        paths = recordings_mod.resolve_paths(recordings)
-        if paths:
-            store_key = recordings_mod.load(paths).key
-    options = {"recordings": recordings}
-    for model in panel:
-        providers.check_model(model, options)
-
-    rows = data.to_dict("records") if data is not None else [{}]
-    run_params: dict[str, Any] = {}
-    if temperature is not None:
-        run_params["temperature"] = temperature
-    if max_tokens is not None:
-        run_params["max_tokens"] = max_tokens
-    if seed is not None:
-        run_params["seed"] = seed
-    run_params.update(params or {})
-
-    calls: list[Call] = []
-    for row_number, row in enumerate(rows):
-        text = template.render({str(k): v for k, v in row.items()}, variables)
-        messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": text}
-        ]
-        for position, model in enumerate(panel):
-            call_params = {**run_params, **model.litellm_kwargs()}
-            offline = providers.is_offline(model.id)
-            if seed is not None and not offline:
-                # Many providers have no seed; litellm drops it there instead of failing.
-                call_params["drop_params"] = True
-            if store_key and model.id.startswith("replay/"):
-                call_params["nbt_store"] = store_key
-            for sample in range(samples):
-                these = dict(call_params)
-                if offline:
-                    these["nbt_sample"] = sample
-                calls.append(Call(len(calls), row_number, model, position, sample, messages, these))
-    return Plan(template, panel, data, rows, calls, extractor, chosen, strict)
-
-
-def _positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name}={value!r} must be a positive whole number")
+from .spec import Model
 
 
 def collect(
-    plan: Plan, outcomes: list[Outcome], *, run_id: str, wall_s: float, cancelled: bool
+    plan: Plan,
+    outcomes: list[Outcome],
+    followups: dict[int, FollowUpCall],
+    *,
+    run_id: str,
+    wall_s: float,
+    cancelled: bool,
 ) -> RunResult:
     """Read the answers out of the outcomes and combine them per row."""
-    records = []
-    for call, outcome in zip(plan.calls, outcomes, strict=True):
-        answer, valid, extract_error = extract_mod.apply(plan.extractor, outcome.output)
-        records.append(
-            {
-                "row": call.row,
-                "model": call.model.label,
-                "sample": call.sample,
-                "output": outcome.output,
-                "answer": answer,
-                "valid": valid and outcome.error is None,
-                "error": outcome.error or extract_error,
-                "latency_s": outcome.latency_s,
-                "prompt_tokens": outcome.prompt_tokens,
-                "completion_tokens": outcome.completion_tokens,
-                "cost_usd": outcome.cost_usd,
-                "cached": outcome.cached,
-                "attempts": outcome.attempts,
-            }
-        )
-    outputs = pd.DataFrame.from_records(records, columns=OUTPUT_COLUMNS)
-    outputs = outputs.astype(
+    records = [
+        _record(call, outcome, plan) for call, outcome in zip(plan.calls, outcomes, strict=True)
+    ]
+    outputs = _frame(records)
+    extra = _frame(
+        [_record(f.call, f.outcome or Outcome(error="Cancelled"), plan) for f in followups.values()]
+    )
+    consensus, fields = _consensus(plan, outputs, outcomes, followups)
+    result = RunResult(
+        outputs=outputs,
+        consensus=consensus,
+        run_id=run_id,
+        models=[m.label for m in plan.models],
+        strategy=getattr(plan.strategy, "name", type(plan.strategy).__name__),
+        prompt=plan.template.text,
+        wall_s=wall_s,
+        cancelled=cancelled,
+        simulated=[m.label for m in plan.models if m.id.startswith("sim/")],
+        strategy_calls=extra,
+        field_agreement=fields,
+    )
+    result.warnings.extend(plan.notes)
+    return result
+
+
+def _record(call: Call, outcome: Outcome, plan: Plan) -> dict[str, Any]:
+    answer, valid, extract_error = extract_mod.apply(plan.extractor, outcome.output)
+    error = outcome.error or extract_error
+    if outcome.answered_by and outcome.output is not None:
+        error = f"answered by fallback {outcome.answered_by} after: {outcome.fallback_error}"
+    return {
+        "row": call.row,
+        "model": call.model.label,
+        "sample": call.sample,
+        "output": outcome.output,
+        "answer": answer,
+        "valid": valid and outcome.output is not None,
+        "error": error,
+        "latency_s": outcome.latency_s,
+        "prompt_tokens": outcome.prompt_tokens,
+        "completion_tokens": outcome.completion_tokens,
+        "cost_usd": outcome.cost_usd,
+        "cached": outcome.cached,
+        "attempts": outcome.attempts,
+    }
+
+
+def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(records, columns=OUTPUT_COLUMNS)
+    return frame.astype(
         {
             "row": "int64",
             "sample": "int64",
@@ -175,62 +99,60 @@ def collect(
             "attempts": "int64",
         }
     )
-    consensus = _consensus(plan, records)
-    return RunResult(
-        outputs=outputs,
-        consensus=consensus,
-        run_id=run_id,
-        models=[m.label for m in plan.models],
-        strategy=getattr(plan.strategy, "name", type(plan.strategy).__name__),
-        prompt=plan.template.text,
-        wall_s=wall_s,
-        cancelled=cancelled,
-        simulated=[m.label for m in plan.models if m.id.startswith("sim/")],
-    )
 
 
-def _consensus(plan: Plan, records: list[dict[str, Any]]) -> pd.DataFrame:
-    by_row: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(plan.rows))}
-    for rec, call in zip(records, plan.calls, strict=True):
-        rec["_call"] = call
-        by_row[rec["row"]].append(rec)
+def _consensus(
+    plan: Plan,
+    outputs: pd.DataFrame,
+    outcomes: list[Outcome],
+    followups: dict[int, FollowUpCall],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    candidates = consensus_mod.candidates_of(plan.calls, list(outcomes), plan.extractor)
+    row_costs: dict[int, list[float]] = {i: [] for i in range(len(plan.prompts))}
+    for row, cost in zip(outputs["row"], outputs["cost_usd"], strict=True):
+        row_costs[int(row)].append(float(cost))
+    for row, fc in followups.items():
+        if fc.outcome is not None:
+            row_costs[row].append(fc.outcome.cost_usd)
     name = getattr(plan.strategy, "name", type(plan.strategy).__name__)
-    rows = []
-    for row_number, recs in by_row.items():
-        candidates = [
-            Candidate(
-                model=r["model"],
-                sample=r["sample"],
-                answer=r["answer"],
-                valid=r["valid"],
-                weight=r["_call"].model.weight,
-                position=r["_call"].position,
-            )
-            for r in recs
-        ]
-        verdict = plan.strategy.combine(candidates)
-        costs = [r["cost_usd"] for r in recs]
+    rows, field_rows = [], []
+    for row_number, prompt in enumerate(plan.prompts):
+        verdict = consensus_mod.decide(
+            plan.strategy,
+            row_number,
+            prompt,
+            plan.seed,
+            candidates.get(row_number, []),
+            followups.get(row_number),
+        )
+        confidence = float(verdict.confidence)
         rows.append(
             {
                 "row": row_number,
                 "answer": verdict.answer,
-                "confidence": float(verdict.confidence),
+                "confidence": confidence,
                 "agreement": float(verdict.agreement),
                 "n_valid": int(verdict.n_valid),
                 "strategy": name,
-                "cost_usd": math.nan if any(math.isnan(c) for c in costs) else float(sum(costs)),
+                "cost_usd": consensus_mod.cost_sum(row_costs[row_number]),
+                "low_confidence": confidence < plan.confidence_threshold,
+                "note": verdict.note,
             }
         )
-    for rec in records:
-        rec.pop("_call", None)
-    consensus = pd.DataFrame.from_records(rows, columns=CONSENSUS_COLUMNS)
+        if verdict.fields:
+            field_rows.append({"row": row_number, **verdict.fields})
+    consensus = pd.DataFrame.from_records(rows, columns=CONSENSUS_COLUMNS + EXTRA_CONSENSUS_COLUMNS)
+    fields = (
+        pd.DataFrame.from_records(field_rows).set_index("row") if field_rows else pd.DataFrame()
+    )
     if plan.data is None:
-        return consensus
+        return consensus, fields
     inputs = plan.data.copy()
     # An input column called "answer" (gold answers often are) must not hide the consensus.
-    inputs.columns = [f"{c}_input" if c in CONSENSUS_COLUMNS else c for c in inputs.columns]
+    taken = set(CONSENSUS_COLUMNS + EXTRA_CONSENSUS_COLUMNS)
+    inputs.columns = [f"{c}_input" if c in taken else c for c in inputs.columns]
     consensus.index = inputs.index
-    return pd.concat([inputs, consensus], axis=1)
+    return pd.concat([inputs, consensus], axis=1), fields
 
 
 async def aorchestrate(
@@ -252,6 +174,11 @@ async def aorchestrate(
     recordings: Any = None,
     system: str | None = None,
     strict: bool = False,
+    schema: type | None = None,
+    repair: int = 0,
+    repair_token_budget: int = 8000,
+    max_cost_usd: float | None = None,
+    confidence_threshold: float = 0.5,
     progress: Callable[[Progress], None] | None = None,
     audit: bool | str = True,
     cache_path: str | None = None,
@@ -281,25 +208,13 @@ async def aorchestrate(
         recordings=recordings,
         system=system,
         strict=strict,
+        schema=schema,
+        repair=repair,
+        max_cost_usd=max_cost_usd,
+        confidence_threshold=confidence_threshold,
         params=params,
     )
     run_id = uuid.uuid4().hex[:12]
-    log = _audit_log(audit)
-
-    def on_outcome(call: Call, outcome: Outcome) -> None:
-        if log is not None:
-            log.write(
-                call_record(
-                    run_id=run_id,
-                    model=call.model.id,
-                    params=call.params,
-                    messages=call.messages,
-                    row=call.row,
-                    sample=call.sample,
-                    outcome=outcome,
-                )
-            )
-
     runner = Runner(
         concurrency=concurrency,
         timeout=timeout,
@@ -307,23 +222,87 @@ async def aorchestrate(
         cache=Cache(cache_path) if cache != "off" else None,
         cache_mode=cache,
         progress=progress,
-        on_outcome=on_outcome,
+        on_outcome=_auditor(audit, run_id),
         seed=seed,
+        max_cost_usd=max_cost_usd,
+        validator=_validator(plan) if repair else None,
+        repair=repair,
+        repair_token_budget=repair_token_budget,
     )
     if on_start is not None:
         on_start(runner)
-    outcomes = await runner.run(plan.calls)
-    result = collect(
-        plan, outcomes, run_id=run_id, wall_s=runner.wall_s, cancelled=runner.cancelled
+    outcomes = await consensus_mod.execute(
+        plan.calls, plan.models, plan.strategy, plan.extractor, runner
     )
-    result.warnings.extend(runner.warnings)
-    failed = int(result.outputs["output"].isna().sum())
-    if failed and not runner.cancelled:
-        result.warnings.append(
-            f"{failed} of {len(result.outputs)} calls failed; see res.errors for each error"
-        )
+    candidates = consensus_mod.candidates_of(plan.calls, list(outcomes), plan.extractor)
+    followups = await consensus_mod.follow_up(
+        candidates,
+        dict(enumerate(plan.prompts)),
+        plan.strategy,
+        plan.run_params,
+        plan.seed,
+        runner,
+    )
+    runner.finish()
+    result = collect(
+        plan, outcomes, followups, run_id=run_id, wall_s=runner.wall_s, cancelled=runner.cancelled
+    )
+    _warn(result, runner)
     _raise_if_failed(plan, result, runner.cancelled)
     return result
+
+
+def _validator(plan: Plan) -> Callable[[str], str | None]:
+    """The repair check: the run's extractor, as an error message or None."""
+
+    def check(output: str) -> str | None:
+        _, valid, error = extract_mod.apply(plan.extractor, output)
+        return None if valid else (error or "the reply could not be read")
+
+    return check
+
+
+def _auditor(audit: bool | str, run_id: str) -> Callable[[Call, Outcome], None] | None:
+    log = _audit_log(audit)
+    if log is None:
+        return None
+
+    def write(call: Call, outcome: Outcome) -> None:
+        log.write(
+            call_record(
+                run_id=run_id,
+                model=call.model.id,
+                params=call.params,
+                messages=call.messages,
+                row=call.row,
+                sample=call.sample,
+                outcome=outcome,
+            )
+        )
+
+    return write
+
+
+def _warn(result: RunResult, runner: Runner) -> None:
+    out = result.outputs
+    result.warnings.extend(runner.warnings)
+    failed = int(result.failed_mask().sum())
+    if failed and not runner.cancelled:
+        result.warnings.append(
+            f"{failed} of {len(out)} calls failed; see res.errors for each error"
+        )
+    skipped = int(out["error"].map(consensus_mod.is_skipped).sum())
+    if skipped:
+        reasons = out.loc[out["error"].map(consensus_mod.is_skipped), "error"].str.slice(9)
+        result.warnings.append(
+            f"{skipped} calls were not made ({reasons.iloc[0].strip()}); they are 'Skipped' rows"
+        )
+    fallbacks = int(out["error"].fillna("").str.startswith("answered by fallback").sum())
+    if fallbacks:
+        result.warnings.append(f"{fallbacks} calls were answered by a fallback model")
+    notes = result.consensus["note"].dropna()
+    if len(notes):
+        result.warnings.append(f"{len(notes)} row(s) have a note, e.g.: {notes.iloc[0]}")
 
 
 def _audit_log(audit: bool | str) -> AuditLog | None:
@@ -336,8 +315,9 @@ def _audit_log(audit: bool | str) -> AuditLog | None:
 def _raise_if_failed(plan: Plan, result: RunResult, cancelled: bool) -> None:
     if cancelled or result.outputs.empty:
         return
-    failed = result.outputs["error"].notna() & result.outputs["output"].isna()
-    if failed.all():
+    failed = result.failed_mask()
+    attempted = ~result.outputs["error"].map(consensus_mod.is_skipped)
+    if failed[attempted].all():
         first = result.outputs["error"].iloc[0]
         raise RunFailedError(
             f"every call failed ({len(failed)} of {len(failed)}); the first error: {first}",
@@ -371,6 +351,11 @@ def orchestrate(
     system: str | None = None,
     strict: bool = False,
     progress: Callable[[Progress], None] | None = None,
+    schema: type | None = None,
+    repair: int = 0,
+    repair_token_budget: int = 8000,
+    max_cost_usd: float | None = None,
+    confidence_threshold: float = 0.5,
     audit: bool | str = True,
     cache_path: str | None = None,
     on_start: Callable[[Runner], None] | None = None,
@@ -410,6 +395,11 @@ def orchestrate(
         system=system,
         strict=strict,
         progress=progress,
+        schema=schema,
+        repair=repair,
+        repair_token_budget=repair_token_budget,
+        max_cost_usd=max_cost_usd,
+        confidence_threshold=confidence_threshold,
         audit=audit,
         cache_path=cache_path,
     )
@@ -420,22 +410,34 @@ def orchestrate(
         if on_start is not None:
             on_start(runner)
 
-    def work() -> RunResult:
-        return asyncio.run(
-            aorchestrate(
-                prompt,
-                models,
-                on_start=started,
-                **options,  # type: ignore[arg-type]
-                **params,
-            )
-        )
+    coro = aorchestrate(prompt, models, on_start=started, **options, **params)  # type: ignore[arg-type]
+    future = asyncio.run_coroutine_threadsafe(coro, _loop())
+    try:
+        return future.result()
+    except KeyboardInterrupt:
+        if "runner" in holder:
+            holder["runner"].cancel()
+            return future.result()
+        future.cancel()
+        raise
 
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nbtoolkit") as pool:
-        future = pool.submit(work)
-        try:
-            return future.result()
-        except KeyboardInterrupt:
-            if "runner" in holder:
-                holder["runner"].cancel()
-            return future.result()
+
+_LOOP: asyncio.AbstractEventLoop | None = None
+_LOOP_LOCK = threading.Lock()
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    """One event loop on a daemon thread, shared by every ``orchestrate`` call.
+
+    A Jupyter kernel already runs a loop, so ``asyncio.run`` cannot be used there; a loop of
+    our own on a thread works everywhere and patches nothing. Keeping it for the process
+    lets litellm reuse its HTTP connections, which are tied to the loop that opened them.
+    """
+    global _LOOP
+    with _LOOP_LOCK:
+        if _LOOP is None or _LOOP.is_closed():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="nbtoolkit-loop", daemon=True)
+            thread.start()
+            _LOOP = loop
+        return _LOOP

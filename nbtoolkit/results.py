@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +29,9 @@ OUTPUT_COLUMNS = [
     "attempts",
 ]
 CONSENSUS_COLUMNS = ["row", "answer", "confidence", "agreement", "n_valid", "strategy", "cost_usd"]
+# After the contract's columns: the flag under confidence_threshold, and a strategy's note
+# (e.g. "judge failed (...): fell back to vote").
+EXTRA_CONSENSUS_COLUMNS = ["low_confidence", "note"]
 
 
 @dataclass
@@ -46,12 +48,25 @@ class RunResult:
     cancelled: bool = False
     simulated: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    strategy_calls: pd.DataFrame = field(default_factory=pd.DataFrame)
+    field_agreement: pd.DataFrame = field(default_factory=pd.DataFrame)
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def failed_mask(self) -> pd.Series:
+        """True for the calls that were made and failed (not the ones skipped on purpose)."""
+        out = self.outputs
+        skipped = out["error"].fillna("").str.startswith("Skipped:")
+        return out["output"].isna() & ~skipped
 
     @property
     def errors(self) -> pd.DataFrame:
         """The rows of ``outputs`` whose call failed (no reply at all)."""
-        return self.outputs[self.outputs["output"].isna()]
+        return self.outputs[self.failed_mask()]
+
+    @property
+    def skipped(self) -> pd.DataFrame:
+        """The rows of ``outputs`` a strategy or the budget did not need to call."""
+        return self.outputs[self.outputs["error"].fillna("").str.startswith("Skipped:")]
 
     @property
     def answers(self) -> pd.DataFrame:
@@ -67,11 +82,15 @@ class RunResult:
     def totals(self) -> dict[str, Any]:
         """Calls, failures, tokens, cost (NaN if any price is unknown) and wall time."""
         out = self.outputs
+        if not self.strategy_calls.empty:
+            out = pd.concat([out, self.strategy_calls], ignore_index=True)
         cost = out["cost_usd"]
+        skipped = int(self.skipped.shape[0])
         return {
-            "calls": len(out),
-            "failed": int(out["output"].isna().sum()),
-            "invalid": int((~out["valid"]).sum()),
+            "calls": len(out) - skipped,
+            "failed": int(self.failed_mask().sum()),
+            "skipped": skipped,
+            "invalid": int((~self.outputs["valid"]).sum()) - skipped,
             "cached": int(out["cached"].sum()),
             "prompt_tokens": int(out["prompt_tokens"].sum(skipna=True)),
             "completion_tokens": int(out["completion_tokens"].sum(skipna=True)),
@@ -105,7 +124,8 @@ class RunResult:
         parts = [
             f"{len(self.consensus)} row(s) x {len(self.models)} model(s)",
             f"strategy={self.strategy}",
-            f"{t['calls']} calls ({t['failed']} failed, {t['invalid']} invalid, {t['cached']} cached)",
+            f"{t['calls']} calls ({t['failed']} failed, {t['invalid']} invalid, {t['cached']} cached"
+            + (f", {t['skipped']} skipped)" if t["skipped"] else ")"),
             f"cost {cost}",
             f"{self.wall_s:.2f}s",
         ]
@@ -113,28 +133,18 @@ class RunResult:
             parts.append("CANCELLED: unfinished calls are error rows")
         return "RunResult: " + ", ".join(parts)
 
+    def agreement_matrix(self) -> pd.DataFrame:
+        """Models x models: the share of rows where both gave the same valid answer."""
+        from .display import agreement_matrix
+
+        return agreement_matrix(self)
+
     def __repr__(self) -> str:
-        lines = [self._summary_line()]
-        if self.simulated:
-            lines.append("simulated models (not real LLMs): " + ", ".join(self.simulated))
-        lines += [f"warning: {w}" for w in self.warnings]
-        with pd.option_context("display.max_colwidth", 40, "display.width", 120):
-            lines.append(repr(self.consensus.drop(columns=["strategy"], errors="ignore").head(20)))
-        lines.append("-> .outputs for every model's reply, .consensus for the frame above")
-        return "\n".join(lines)
+        from .display import text_repr
+
+        return text_repr(self)
 
     def _repr_html_(self) -> str:
-        note = ""
-        if self.simulated:
-            note = (
-                "<p><em>Simulated models (not real LLMs): "
-                + html.escape(", ".join(self.simulated))
-                + "</em></p>"
-            )
-        for w in self.warnings:
-            note += f"<p style='color:#b45309'>warning: {html.escape(w)}</p>"
-        table = self.consensus.head(50).to_html(classes="nbtoolkit-consensus", border=0)
-        return (
-            f"<div class='nbtoolkit-result'><p><strong>{html.escape(self._summary_line())}</strong></p>"
-            f"{note}{table}</div>"
-        )
+        from .display import html_repr
+
+        return html_repr(self)

@@ -12,7 +12,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import providers
@@ -47,6 +47,8 @@ class Outcome:
     cost_usd: float = math.nan
     cached: bool = False
     attempts: int = 0
+    answered_by: str | None = None  # a fallback model's id, when one answered instead
+    fallback_error: str | None = None  # what the original model failed with
 
 
 @dataclass
@@ -102,6 +104,10 @@ class Runner:
         on_outcome: Callable[[Call, Outcome], None] | None = None,
         sleep: Sleep = asyncio.sleep,
         seed: int | None = None,
+        max_cost_usd: float | None = None,
+        validator: Callable[[str], str | None] | None = None,
+        repair: int = 0,
+        repair_token_budget: int = 8000,
     ) -> None:
         self.concurrency = concurrency
         self.timeout = timeout
@@ -112,15 +118,25 @@ class Runner:
         self.on_outcome = on_outcome
         self.sleep = sleep
         self.rng = random.Random(seed)
+        self.max_cost_usd = max_cost_usd
+        self.validator = validator
+        self.repair = repair
+        self.repair_token_budget = repair_token_budget
         self.state = Progress()
         self.cancelled = False
         self.warnings: list[str] = []
-        self.started = time.perf_counter()
+        self.started: float | None = None
         self.wall_s = 0.0
-        self.outcomes: list[Outcome | None] = []
 
     async def run(self, calls: list[Call]) -> list[Outcome]:
+        """Make ``calls`` (their ``index`` is ignored); one outcome each, in order.
+
+        May be called several times (a cascade's stages, a judge's calls); ``finish()`` ends.
+        """
+        calls = [replace(c, index=i) for i, c in enumerate(calls)]
         outcomes: list[Outcome | None] = [None] * len(calls)
+        if self.cancelled:
+            return [Outcome(error="Cancelled: the run was stopped first") for _ in calls]
         for call in calls:
             label = call.model.label
             self.state.total[label] = self.state.total.get(label, 0) + 1
@@ -130,7 +146,8 @@ class Runner:
         pending = self._from_cache(calls, outcomes)
         if pending:
             await providers.warm_up()
-        self.started = time.perf_counter()  # after the warm-up: it is litellm's, not the run's
+        if self.started is None:
+            self.started = time.perf_counter()  # after the warm-up: it is litellm's, not the run's
         limit = asyncio.Semaphore(self.concurrency)
         per_model = {
             c.model.label: asyncio.Semaphore(c.model.max_concurrency)
@@ -141,7 +158,13 @@ class Runner:
         async def one(call: Call) -> None:
             model_limit = per_model.get(call.model.label)
             async with limit:
-                if model_limit is not None:
+                if self._over_budget():
+                    outcome = Outcome(
+                        error=f"Skipped: the budget max_cost_usd={self.max_cost_usd} was spent "
+                        "before this call started",
+                        cost_usd=0.0,
+                    )
+                elif model_limit is not None:
                     async with model_limit:
                         outcome = await self._call(call)
                 else:
@@ -175,11 +198,15 @@ class Runner:
             for call in calls:
                 if outcomes[call.index] is None:
                     outcomes[call.index] = Outcome(error="Cancelled: the run was stopped first")
-            self.outcomes = outcomes
-            self.wall_s = time.perf_counter() - self.started
-            self.state.finished = True
             self._report()
         return [o for o in outcomes if o is not None]
+
+    def finish(self) -> None:
+        """The run is over: fix its wall time and tell the progress display."""
+        if self.started is not None:
+            self.wall_s = time.perf_counter() - self.started
+        self.state.finished = True
+        self._report()
 
     def cancel(self) -> None:
         """Stop the run from any thread: calls in flight end, finished rows are kept."""
@@ -200,15 +227,7 @@ class Runner:
         for call in calls:
             entry = found.get(call.key) if call.key else None
             if entry is not None:
-                outcome = Outcome(
-                    output=entry.output,
-                    latency_s=entry.latency_s if entry.latency_s is not None else math.nan,
-                    prompt_tokens=entry.prompt_tokens,
-                    completion_tokens=entry.completion_tokens,
-                    cost_usd=entry.cost_usd if entry.cost_usd is not None else math.nan,
-                    cached=True,
-                    attempts=0,
-                )
+                outcome = _from_entry(entry)
             elif call.key and self.cache_mode == "replay-only":
                 outcome = Outcome(
                     error="NotInCache: cache='replay-only' and this call was never recorded; "
@@ -223,7 +242,93 @@ class Runner:
         self._report()
         return pending
 
+    def _over_budget(self) -> bool:
+        return self.max_cost_usd is not None and self.state.cost_usd >= self.max_cost_usd
+
     async def _call(self, call: Call) -> Outcome:
+        """One call with its retries, then its fallbacks, then its repairs."""
+        outcome = await self._attempt(call)
+        if outcome.output is None and call.model.fallbacks:
+            outcome = await self._fallbacks(call, outcome)
+        if outcome.output is not None and self.validator is not None and self.repair:
+            outcome = await self._repair(call, outcome)
+        return outcome
+
+    async def _fallbacks(self, call: Call, failed: Outcome) -> Outcome:
+        from .spec import as_model
+
+        attempts = failed.attempts
+        for fallback in call.model.fallbacks:
+            model = as_model(fallback)
+            params = {k: v for k, v in call.params.items() if k not in ("nbt_store", "nbt_sample")}
+            params.update(model.litellm_kwargs())
+            if providers.is_offline(model.id):
+                params["nbt_sample"] = call.sample
+            # The fallback answers in the original's place, under its own cache key.
+            substitute = replace(call, model=model, params=params)
+            if not providers.is_offline(model.id):
+                substitute.key = call_key(model.id, call.messages, params, call.sample)
+                hit = self._cached(substitute)
+                if hit is not None:
+                    outcome = hit
+                else:
+                    outcome = await self._attempt(substitute)
+            else:
+                substitute.key = ""
+                outcome = await self._attempt(substitute)
+            attempts += outcome.attempts
+            if outcome.output is not None:
+                outcome.attempts = attempts
+                outcome.answered_by = model.id
+                outcome.fallback_error = failed.error
+                return outcome
+        failed.attempts = attempts
+        failed.error = (
+            f"{failed.error} (fallbacks {', '.join(map(str, call.model.fallbacks))} failed too)"
+        )
+        return failed
+
+    def _cached(self, call: Call) -> Outcome | None:
+        if self.cache is None or self.cache_mode not in ("use", "replay-only") or not call.key:
+            return None
+        entry = self.cache.get_many([call.key]).get(call.key)
+        return None if entry is None else _from_entry(entry)
+
+    async def _repair(self, call: Call, outcome: Outcome) -> Outcome:
+        """Re-ask with the validation error, a bounded number of times and tokens.
+
+        Each re-ask sends the original messages, the last bad reply (cut short) and the error:
+        never the whole growing history.
+        """
+        assert self.validator is not None and outcome.output is not None
+        spent = (outcome.prompt_tokens or 0) + (outcome.completion_tokens or 0)
+        for round_ in range(1, self.repair + 1):
+            problem = self.validator(outcome.output)
+            if problem is None or spent >= self.repair_token_budget:
+                break
+            messages = [
+                *call.messages,
+                {"role": "assistant", "content": outcome.output[:2000]},
+                {
+                    "role": "user",
+                    "content": f"That reply could not be used: {problem[:500]}\n"
+                    "Reply again, with only the corrected answer in the format asked for.",
+                },
+            ]
+            params = dict(call.params)
+            if "nbt_sample" in params:
+                params["nbt_sample"] = call.sample + 1000 * round_  # a fresh simulated draw
+            again = replace(call, messages=messages, params=params)
+            again.key = call_key(call.model.id, messages, params, call.sample) if call.key else ""
+            fixed = self._cached(again) or await self._attempt(again)
+            spent += (fixed.prompt_tokens or 0) + (fixed.completion_tokens or 0)
+            outcome = _merge(outcome, fixed)
+            if fixed.output is None:
+                break
+        return outcome
+
+    async def _attempt(self, call: Call) -> Outcome:
+        """One call with retries and backoff; stores a success in the cache."""
         timeout = call.model.timeout or self.timeout
         attempts = 0
         while True:
@@ -298,3 +403,33 @@ class Runner:
     def _report(self) -> None:
         if self.progress_cb is not None:
             self.progress_cb(self.state)
+
+
+def _from_entry(entry: Entry) -> Outcome:
+    return Outcome(
+        output=entry.output,
+        latency_s=entry.latency_s if entry.latency_s is not None else math.nan,
+        prompt_tokens=entry.prompt_tokens,
+        completion_tokens=entry.completion_tokens,
+        cost_usd=entry.cost_usd if entry.cost_usd is not None else math.nan,
+        cached=True,
+        attempts=0,
+    )
+
+
+def _merge(first: Outcome, second: Outcome) -> Outcome:
+    """A repaired call: the last reply, with every attempt's tokens, cost and time added up."""
+
+    def add(a: int | None, b: int | None) -> int | None:
+        return None if a is None and b is None else (a or 0) + (b or 0)
+
+    return Outcome(
+        output=second.output if second.output is not None else first.output,
+        error=None if second.output is not None else second.error,
+        latency_s=first.latency_s + second.latency_s,
+        prompt_tokens=add(first.prompt_tokens, second.prompt_tokens),
+        completion_tokens=add(first.completion_tokens, second.completion_tokens),
+        cost_usd=first.cost_usd + second.cost_usd,
+        cached=first.cached and second.cached,
+        attempts=first.attempts + second.attempts,
+    )

@@ -26,6 +26,12 @@ from nbtoolkit.testing import FakeOpenAIServer, Fault  # noqa: E402
 
 litellm.suppress_debug_info = True
 
+# litellm 1.110 lazily imports litellm.llms.github_copilot on the first call; its seven
+# ReadOnly TypedDicts make pydantic emit UserWarnings we cannot fix from here.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Item.* on TypedDict class .* using the `ReadOnly` qualifier:UserWarning"
+)
+
 T = TypeVar("T")
 
 
@@ -71,6 +77,8 @@ async def outcome(server: FakeOpenAIServer, content: str = "hi", **kwargs: Any) 
         response = await ask(server, content, **kwargs)
     except Exception as exc:
         return type(exc).__name__
+    if not response.choices:
+        return "no choices"
     return str(response.choices[0].message.content)
 
 
@@ -216,7 +224,7 @@ def test_429_is_a_rate_limit_error_with_retry_after() -> None:
         assert exc.status_code == 429
         # Both the httpx response and litellm's copy of the headers carry it.
         assert exc.response.headers["retry-after"] == "0.2"
-        assert exc.litellm_response_headers["retry-after"] == "0.2"
+        assert exc.litellm_response_headers["retry-after"] == "0.2"  # type: ignore[attr-defined]
         assert "Rate limit reached" in str(exc)
         assert server.request_count == 1
         assert server.faults_served == [(0, Fault.RATE_LIMIT)]
@@ -357,8 +365,10 @@ def test_stop_returns_quickly_with_a_hang_in_flight() -> None:
     async def scenario() -> tuple[float, BaseException | None]:
         server = FakeOpenAIServer(faults={0: "hang"}, hang_seconds=30).start()
         task = asyncio.ensure_future(ask(server, timeout=20))
-        while server.request_count == 0:
+        deadline = time.perf_counter() + 5
+        while server.request_count == 0 and not task.done() and time.perf_counter() < deadline:
             await asyncio.sleep(0.01)
+        assert server.request_count == 1
         started = time.perf_counter()
         server.stop()
         stop_took = time.perf_counter() - started

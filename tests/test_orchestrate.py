@@ -43,7 +43,14 @@ def test_one_row_per_row_model_sample_with_contract_columns(questions: pd.DataFr
     assert list(res.outputs.columns) == OUTPUT_COLUMNS
     keys = res.outputs[["row", "model", "sample"]].apply(tuple, axis=1)
     assert len(keys) == 6 * 3 * 2 and keys.is_unique
-    assert list(res.consensus.columns) == ["id", "question", "gold", *CONSENSUS_COLUMNS]
+    assert list(res.consensus.columns) == [
+        "id",
+        "question",
+        "gold",
+        *CONSENSUS_COLUMNS,
+        "low_confidence",
+        "note",
+    ]
     assert res.consensus.index.equals(questions.index)
     assert res.consensus["strategy"].eq("vote").all()
     assert res.consensus["confidence"].between(0, 1).all()

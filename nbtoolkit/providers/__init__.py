@@ -13,6 +13,7 @@ import math
 import os
 import re
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -177,9 +178,45 @@ async def warm_up() -> None:
     if _warm:
         return
     _warm = True
-    await get_litellm().acompletion(
-        model="sim/swift-mini", messages=[{"role": "user", "content": "warm-up"}]
+    # litellm's first call imports modules whose pydantic models warn at import time; that
+    # noise is litellm's, not the user's, so it stays out of their cell.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        await get_litellm().acompletion(
+            model="sim/swift-mini", messages=[{"role": "user", "content": "warm-up"}]
+        )
+
+
+def price_per_token(model: Model) -> float:
+    """Input plus output price of one token, for ordering a cascade; NaN when unknown."""
+    prefix, _, name = model.id.partition("/")
+    if prefix == "sim":
+        from . import sim
+
+        profile = sim.PROFILES.get(name)
+        if profile is None:
+            return math.nan
+        return profile.input_cost_per_token + profile.output_cost_per_token
+    for source in (model.params, model.extra):
+        if "input_cost_per_token" in source:
+            return float(source["input_cost_per_token"]) + float(
+                source.get("output_cost_per_token", 0)
+            )
+    if not price_known(model):
+        return math.nan
+    cost = get_litellm().model_cost
+    entry = cost.get(name if prefix == "replay" else model.id) or cost.get(name) or {}
+    return float(entry.get("input_cost_per_token") or 0) + float(
+        entry.get("output_cost_per_token") or 0
     )
+
+
+def supports_schema(model: Model) -> bool:
+    """Whether litellm knows this model takes a JSON schema as ``response_format``."""
+    try:
+        return bool(get_litellm().supports_response_schema(model=litellm_id(model)))
+    except Exception:
+        return False
 
 
 @dataclass

@@ -18,9 +18,20 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import StrategyError
-from .base import Candidate, Strategy, Verdict, answer_key
+from .base import Candidate, FollowUp, ModelInfo, RowContext, Strategy, Verdict, answer_key
 
-__all__ = ["Candidate", "Strategy", "Verdict", "answer_key", "get", "names", "register"]
+__all__ = [
+    "Candidate",
+    "FollowUp",
+    "ModelInfo",
+    "RowContext",
+    "Strategy",
+    "Verdict",
+    "answer_key",
+    "get",
+    "names",
+    "register",
+]
 
 _REGISTRY: dict[str, Callable[..., Strategy]] = {}
 
@@ -59,4 +70,4 @@ def get(spec: str | Strategy, **options: Any) -> Strategy:
 
 def _load_builtins() -> None:
     if "vote" not in _REGISTRY:
-        from . import vote  # noqa: F401  (registers itself)
+        from . import cascade, judge, medoid, vote  # noqa: F401  (they register themselves)

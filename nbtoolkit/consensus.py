@@ -1,0 +1,179 @@
+"""Running a strategy: which calls to make, in what stages, and the extra calls it asks for.
+
+``execute`` makes the panel's calls (all at once, or a stage at a time for ``cascade``), marks
+the calls a strategy never needed as ``Skipped``, then makes one follow-up call per row for
+strategies that want one (``judge``, ``fuse``). ``decide`` turns each row's candidates into a
+verdict. Both are pure orchestration over ``Runner``; neither knows a provider.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import extract as extract_mod
+from . import providers
+from .runner import Call, Outcome, Runner
+from .spec import Model, as_model
+from .strategies import Candidate, FollowUp, ModelInfo, RowContext, Verdict
+
+
+@dataclass
+class FollowUpCall:
+    """A strategy's extra call for one row, and what became of it."""
+
+    row: int
+    followup: FollowUp
+    call: Call
+    outcome: Outcome | None = None
+
+
+def skipped(reason: str) -> Outcome:
+    return Outcome(error=f"Skipped: {reason}", cost_usd=0.0, attempts=0)
+
+
+def is_skipped(error: Any) -> bool:
+    return isinstance(error, str) and error.startswith("Skipped:")
+
+
+def panel_info(models: tuple[Model, ...]) -> list[ModelInfo]:
+    return [
+        ModelInfo(m.label, i, m.weight, providers.price_per_token(m)) for i, m in enumerate(models)
+    ]
+
+
+def candidates_of(
+    calls: list[Call], outcomes: list[Outcome | None], extractor: Callable[[Any], Any]
+) -> dict[int, list[Candidate]]:
+    """Each row's candidates from the calls made so far (skipped and pending ones left out)."""
+    by_row: dict[int, list[Candidate]] = {}
+    for call in calls:
+        outcome = outcomes[call.index]
+        if outcome is None or is_skipped(outcome.error):
+            continue
+        answer, valid, _ = extract_mod.apply(extractor, outcome.output)
+        by_row.setdefault(call.row, []).append(
+            Candidate(
+                model=call.model.label,
+                sample=call.sample,
+                answer=answer,
+                valid=valid and outcome.output is not None,
+                weight=call.model.weight,
+                position=call.position,
+                output=outcome.output,
+            )
+        )
+    return by_row
+
+
+async def execute(
+    calls: list[Call],
+    models: tuple[Model, ...],
+    strategy: Any,
+    extractor: Callable[[Any], Any],
+    runner: Runner,
+) -> list[Outcome]:
+    """Make the panel's calls the strategy needs; one outcome per call, skipped ones marked."""
+    outcomes: list[Outcome | None] = [None] * len(calls)
+    used = getattr(strategy, "models", None)
+    labels = [m.label for m in models]
+    stages: list[list[str]]
+    if callable(getattr(strategy, "stages", None)):
+        stages = strategy.stages(panel_info(models))
+    else:
+        stages = [[label for label in labels if used is None or label in used]]
+    in_stages = {label for stage in stages for label in stage}
+    settled: set[int] = set()
+    settle = getattr(strategy, "settled", None)
+    for stage in stages:
+        batch = [c for c in calls if c.model.label in stage and c.row not in settled]
+        if not batch:
+            continue
+        for call, outcome in zip(batch, await runner.run(batch), strict=True):
+            outcomes[call.index] = outcome
+        if runner.cancelled:
+            break
+        if callable(settle):
+            rows = candidates_of(calls, outcomes, extractor)
+            settled |= {row for row, cands in rows.items() if settle(cands)}
+    for call in calls:
+        if outcomes[call.index] is not None:
+            continue
+        if runner.cancelled:
+            outcomes[call.index] = Outcome(error="Cancelled: the run was stopped first")
+        elif call.model.label not in in_stages:
+            outcomes[call.index] = skipped(f"{call.model.label} is not among the strategy's models")
+        else:
+            outcomes[call.index] = skipped(
+                f"{getattr(strategy, 'name', 'the strategy')} had settled this row already"
+            )
+    return [o for o in outcomes if o is not None]
+
+
+def row_context(row: int, prompt: str, seed: int | None) -> RowContext:
+    # A per-row seed that does not depend on hash randomisation or call timing.
+    return RowContext(row, prompt, zlib.crc32(f"{seed}:{row}".encode()))
+
+
+async def follow_up(
+    rows: dict[int, list[Candidate]],
+    prompts: dict[int, str],
+    strategy: Any,
+    run_params: dict[str, Any],
+    seed: int | None,
+    runner: Runner,
+) -> dict[int, FollowUpCall]:
+    """The extra call per row a judge or aggregator strategy asks for, made concurrently."""
+    if not callable(getattr(strategy, "followup", None)) or runner.cancelled:
+        return {}
+    wanted: dict[int, FollowUpCall] = {}
+    for row, cands in rows.items():
+        fu = strategy.followup(row_context(row, prompts[row], seed), cands)
+        if fu is None:
+            continue
+        model = as_model(fu.model)
+        params = {**run_params, **model.litellm_kwargs()}
+        if providers.is_offline(model.id):
+            params["nbt_sample"] = 0
+        wanted[row] = FollowUpCall(
+            row, fu, Call(len(wanted), row, model, -1, 0, fu.messages, params)
+        )
+    if wanted:
+        followups = list(wanted.values())
+        for fc, outcome in zip(
+            followups, await runner.run([f.call for f in followups]), strict=True
+        ):
+            fc.outcome = outcome
+    return wanted
+
+
+def decide(
+    strategy: Any,
+    row: int,
+    prompt: str,
+    seed: int | None,
+    candidates: list[Candidate],
+    followup: FollowUpCall | None,
+) -> Verdict:
+    """One row's verdict, from the candidates and the strategy's follow-up call if any."""
+    conclude = getattr(strategy, "conclude", None)
+    if callable(conclude) and followup is not None:
+        outcome = followup.outcome or Outcome(error="Cancelled: the run was stopped first")
+        return conclude(  # type: ignore[no-any-return]
+            row_context(row, prompt, seed),
+            candidates,
+            outcome.output,
+            outcome.error,
+            followup.followup.context,
+        )
+    if callable(conclude):
+        return conclude(row_context(row, prompt, seed), candidates, None, None, None)  # type: ignore[no-any-return]
+    return strategy.combine(candidates)  # type: ignore[no-any-return]
+
+
+def cost_sum(costs: list[float]) -> float:
+    """The sum, or NaN when any part is unknown."""
+    return math.nan if any(math.isnan(c) for c in costs) else float(sum(costs))
