@@ -36,6 +36,8 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from .api import aorchestrate, orchestrate
     from .cache import Cache
+    from .calibrate import Calibration, calibrate, rescore
+    from .pipeline import PipelineResult, Step, apipeline, mixture_of_agents, pipeline
     from .results import RunResult
     from .spec import Model
 
@@ -46,12 +48,21 @@ _LAZY = {
     "Model": "spec",
     "Cache": "cache",
     "Template": "templating",
+    "calibrate": "calibrate",
+    "rescore": "calibrate",
+    "Calibration": "calibrate",
+    "pipeline": "pipeline",
+    "apipeline": "pipeline",
+    "Step": "pipeline",
+    "PipelineResult": "pipeline",
+    "mixture_of_agents": "pipeline",
 }
 
 __all__ = [
     "Cache",
     "CacheError",
     "CallError",
+    "Calibration",
     "ConfigError",
     "ExtractionError",
     "ExtractorError",
@@ -66,8 +77,15 @@ __all__ = [
     "Template",
     "TemplateError",
     "__version__",
+    "PipelineResult",
+    "Step",
     "aorchestrate",
+    "apipeline",
+    "calibrate",
+    "mixture_of_agents",
     "orchestrate",
+    "pipeline",
+    "rescore",
 ]
 
 

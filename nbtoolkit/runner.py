@@ -319,7 +319,12 @@ class Runner:
             if "nbt_sample" in params:
                 params["nbt_sample"] = call.sample + 1000 * round_  # a fresh simulated draw
             again = replace(call, messages=messages, params=params)
-            again.key = call_key(call.model.id, messages, params, call.sample) if call.key else ""
+            # Each round is its own cache entry: an identical re-ask may still answer otherwise.
+            again.key = (
+                call_key(call.model.id, messages, params, call.sample + 1000 * round_)
+                if call.key
+                else ""
+            )
             fixed = self._cached(again) or await self._attempt(again)
             spent += (fixed.prompt_tokens or 0) + (fixed.completion_tokens or 0)
             outcome = _merge(outcome, fixed)

@@ -80,3 +80,54 @@ def test_known_prices_are_counted_and_unknown_are_nan(replayed) -> None:
     per_model = res.per_model()
     assert per_model.loc["replay/gpt-4o-2024-08-06", "cost_usd"] > 0
     assert pd.isna(per_model.loc["replay/Mistral-Large-2", "cost_usd"])
+
+
+# --- consensus acceptance (issue: consensus, calibration, cascade) ------------------------------
+
+
+def test_weighted_from_calibration_beats_the_best_single_model_on_held_out_halves(replayed) -> None:
+    from nbtoolkit.strategies.vote import Weighted
+
+    res, items = replayed
+    odd, even = list(range(1, 1319, 2)), list(range(0, 1319, 2))
+    for fit, score in ((odd, even), (even, odd)):
+        cal = nbt.calibrate(res, gold="gold", rows=fit)
+        weighted = nbt.rescore(res, Weighted(weights=cal.weights), rows=score)
+        gold = items["gold"].iloc[score].to_numpy()
+        weighted_acc = (weighted["answer"].to_numpy() == gold).mean()
+        single = res.outputs[
+            (res.outputs["model"] == cal.best_single) & res.outputs["row"].isin(score)
+        ]
+        single_acc = (single.sort_values("row")["answer"].to_numpy() == gold).mean()
+        assert weighted_acc > single_acc, (cal.best_single, weighted_acc, single_acc)
+
+
+def test_cascade_in_calibration_order_is_accurate_with_few_calls(replayed) -> None:
+    from nbtoolkit.strategies.cascade import Cascade
+
+    res, items = replayed
+    cal = nbt.calibrate(res, gold="gold")
+    cascade = nbt.orchestrate(
+        (SHARED_DATA / "prompt_template.txt").read_text(encoding="utf-8"),
+        res.models,
+        data=items[["item", "question", "gold"]],
+        extract=["json:answer", "number"],
+        recordings=SHARED_DATA / "recordings.jsonl.gz",
+        strategy=Cascade(order=cal.order, threshold=2),
+        concurrency=64,
+        audit=False,
+    )
+    accuracy = (cascade.consensus["answer"] == cascade.consensus["gold"]).mean() * 100
+    calls = len(cascade.outputs) - len(cascade.skipped)
+    assert accuracy >= 96.66
+    assert calls <= 0.30 * 15828
+    assert cascade.totals()["calls"] == calls
+
+
+def test_calibration_recommends_a_panel_and_says_so(replayed) -> None:
+    res, _ = replayed
+    cal = nbt.calibrate(res, gold="gold")
+    assert not cal.single_beats_panels
+    assert "Recommended" in cal.message
+    assert cal.candidates.loc["single best model", "accuracy"] < cal.candidates["accuracy"].max()
+    assert nbt.strategies.get(cal.recommendation) is cal.recommendation
