@@ -8,6 +8,9 @@ made or anything is written.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -59,7 +62,54 @@ def collect(
         field_agreement=fields,
     )
     result.warnings.extend(plan.notes)
+    result.meta = manifest(plan, outcomes)
     return result
+
+
+def manifest(plan: Plan, outcomes: list[Outcome]) -> dict[str, Any]:
+    """What a run was made of, for reports that must be re-run to the same numbers.
+
+    Never holds an API key: parameters are the litellm ones, and ``api_key_env`` is a name.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+    from .audit import prompt_hash
+
+    try:
+        litellm_version = version("litellm")
+    except PackageNotFoundError:
+        litellm_version = "unknown"
+    keys = sorted(c.key for c in plan.calls if c.key)
+    recordings = sorted({str(c.params["nbt_store"]) for c in plan.calls if "nbt_store" in c.params})
+    return {
+        "nbtoolkit": __version__,
+        "litellm": litellm_version,
+        "python": sys.version.split()[0],
+        "models": [m.model_dump(mode="json", exclude_defaults=True) for m in plan.models],
+        "strategy": repr(plan.strategy),
+        "extract": getattr(plan.extractor, "__name__", repr(plan.extractor)),
+        "params": {k: v for k, v in plan.run_params.items() if k != "api_key"},
+        "seed": plan.seed,
+        "prompt_template_sha256": prompt_hash([{"content": plan.template.text}]),
+        "rows": len(plan.prompts),
+        "calls": len(plan.calls),
+        "cache_keys_sha256": hashlib.sha256("\n".join(keys).encode()).hexdigest(),
+        "recordings": [
+            {"path": p, "sha256": _file_digest(p)}
+            for key in recordings
+            for p in key.split(os.pathsep)
+        ],
+        "cached_calls": sum(1 for o in outcomes if o.cached),
+    }
+
+
+def _file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _record(call: Call, outcome: Outcome, plan: Plan) -> dict[str, Any]:
