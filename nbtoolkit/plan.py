@@ -165,6 +165,7 @@ def plan_run(
                 if offline:
                     these["nbt_sample"] = sample
                 calls.append(Call(len(calls), row_number, model, position, sample, messages, these))
+    _check_context(panel, calls)
     return Plan(
         template=template,
         models=panel,
@@ -179,6 +180,28 @@ def plan_run(
         confidence_threshold=confidence_threshold,
         notes=notes,
     )
+
+
+def _check_context(panel: tuple[Model, ...], calls: list[Call]) -> None:
+    """Refuse a prompt longer than a model's context window, before any call is paid for."""
+    for model in panel:
+        limit = providers.context_window(model)
+        if limit is None:
+            continue
+        seen: set[int] = set()
+        for call in calls:
+            if call.model is not model or id(call.messages) in seen:
+                continue
+            seen.add(id(call.messages))
+            chars = sum(len(str(m.get("content", ""))) for m in call.messages)
+            if chars < limit:
+                continue  # a token is at least one character: this one cannot be too long
+            tokens = providers.count_tokens(model, call.messages)
+            if tokens > limit:
+                raise ConfigError(
+                    f"row {call.row}: the prompt is {tokens} tokens, longer than {model.label}'s "
+                    f"context window of {limit}: shorten it, or use a model with a longer window"
+                )
 
 
 def _strategy(spec: Any, extractor: Callable[[Any], Any]) -> Any:

@@ -211,6 +211,23 @@ def price_per_token(model: Model) -> float:
     )
 
 
+def context_window(model: Model) -> int | None:
+    """The model's input limit in tokens from litellm's table, None when unknown."""
+    if is_offline(model.id):
+        return None
+    try:
+        info = get_litellm().get_model_info(litellm_id(model))
+    except Exception:
+        return None
+    limit = info.get("max_input_tokens") if isinstance(info, dict) else None
+    return int(limit) if limit else None
+
+
+def count_tokens(model: Model, messages: list[dict[str, Any]]) -> int:
+    """Prompt tokens of ``messages`` for ``model``, by litellm's counter."""
+    return int(get_litellm().token_counter(model=litellm_id(model), messages=messages))
+
+
 def supports_schema(model: Model) -> bool:
     """Whether litellm knows this model takes a JSON schema as ``response_format``."""
     try:
