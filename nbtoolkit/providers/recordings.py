@@ -99,6 +99,7 @@ def _record(obj: Any, where: str) -> Recording:
 
 
 _LOADED: dict[tuple[tuple[str, int, float], ...], RecordingStore] = {}
+_BY_KEY: dict[str, RecordingStore] = {}
 
 
 def resolve_paths(recordings: str | os.PathLike[str] | Sequence[Any] | None) -> list[Path]:
@@ -125,8 +126,15 @@ def load(paths: Sequence[Path]) -> RecordingStore:
         records = [r for path in paths for r in read(path)]
         store = RecordingStore(paths, records)
         _LOADED.clear()  # keep one set in memory; recordings can be large
+        _BY_KEY.clear()
         _LOADED[stamp] = store
+        _BY_KEY[store.key] = store
     return store
+
+
+def loaded(key: str) -> RecordingStore | None:
+    """A store already loaded for this run, by its key (no file system access per call)."""
+    return _BY_KEY.get(key)
 
 
 def write(records: Iterable[dict[str, Any]], path: str | os.PathLike[str]) -> int:
