@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .pipeline import PipelineResult, Step, apipeline, mixture_of_agents, pipeline
     from .results import RunResult
     from .spec import Model
+    from .widgets import ui
 
 _LAZY = {
     "orchestrate": "api",
@@ -56,6 +57,7 @@ _LAZY = {
     "Step": "pipeline",
     "PipelineResult": "pipeline",
     "mixture_of_agents": "pipeline",
+    "ui": "widgets",
 }
 
 __all__ = [
@@ -86,6 +88,7 @@ __all__ = [
     "orchestrate",
     "pipeline",
     "rescore",
+    "ui",
 ]
 
 

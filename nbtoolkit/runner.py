@@ -174,6 +174,8 @@ class Runner:
 
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        if self.cancelled:  # a cancel() that came during set-up, before anyone listened
+            self._stop.set()
         tasks = [asyncio.ensure_future(one(c)) for c in pending]
         try:
             if tasks:

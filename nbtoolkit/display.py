@@ -1,0 +1,486 @@
+"""How a ``RunResult`` looks: its HTML and plain-text reprs, and the agreement matrix.
+
+The HTML shows, at a glance, where the models disagree:
+
+- the consensus table (class ``nbtoolkit-consensus``, one ``<tr>`` per input row), each row's
+  confidence as a colour from red (unsure) to green (sure), rows where the models disagree
+  marked, and every model's answer to the row behind a ``<details>``;
+- the totals (calls, failures, tokens, cost, latency) and a per-model table;
+- a model-by-model heatmap of how often two models gave the same answer to the same row
+  (``agreement_matrix``);
+- warnings, cancellation and simulated models, stated in words.
+
+Everything is escaped, styles are inline (they survive untrusted notebooks and nbconvert),
+and nothing loads from the network: no scripts, no CDN. This module is part of the core: it
+never imports IPython or ipywidgets.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from . import results as _results
+from .strategies.base import answer_key
+
+if TYPE_CHECKING:
+    from .results import RunResult
+
+__all__ = ["agreement_matrix", "colour", "format_cost", "html_repr", "text_repr"]
+
+#: Rows of the consensus table shown in the HTML; ``res.consensus`` always has them all.
+MAX_ROWS = 100
+_CELL_CHARS = 80  # input values are cut to this in the table (the full text is the title)
+_OUTPUT_CHARS = 300  # each reply is cut to this behind the row's <details>
+
+_RED = (252, 165, 165)
+_YELLOW = (253, 230, 138)
+_GREEN = (134, 239, 172)
+_INK = "#111827"  # dark text on the coloured cells, readable in light and dark themes
+_MUTED = "#e5e7eb"
+# Jupyter right-aligns every table cell; text reads better on the left. Inline, because a
+# <style> block is dropped where outputs are sanitised (e.g. inside an Output widget).
+_L = " style='text-align:left'"
+
+
+# ------------------------------------------------------------------------- numbers
+
+
+def colour(value: float) -> str:
+    """A hex colour for a share in [0, 1]: red at 0, yellow at 0.5, green at 1; grey for NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return _MUTED
+    v = min(1.0, max(0.0, float(value)))
+    low, high, t = (_RED, _YELLOW, v * 2) if v < 0.5 else (_YELLOW, _GREEN, v * 2 - 1)
+    rgb = (round(a + (b - a) * t) for a, b in zip(low, high, strict=True))
+    return "#" + "".join(f"{c:02x}" for c in rgb)
+
+
+def format_cost(value: Any) -> str:
+    """``$0.0031``; a cost that is not known (NaN) is ``unknown``, never ``$0``."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return "unknown"
+    if math.isnan(x):
+        return "unknown"
+    if x == 0:
+        return "$0"
+    if abs(x) >= 1:
+        return f"${x:,.2f}"
+    if abs(x) >= 0.01:
+        return f"${x:.4f}"
+    small = f"{x:.6f}".rstrip("0")
+    return f"${small}" if small not in ("0.", "-0.") else f"${x:.1e}"
+
+
+def _seconds(value: Any) -> str:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    return "—" if math.isnan(x) else f"{x:.2f} s"
+
+
+def _share(value: Any) -> str:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    return "—" if math.isnan(x) else f"{x:.0%}"
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or an array: present
+        return False
+
+
+def _text(value: Any, limit: int | None = None) -> str:
+    if _is_missing(value):
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
+def _e(value: Any, limit: int | None = None) -> str:
+    return html.escape(_text(value, limit), quote=True)
+
+
+# ---------------------------------------------------------------- agreement matrix
+
+
+def _model_answers(result: RunResult) -> dict[str, dict[int, str]]:
+    """Per model, per input row: the model's answer (its most frequent valid one over samples)."""
+    out: dict[str, dict[int, str]] = {m: {} for m in result.models}
+    valid = result.outputs[result.outputs["valid"].astype(bool)]
+    for (model, row), group in valid.groupby(["model", "row"], sort=False):
+        counts: dict[str, int] = {}
+        for answer in group.sort_values("sample")["answer"]:
+            key = answer_key(answer)
+            counts[key] = counts.get(key, 0) + 1
+        best = max(counts.values())
+        out.setdefault(str(model), {})[int(row)] = next(k for k, n in counts.items() if n == best)
+    return out
+
+
+def agreement_matrix(result: RunResult) -> pd.DataFrame:
+    """How often each pair of models gave the same answer to the same input row.
+
+    A square DataFrame (models x models) of shares in [0, 1], over the rows where both models
+    gave a valid answer; NaN where they have no such row in common. With several samples a
+    model's answer to a row is its most frequent one.
+
+    >>> agreement_matrix(res).round(2)                                  # doctest: +SKIP
+    """
+    answers = _model_answers(result)
+    models = list(result.models)
+    table = pd.DataFrame(math.nan, index=models, columns=models, dtype="float64")
+    for a in models:
+        for b in models:
+            shared = answers[a].keys() & answers[b].keys()
+            if shared:
+                same = sum(answers[a][r] == answers[b][r] for r in shared)
+                table.loc[a, b] = same / len(shared)
+    table.index.name = "model"
+    table.columns.name = "model"
+    return table
+
+
+# ---------------------------------------------------------------------------- HTML
+
+_TABLE = "border-collapse:collapse;margin:0.4em 0;font-size:0.92em"
+# Layout only: the colours that carry meaning are inline, so they survive a sanitiser
+# that drops <style> (an untrusted notebook); the tables stay readable without this.
+_CSS = (
+    "<style>"
+    ".nbtoolkit-result table{border-collapse:collapse;margin:0.4em 0}"
+    ".nbtoolkit-result td,.nbtoolkit-result th{padding:2px 8px;text-align:left;"
+    "vertical-align:top}"
+    ".nbtoolkit-result td.num{text-align:right}"
+    ".nbtoolkit-result summary{cursor:pointer}"
+    "</style>"
+)
+_BADGE = (
+    "display:inline-block;padding:0 6px;margin-left:6px;border-radius:8px;"
+    "font-size:0.8em;background:#ede9fe;color:#4c1d95"
+)
+
+
+def _badge(text: str) -> str:
+    return f"<span class='nbtoolkit-badge' style='{_BADGE}'>{html.escape(text)}</span>"
+
+
+def _model_name(model: str, simulated: Iterable[str]) -> str:
+    name = html.escape(model)
+    return name + (_badge("simulated") if model in set(simulated) else "")
+
+
+def _coloured(value: float, shown: str, title: str = "") -> str:
+    title_attr = f" title='{html.escape(title, quote=True)}'" if title else ""
+    return (
+        f"<td class='num' style='background-color:{colour(value)};color:{_INK}'"
+        f"{title_attr}>{html.escape(shown)}</td>"
+    )
+
+
+def _own_columns() -> set[str]:
+    extra = getattr(_results, "EXTRA_CONSENSUS_COLUMNS", [])
+    return {*_results.CONSENSUS_COLUMNS, *extra}
+
+
+def _input_columns(result: RunResult) -> list[str]:
+    own = _own_columns()
+    return [str(c) for c in result.consensus.columns if c not in own]
+
+
+def _row_details(
+    result: RunResult, row: int, consensus_answer: Any, rows: pd.DataFrame, simulated: set[str]
+) -> str:
+    """The ``<details>`` of one input row: every model's answer, error and reply."""
+    target = None if _is_missing(consensus_answer) else answer_key(consensus_answer)
+    keys: dict[str, int] = {}
+    shown: dict[str, str] = {}
+    body = []
+    for rec in rows.itertuples(index=False):
+        valid = bool(rec.valid)
+        key = answer_key(rec.answer) if valid else None
+        if key is not None:
+            keys[key] = keys.get(key, 0) + 1
+            shown.setdefault(key, _text(rec.answer, 24))
+        if not valid:
+            shade = "background-color:#f3f4f6;color:#6b7280"  # failed, unreadable or skipped
+        elif target is not None and key != target:
+            shade = f"background-color:{colour(0.0)};color:{_INK}"
+        else:
+            shade = ""
+        note = _e(rec.error, 200) if not _is_missing(rec.error) else ""
+        sample = f" #{int(rec.sample)}" if result.outputs["sample"].max() > 0 else ""
+        body.append(
+            "<tr>"
+            f"<td{_L}>{_model_name(str(rec.model), simulated)}{sample}</td>"
+            f"<td style='text-align:left;{shade}'>{_e(rec.answer, 200) if valid else '—'}</td>"
+            f"<td{_L}>{note}</td>"
+            f"<td style='text-align:left;white-space:pre-wrap;max-width:40em'>"
+            f"{_e(rec.output, _OUTPUT_CHARS)}</td>"
+            f"<td class='num'>{_seconds(rec.latency_s)}</td>"
+            f"<td class='num'>{format_cost(rec.cost_usd)}</td>"
+            "</tr>"
+        )
+    n = len(rows)
+    n_valid = sum(keys.values())
+    if not n_valid:
+        summary = f"no valid answer ({n} asked)"
+    elif len(keys) == 1:
+        summary = f"{n_valid}/{n} agree"
+    else:
+        ranked = sorted(keys, key=lambda k: -keys[k])
+        spread = ", ".join(f"{shown[k]} ×{keys[k]}" for k in ranked[:3])
+        summary = f"split: {spread}" + (", …" if len(ranked) > 3 else "")
+    head = "".join(
+        f"<th{_L}>{h}</th>" for h in ("model", "answer", "error", "reply", "latency", "cost")
+    )
+    return (
+        f"<details><summary>{html.escape(summary)}</summary>"
+        f"<table style='{_TABLE}'><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table></details>"
+    )
+
+
+def _consensus_table(result: RunResult, max_rows: int) -> str:
+    consensus = result.consensus
+    inputs = _input_columns(result)[:3]
+    simulated = set(result.simulated)
+    by_row = {int(r): g for r, g in result.outputs.groupby("row", sort=False)}
+    empty = result.outputs.iloc[0:0]
+    has_note = "note" in consensus.columns and consensus["note"].notna().any()
+    head = ["row", *inputs, "answer", "confidence", "agreement", "valid", "cost", "by model"]
+    if has_note:
+        head.append("note")
+    rows_html = []
+    for rec in consensus.head(max_rows).to_dict("records"):
+        row = int(rec["row"])
+        agreement = float(rec["agreement"])
+        disagree = not math.isnan(agreement) and agreement < 1.0
+        n_valid = int(rec["n_valid"])
+        style = "border-left:4px solid #f97316" if disagree else "border-left:4px solid transparent"
+        cells = [f"<td style='{style}'>{row}</td>"]
+        for col in inputs:
+            full = _text(rec[col])
+            cells.append(
+                f"<td style='text-align:left;max-width:28em' title='{html.escape(full[:1000], quote=True)}'>"
+                f"{_e(full, _CELL_CHARS)}</td>"
+            )
+        answer = rec["answer"]
+        shown = _e(answer, 200) if n_valid and not _is_missing(answer) else "—"
+        cells.append(f"<td style='text-align:left;font-weight:600'>{shown}</td>")
+        confidence = float(rec["confidence"])
+        flag = rec.get("low_confidence")
+        low = " (low)" if not _is_missing(flag) and bool(flag) else ""
+        cells.append(_coloured(confidence, f"{confidence:.2f}{low}", "confidence"))
+        cells.append(_coloured(agreement, _share(agreement), "share of valid answers agreeing"))
+        cells.append(f"<td class='num'>{n_valid}</td>")
+        cells.append(f"<td class='num'>{format_cost(rec['cost_usd'])}</td>")
+        details = _row_details(result, row, answer, by_row.get(row, empty), simulated)
+        cells.append(f"<td{_L}>{details}</td>")
+        if has_note:
+            cells.append(f"<td{_L}>{_e(rec.get('note'), 200)}</td>")
+        klass = " class='nbtoolkit-disagree'" if disagree else ""
+        rows_html.append(f"<tr{klass}>{''.join(cells)}</tr>")
+    header = "".join(f"<th{_L}>{html.escape(h)}</th>" for h in head)
+    table = (
+        f"<table class='nbtoolkit-consensus' style='{_TABLE}'>"
+        f"<thead><tr>{header}</tr></thead><tbody>{''.join(rows_html)}</tbody></table>"
+    )
+    if len(consensus) > max_rows:
+        table += (
+            f"<p style='margin:0.2em 0'><em>showing the first {max_rows} of "
+            f"{len(consensus)} rows; <code>.consensus</code> has them all</em></p>"
+        )
+    return table
+
+
+def _totals(result: RunResult) -> str:
+    t = result.totals()
+    tokens = t["prompt_tokens"] + t["completion_tokens"]
+    latency = result.outputs["latency_s"]
+    median = float(latency.median()) if latency.notna().any() else math.nan
+    cost = format_cost(t["cost_usd"])
+    if math.isnan(t["cost_usd"]) and t["known_cost_usd"]:
+        cost += f" (at least {format_cost(t['known_cost_usd'])})"
+    items = [
+        (
+            "calls",
+            f"{t['calls']} ({t['failed']} failed, {t['invalid']} invalid, {t['cached']} cached)",
+        ),
+        ("tokens", f"{tokens:,} ({t['prompt_tokens']:,} in, {t['completion_tokens']:,} out)"),
+        ("cost", cost),
+        ("spent now", _spent(result, t["spent_usd"])),
+        ("latency", f"median {_seconds(median)} per call, {_seconds(t['wall_s'])} wall"),
+    ]
+    cells = "".join(
+        f"<tr><th{_L}>{html.escape(k)}</th><td{_L}>{html.escape(v)}</td></tr>" for k, v in items
+    )
+    return f"<table class='nbtoolkit-totals' style='{_TABLE}'><tbody>{cells}</tbody></table>"
+
+
+def _spent(result: RunResult, known: float) -> str:
+    """What the calls made now (not cached) cost; prices not known make it unknown."""
+    out = result.outputs
+    fresh = out.loc[~out["cached"].astype(bool), "cost_usd"]
+    if fresh.isna().all() and len(fresh):
+        return "unknown"
+    if fresh.isna().any():
+        return f"at least {format_cost(known)}"
+    return format_cost(known)
+
+
+def _per_model(result: RunResult) -> str:
+    table = result.per_model()
+    simulated = set(result.simulated)
+    head = ("model", "calls", "valid", "failed", "median latency", "tokens", "cost")
+    rows = []
+    for model, rec in table.iterrows():
+        tokens = rec["prompt_tokens"] + rec["completion_tokens"]
+        rows.append(
+            "<tr>"
+            f"<td{_L}>{_model_name(str(model), simulated)}</td>"
+            f"<td class='num'>{_text(rec['calls'])}</td>"
+            f"<td class='num'>{_share(rec['valid'])}</td>"
+            f"<td class='num'>{_text(rec['failed'])}</td>"
+            f"<td class='num'>{_seconds(rec['latency_s'])}</td>"
+            f"<td class='num'>{_e(tokens)}</td>"
+            f"<td class='num'>{format_cost(rec['cost_usd'])}</td>"
+            "</tr>"
+        )
+    header = "".join(f"<th{_L}>{h}</th>" for h in head)
+    return (
+        f"<table class='nbtoolkit-models' style='{_TABLE}'><thead><tr>{header}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _heatmap(result: RunResult) -> str:
+    matrix = agreement_matrix(result)
+    models = list(matrix.index)
+    simulated = set(result.simulated)
+    header = "<th></th>" + "".join(f"<th>{html.escape(m)}</th>" for m in models)
+    rows = []
+    for a in models:
+        cells = [f"<th{_L}>{_model_name(a, simulated)}</th>"]
+        for b in models:
+            value = float(matrix.loc[a, b])
+            if a == b:
+                cells.append(f"<td style='background-color:{_MUTED};color:{_INK}'>—</td>")
+            else:
+                cells.append(
+                    _coloured(value, _share(value), f"{a} and {b} agree on {_share(value)} of rows")
+                )
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return (
+        "<div><strong>Agreement between models</strong> "
+        "<span style='font-size:0.85em'>(share of rows where both gave the same valid "
+        "answer; red = they often disagree)</span>"
+        f"<table class='nbtoolkit-agreement' style='{_TABLE}'><thead><tr>{header}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def _notes(result: RunResult) -> str:
+    parts = []
+    if result.cancelled:
+        parts.append(
+            "<div class='nbtoolkit-cancelled' style='padding:4px 8px;margin:4px 0;"
+            "border-left:4px solid #dc2626;background-color:#fef2f2;color:#7f1d1d'>"
+            "<strong>Cancelled</strong>: the unfinished calls are error rows.</div>"
+        )
+    if result.warnings:
+        items = "".join(f"<li>{html.escape(w)}</li>" for w in result.warnings)
+        parts.append(
+            "<div class='nbtoolkit-warnings' style='padding:4px 8px;margin:4px 0;"
+            "border-left:4px solid #d97706;background-color:#fffbeb;color:#78350f'>"
+            f"<strong>Warning</strong><ul style='margin:0.2em 0'>{items}</ul></div>"
+        )
+    if result.simulated:
+        parts.append(
+            "<p class='nbtoolkit-simulated' style='margin:0.3em 0'><em>Simulated models "
+            "(not real LLMs, offline): " + html.escape(", ".join(result.simulated)) + "</em></p>"
+        )
+    return "".join(parts)
+
+
+def html_repr(result: RunResult, *, max_rows: int = MAX_ROWS) -> str:
+    """The HTML of a ``RunResult``: consensus, totals, per-model table, agreement heatmap."""
+    n_rows = len(result.consensus)
+    disagreements = len(result.disagreements())
+    prompt = (
+        "<details><summary>prompt</summary>"
+        f"<pre style='white-space:pre-wrap;margin:0.2em 0'>{html.escape(result.prompt)}</pre>"
+        "</details>"
+    )
+    verdict = (
+        f"models disagree on {disagreements} of {n_rows} row(s) (marked in orange)"
+        if disagreements
+        else f"models agree on all {n_rows} row(s)"
+    )
+    sections = [
+        f"<p style='margin:0.2em 0'><strong>{html.escape(result._summary_line())}</strong></p>",
+        _notes(result),
+        prompt,
+        f"<p style='margin:0.2em 0'>{html.escape(verdict)}</p>",
+        _consensus_table(result, max_rows),
+        "<div style='display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start'>",
+        f"<div><strong>Totals</strong>{_totals(result)}</div>",
+        f"<div><strong>Per model</strong>{_per_model(result)}</div>",
+        _heatmap(result) if len(result.models) > 1 else "",
+        "</div>",
+    ]
+    # tex2jax_ignore: Jupyter would typeset "$3 ... $20" in a question as LaTeX.
+    return (
+        f"<div class='nbtoolkit-result tex2jax_ignore mathjax_ignore'>{_CSS}"
+        f"{''.join(sections)}</div>"
+    )
+
+
+# ---------------------------------------------------------------------------- text
+
+
+def text_repr(result: RunResult, *, max_rows: int = 20) -> str:
+    """The plain-text repr: summary, warnings, the consensus table and the agreement matrix."""
+    lines = [result._summary_line()]
+    if result.cancelled:
+        lines.append("CANCELLED: the unfinished calls are error rows")
+    if result.simulated:
+        lines.append("simulated models (not real LLMs): " + ", ".join(result.simulated))
+    lines += [f"warning: {w}" for w in result.warnings]
+    n_rows = len(result.consensus)
+    disagreements = len(result.disagreements())
+    lines.append(
+        f"models disagree on {disagreements} of {n_rows} row(s)"
+        if disagreements
+        else f"models agree on all {n_rows} row(s)"
+    )
+    consensus = result.consensus
+    columns = [*_input_columns(result)[:2], "answer", "confidence", "agreement", "n_valid"]
+    if "note" in consensus.columns and consensus["note"].notna().any():
+        columns.append("note")
+    shown = consensus[columns].head(max_rows)
+    shown = shown.assign(cost=[format_cost(c) for c in consensus["cost_usd"].head(max_rows)])
+    shown = shown.round({"confidence": 2, "agreement": 2})
+    lines.append(shown.to_string(max_colwidth=40))
+    if n_rows > max_rows:
+        lines.append(f"... {n_rows} rows in all")
+    if len(result.models) > 1:
+        lines.append("agreement between models (share of rows with the same answer):")
+        lines.append(agreement_matrix(result).round(2).to_string())
+    lines.append("-> .outputs for every model's reply, .consensus for every row")
+    return "\n".join(lines)

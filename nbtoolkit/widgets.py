@@ -1,0 +1,305 @@
+"""``nbtoolkit.ui()`` (or ``%orchestrate ui``): configure and run an orchestration by clicking.
+
+The app is made of standard ipywidgets around the same call as ``%%orchestrate``: it writes
+the equivalent cell as you click (paste it into a cell to re-run the same thing), and a run
+parses that very cell text, so the two cannot drift apart. Runs go on a background thread:
+the notebook stays responsive and Cancel stops the run, keeping the finished rows. Errors,
+including those inside callbacks, are printed in the app.
+
+DOM hooks (for browser tests): the root has class ``nbtoolkit-app``, the Run button class
+``nbtoolkit-run`` (description "Run"), Cancel ``nbtoolkit-cancel-run``, the result is the
+RunResult's HTML (table class ``nbtoolkit-consensus``) inside ``nbtoolkit-result-output``.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import traceback
+from typing import Any
+
+import ipywidgets as w
+from IPython.core.error import UsageError
+
+from . import magics
+from .errors import ConfigError, RunFailedError
+from .progress import WidgetProgress
+
+__all__ = ["App", "ui"]
+
+_EXTRACTS = ["number", "choice", "json", "json:answer"]
+_WIDE = w.Layout(width="100%")
+
+
+def _dataframe_names(namespace: dict[str, Any]) -> list[str]:
+    import pandas as pd
+
+    return sorted(
+        name
+        for name, value in namespace.items()
+        if not name.startswith("_") and isinstance(value, pd.DataFrame)
+    )
+
+
+def _settings(shell: Any) -> magics.Orchestrate:
+    if shell is not None:
+        found = magics._settings(shell)
+        if found is not None:
+            return found
+        return magics.Orchestrate(parent=shell)
+    return magics.Orchestrate()
+
+
+class App:
+    """The widget app; display it, or drive it from code (``app.run(wait=True)``)."""
+
+    def __init__(self, *, shell: Any = None, namespace: dict[str, Any] | None = None) -> None:
+        if shell is None:
+            from IPython import get_ipython
+
+            shell = get_ipython()
+        self.shell = shell
+        if namespace is None:
+            namespace = shell.user_ns if shell is not None else {}
+        self.namespace: dict[str, Any] = namespace
+        self.settings = _settings(shell)
+        self.result: Any = None
+        self.reporter: WidgetProgress | None = None
+        self._thread: threading.Thread | None = None
+        self._build()
+        self.refresh()
+        self._update_cell()
+
+    # ------------------------------------------------------------------ building
+    def _build(self) -> None:
+        from . import strategies
+
+        aliases = sorted(self.settings.aliases)
+        chosen = [a for a in aliases if a in self.settings.default_models]
+        self.models = w.SelectMultiple(
+            options=aliases, value=chosen, rows=min(6, max(len(aliases), 2)), description="models"
+        )
+        self.other_models = w.Text(
+            description="other ids",
+            placeholder="litellm ids, comma-separated: gpt-4o-mini, claude-3-5-haiku-20241022",
+            layout=_WIDE,
+        )
+        names = strategies.names()
+        default = self.settings.default_strategy
+        self.strategy = w.Dropdown(
+            options=names, value=default if default in names else names[0], description="strategy"
+        )
+        self.judge = w.Text(description="judge", placeholder="judge model (judge strategy)")
+        self.samples = w.BoundedIntText(value=1, min=1, max=100, description="samples")
+        self.extract = w.Combobox(
+            options=_EXTRACTS, placeholder="whole reply", description="extract", ensure_option=False
+        )
+        self.temperature = w.Text(description="temperature", placeholder="default")
+        self.seed = w.Text(description="seed", placeholder="none")
+        self.max_tokens = w.Text(description="max tokens", placeholder="default")
+        self.data = w.Dropdown(description="over", options=[("(no DataFrame: one run)", "")])
+        self.refresh_button = w.Button(
+            icon="refresh", tooltip="list the DataFrames again", layout=w.Layout(width="3em")
+        )
+        self.out = w.Text(value=magics.DEFAULT_OUT, description="save as")
+        self.prompt = w.Textarea(
+            placeholder="{question}\nAnswer with a number.",
+            description="prompt",
+            rows=6,
+            layout=_WIDE,
+        )
+        self.run_button = w.Button(description="Run", button_style="primary")
+        self.run_button.add_class("nbtoolkit-run")
+        self.cancel_button = w.Button(description="Cancel", icon="stop", disabled=True)
+        self.cancel_button.add_class("nbtoolkit-cancel-run")
+        self.cell = w.HTML()
+        self.cell.add_class("nbtoolkit-cell")
+        self.progress_box = w.VBox()
+        self.messages = w.Output()
+        self.messages.add_class("nbtoolkit-messages")
+        self.result_output = w.Output()
+        self.result_output.add_class("nbtoolkit-result-output")
+
+        self.run_button.on_click(lambda _b: self._guarded(self.run))
+        self.cancel_button.on_click(lambda _b: self._guarded(self.cancel))
+        self.refresh_button.on_click(lambda _b: self._guarded(self.refresh))
+        for field in self._fields():
+            field.observe(lambda _change: self._guarded(self._update_cell), names="value")
+
+        self.root = w.VBox(
+            [
+                w.HTML("<strong>nbtoolkit</strong>: one prompt, several models, a consensus"),
+                w.HBox([self.models, w.VBox([self.strategy, self.judge, self.samples])]),
+                self.other_models,
+                w.HBox([self.extract, self.temperature]),
+                w.HBox([self.seed, self.max_tokens]),
+                w.HBox([self.data, self.refresh_button, self.out]),
+                self.prompt,
+                w.HBox([self.run_button, self.cancel_button]),
+                self.progress_box,
+                self.messages,
+                w.HTML("<em>The same run as a cell:</em>"),
+                self.cell,
+                self.result_output,
+            ]
+        )
+        self.root.add_class("nbtoolkit-app")
+
+    def _fields(self) -> list[Any]:
+        return [
+            self.models,
+            self.other_models,
+            self.strategy,
+            self.judge,
+            self.samples,
+            self.extract,
+            self.temperature,
+            self.seed,
+            self.max_tokens,
+            self.data,
+            self.out,
+            self.prompt,
+        ]
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.root._repr_mimebundle_(**kwargs)
+
+    # ------------------------------------------------------------------- actions
+    def refresh(self) -> None:
+        """List the notebook's DataFrames again in the ``over`` picker."""
+        current = self.data.value
+        names = _dataframe_names(self.namespace)
+        self.data.options = [("(no DataFrame: one run)", "")] + [(n, n) for n in names]
+        self.data.value = current if current in ("", *names) else ""
+
+    def model_list(self) -> list[str]:
+        """The chosen aliases, then the typed ids."""
+        typed = [m.strip() for m in self.other_models.value.split(",") if m.strip()]
+        return [*self.models.value, *typed]
+
+    def cell_text(self) -> str:
+        """The ``%%orchestrate`` cell equivalent to the app's fields."""
+        judge = self.judge.value.strip() if self.strategy.value == "judge" else ""
+        return magics.format_cell(
+            self.prompt.value,
+            self.model_list(),
+            strategy=self.strategy.value,
+            judge=judge or None,
+            extract=self.extract.value.strip() or None,
+            over=self.data.value or None,
+            out=self.out.value.strip() or None,
+            samples=self.samples.value,
+            temperature=self.temperature.value,
+            seed=self.seed.value,
+            max_tokens=self.max_tokens.value,
+        )
+
+    def _update_cell(self) -> None:
+        self.cell.value = (
+            "<pre style='white-space:pre-wrap;margin:0;padding:4px 8px;"
+            "border:1px solid #d1d5db'>" + html.escape(self.cell_text()) + "</pre>"
+        )
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def run(self, wait: bool = False) -> Any:
+        """Run the cell shown in the app; ``wait=True`` runs here and returns the RunResult.
+
+        Otherwise the run goes on a background thread and ``app.result`` is set when it ends.
+        """
+        if self.running:
+            self._say("A run is going: cancel it first.")
+            return None
+        self.messages.outputs = ()
+        text = self.cell_text()
+        header, _, body = text.partition("\n")
+        try:
+            run = magics.prepare(
+                header.removeprefix("%%orchestrate"), body, self.namespace, self.settings
+            )
+        except UsageError as exc:
+            self._say(str(exc))
+            return None
+        self.reporter = WidgetProgress()
+        self.progress_box.children = (self.reporter.widget,)
+        self.run_button.disabled = True
+        self.cancel_button.disabled = False
+        if wait:
+            self._work(run, self.reporter)
+            return self.result
+        self._thread = threading.Thread(
+            target=self._work, args=(run, self.reporter), name="nbtoolkit-ui", daemon=True
+        )
+        self._thread.start()
+        return None
+
+    def cancel(self) -> None:
+        """Stop the run going; the finished rows are kept and shown."""
+        if self.reporter is not None:
+            self.reporter.cancel()
+        self.cancel_button.disabled = True
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Wait for a background run to end; returns ``app.result``."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.result
+
+    def _work(self, run: magics.CellRun, reporter: WidgetProgress) -> None:
+        from .api import orchestrate
+
+        result: Any = None
+        try:
+            result = orchestrate(
+                run.prompt,
+                run.models,
+                progress=reporter,
+                on_start=reporter.attach,
+                **run.options,
+            )
+        except RunFailedError as exc:
+            result = exc.result
+            self._say(f"Every call failed: {exc}")
+        except ConfigError as exc:
+            self._say(" ".join(f"%%orchestrate: {exc}".split()))
+        except Exception:  # a bug: show it where the user looks
+            self.messages.append_stderr(traceback.format_exc())
+        finally:
+            self.run_button.disabled = False
+            self.cancel_button.disabled = True
+        if result is None:
+            return
+        self.result = result
+        self.namespace[run.out] = result
+        if result.cancelled:
+            self._say(f"Cancelled: the finished rows are in {run.out}.")
+        self.result_output.outputs = (
+            {
+                "output_type": "display_data",
+                "data": {"text/html": result._repr_html_(), "text/plain": repr(result)},
+                "metadata": {},
+            },
+        )
+
+    def _say(self, text: str) -> None:
+        self.messages.append_stderr(text.rstrip("\n") + "\n")
+
+    def _guarded(self, action: Any) -> None:
+        """Run a callback; an exception is shown in the app, not swallowed by ipywidgets."""
+        try:
+            action()
+        except UsageError as exc:
+            self._say(str(exc))
+        except Exception:
+            self.messages.append_stderr(traceback.format_exc())
+
+
+def ui(*, shell: Any = None, namespace: dict[str, Any] | None = None) -> App:
+    """The orchestration app: models, strategy, prompt, a DataFrame, Run/Cancel, the result.
+
+    >>> import nbtoolkit.widgets
+    >>> nbtoolkit.widgets.ui()                                          # doctest: +SKIP
+    """
+    return App(shell=shell, namespace=namespace)

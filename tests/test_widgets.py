@@ -1,0 +1,232 @@
+"""The widget app and the live progress widget, driven from code on simulated models."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.testing import globalipapp
+
+from nbtoolkit.providers import sim
+from nbtoolkit.runner import Progress
+from nbtoolkit.widgets import App, ui
+
+PROMPT = "{question}\nAnswer with a number."
+
+
+@pytest.fixture
+def ip() -> Iterator[InteractiveShell]:
+    globalipapp.start_ipython()
+    shell = globalipapp.get_ipython()
+    shell.config.pop("Orchestrate", None)
+    before = set(shell.user_ns)
+    shell.run_line_magic("load_ext", "nbtoolkit")
+    shell.user_ns["questions"] = pd.DataFrame(sim.question_bank()[:5])
+    yield shell
+    shell.run_line_magic("unload_ext", "nbtoolkit")
+    shell.config.pop("Orchestrate", None)
+    for name in set(shell.user_ns) - before:
+        del shell.user_ns[name]
+
+
+@pytest.fixture
+def app(ip: InteractiveShell) -> App:
+    return ui(shell=ip)
+
+
+def html_of(output: Any) -> str:
+    return "".join(o.get("data", {}).get("text/html", "") for o in output.outputs)
+
+
+def text_of(output: Any) -> str:
+    return "".join(o.get("text", "") for o in output.outputs)
+
+
+def fill(app: App) -> None:
+    app.models.value = ("budget-a", "budget-b", "oracle")
+    app.strategy.value = "vote"
+    app.extract.value = "number"
+    app.data.value = "questions"
+    app.seed.value = "3"
+    app.temperature.value = "0.2"
+    app.out.value = "app_res"
+    app.prompt.value = PROMPT
+
+
+def test_the_app_has_its_dom_hooks(app: App) -> None:
+    assert "nbtoolkit-app" in app.root._dom_classes
+    assert app.run_button.description == "Run"
+    assert "nbtoolkit-run" in app.run_button._dom_classes
+    assert "questions" in [value for _label, value in app.data.options]
+    bundle = app._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_a_run_shows_the_result_and_the_cell_reruns_the_same(
+    app: App, ip: InteractiveShell
+) -> None:
+    fill(app)
+    expected = (
+        "%%orchestrate -m budget-a -m budget-b -m oracle -s vote --extract number "
+        "--over questions --temperature 0.2 --seed 3 --out app_res\n" + PROMPT + "\n"
+    )
+    assert app.cell_text() == expected
+    assert "--over questions" in app.cell.value  # the preview follows the fields
+
+    result = app.run(wait=True)
+    assert result is not None and app.result is result
+    assert ip.user_ns["app_res"] is result
+    assert "nbtoolkit-consensus" in html_of(app.result_output)
+    assert len(result.consensus) == 5
+    assert app.run_button.disabled is False and app.cancel_button.disabled is True
+    assert app.reporter is not None and "done" in app.reporter.cost.value
+
+    executed = ip.run_cell(app.cell_text())
+    assert executed.success, executed.error_in_exec
+    again = ip.user_ns["app_res"]
+    assert again is not result
+    pd.testing.assert_frame_equal(again.consensus, result.consensus)
+
+
+def test_typed_model_ids_judge_and_samples_in_the_cell(app: App) -> None:
+    app.models.value = ("oracle",)
+    app.other_models.value = "sim/swift-mini, sim/steady-medium"
+    app.strategy.value = "judge"
+    app.judge.value = "steady"
+    app.samples.value = 2
+    app.prompt.value = "What is 'two' + 2?"
+    assert app.cell_text() == (
+        "%%orchestrate -m oracle -m sim/swift-mini -m sim/steady-medium --judge steady "
+        "--samples 2\nWhat is 'two' + 2?\n"
+    )
+    result = app.run(wait=True)
+    assert result.strategy == "judge" and len(result.outputs) == 6
+
+
+def test_mistakes_are_shown_in_the_app(app: App) -> None:
+    fill(app)
+    app.temperature.value = "hot"
+    assert app.run(wait=True) is None
+    assert "invalid float value: 'hot'" in text_of(app.messages)
+    app.temperature.value = ""
+    app.other_models.value = "sim/nope"
+    assert app.run(wait=True) is None
+    assert "unknown simulated model" in text_of(app.messages)
+    assert app.run_button.disabled is False
+
+
+def test_callback_errors_are_shown_not_swallowed(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> None:
+        raise RuntimeError("the refresh broke")
+
+    monkeypatch.setattr(app, "refresh", broken)
+    app.refresh_button.click()
+    assert "RuntimeError: the refresh broke" in text_of(app.messages)
+
+
+def test_background_run_and_cancel(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBTOOLKIT_SIM_TIME_SCALE", "1")  # oracle-large takes ~2.5 s a call
+    app.models.value = ("oracle", "swift")
+    app.extract.value = "number"
+    app.data.value = "questions"
+    app.prompt.value = PROMPT
+    started = time.monotonic()
+    assert app.run() is None  # returns at once: the run is on a thread
+    assert app.running
+    assert app.run_button.disabled is True and app.cancel_button.disabled is False
+    time.sleep(1.2)  # swift-mini (~0.6 s) answers, oracle-large does not
+    app.cancel_button.click()
+    result = app.wait(timeout=30)
+    assert time.monotonic() - started < 5
+    assert result is not None and result.cancelled
+    assert "Cancelled" in text_of(app.messages)
+    assert "nbtoolkit-cancelled" in html_of(app.result_output)
+    finished = result.outputs[result.outputs["output"].notna()]
+    assert set(finished["model"]) == {"sim/swift-mini"}
+
+
+def test_the_data_picker_refreshes(app: App, ip: InteractiveShell) -> None:
+    ip.user_ns["later"] = pd.DataFrame({"x": [1]})
+    ip.user_ns["_private"] = pd.DataFrame({"x": [1]})
+    app.refresh()
+    values = [value for _label, value in app.data.options]
+    assert "later" in values and "_private" not in values
+
+
+# ------------------------------------------------------------------ progress widget
+
+
+def progress(done: int, failed: int = 0, finished: bool = False) -> Progress:
+    return Progress(
+        total={"a": 4, "b": 4},
+        done={"a": done, "b": 4},
+        failed={"a": failed, "b": 0},
+        cost_usd=0.0125,
+        finished=finished,
+    )
+
+
+class FakeRunner:
+    def __init__(self) -> None:
+        self.cancels = 0
+
+    def cancel(self) -> None:
+        self.cancels += 1
+
+
+def test_progress_bars_per_model_cost_and_throttle() -> None:
+    from nbtoolkit.progress import WidgetProgress
+
+    reporter = WidgetProgress()
+    reporter(progress(1))
+    bar_a, text_a = reporter._rows["a"]
+    assert (bar_a.value, bar_a.max, text_a.value) == (1, 4, "1/4")
+    assert "$0.0125 spent" in reporter.cost.value
+    reporter(progress(2))  # within 0.1 s of the last update: skipped
+    assert bar_a.value == 1
+    reporter(progress(2, failed=1, finished=True))  # the last one always goes through
+    assert (bar_a.value, text_a.value, bar_a.bar_style) == (3, "3/4 (1 failed)", "warning")
+    assert reporter._rows["b"][0].bar_style == "success"
+    assert reporter.cost.value.startswith("done")
+
+
+def test_progress_cancel_before_and_after_start() -> None:
+    from nbtoolkit.progress import WidgetProgress
+
+    reporter = WidgetProgress()
+    reporter.cancel()  # before the runner exists: passed on when it does
+    runner = FakeRunner()
+    reporter.attach(runner)
+    assert runner.cancels == 1
+    reporter(progress(1))  # still running: asked again, harmless
+    assert runner.cancels == 2
+    reporter(progress(4, finished=True))
+    assert reporter.cost.value.startswith("cancelled")
+    reporter.close()
+    reporter.cancel()  # after the run: nothing to stop
+    assert runner.cancels == 2
+
+
+def test_progress_mode_guess(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbtoolkit.progress import resolve_mode
+
+    class Kernel:
+        _allow_stdin = True
+
+    class Shell:
+        kernel = Kernel()
+
+    monkeypatch.delenv("NBTOOLKIT_PROGRESS", raising=False)
+    monkeypatch.delenv("PAPERMILL_EXECUTION", raising=False)
+    assert resolve_mode("auto", Shell()) == "widget"
+    assert resolve_mode("auto", None) == "text"
+    assert resolve_mode("none", Shell()) == "none"
+    Kernel._allow_stdin = False  # nbclient, papermill, nbconvert
+    assert resolve_mode("auto", Shell()) == "text"
+    Kernel._allow_stdin = True
+    monkeypatch.setenv("NBTOOLKIT_PROGRESS", "none")
+    assert resolve_mode("auto", Shell()) == "none"
