@@ -8,6 +8,8 @@ made or anything is written.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import hashlib
 import os
 import sys
@@ -490,4 +492,26 @@ def _loop() -> asyncio.AbstractEventLoop:
             thread = threading.Thread(target=loop.run_forever, name="nbtoolkit-loop", daemon=True)
             thread.start()
             _LOOP = loop
+            atexit.register(_close_loop, loop, thread)
         return _LOOP
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    """At exit, end what still runs on our loop (litellm's logging worker) and close it,
+    so the interpreter does not print "Task was destroyed but it is pending!"."""
+
+    async def cancel_all() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    if loop.is_closed() or not loop.is_running():
+        return
+    # At exit, a loop that will not stop must not keep the process alive.
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout=2)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=2)
+    if not loop.is_running():
+        loop.close()
