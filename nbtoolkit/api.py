@@ -7,13 +7,9 @@ made or anything is written.
 
 from __future__ import annotations
 
-import asyncio
-import atexit
-import contextlib
 import hashlib
 import os
 import sys
-import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -26,6 +22,7 @@ from .audit import AuditLog, call_record
 from .cache import Cache, cache_dir
 from .consensus import FollowUpCall
 from .errors import RunFailedError
+from .loop import run_sync
 from .plan import Plan, plan_run
 from .results import CONSENSUS_COLUMNS, EXTRA_CONSENSUS_COLUMNS, OUTPUT_COLUMNS, RunResult
 from .runner import Call, Outcome, Progress, RetryPolicy, Runner
@@ -462,56 +459,12 @@ def orchestrate(
         if on_start is not None:
             on_start(runner)
 
+    def interrupted() -> bool:
+        runner = holder.get("runner")
+        if runner is None:
+            return False
+        runner.cancel()  # the run stops and returns the rows finished so far
+        return True
+
     coro = aorchestrate(prompt, models, on_start=started, **options, **params)  # type: ignore[arg-type]
-    future = asyncio.run_coroutine_threadsafe(coro, _loop())
-    try:
-        return future.result()
-    except KeyboardInterrupt:
-        if "runner" in holder:
-            holder["runner"].cancel()
-            return future.result()
-        future.cancel()
-        raise
-
-
-_LOOP: asyncio.AbstractEventLoop | None = None
-_LOOP_LOCK = threading.Lock()
-
-
-def _loop() -> asyncio.AbstractEventLoop:
-    """One event loop on a daemon thread, shared by every ``orchestrate`` call.
-
-    A Jupyter kernel already runs a loop, so ``asyncio.run`` cannot be used there; a loop of
-    our own on a thread works everywhere and patches nothing. Keeping it for the process
-    lets litellm reuse its HTTP connections, which are tied to the loop that opened them.
-    """
-    global _LOOP
-    with _LOOP_LOCK:
-        if _LOOP is None or _LOOP.is_closed():
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name="nbtoolkit-loop", daemon=True)
-            thread.start()
-            _LOOP = loop
-            atexit.register(_close_loop, loop, thread)
-        return _LOOP
-
-
-def _close_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
-    """At exit, end what still runs on our loop (litellm's logging worker) and close it,
-    so the interpreter does not print "Task was destroyed but it is pending!"."""
-
-    async def cancel_all() -> None:
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    if loop.is_closed() or not loop.is_running():
-        return
-    # At exit, a loop that will not stop must not keep the process alive.
-    with contextlib.suppress(Exception):
-        asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout=2)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(timeout=2)
-    if not loop.is_running():
-        loop.close()
+    return run_sync(coro, on_interrupt=interrupted)

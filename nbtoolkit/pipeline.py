@@ -165,12 +165,9 @@ def pipeline(
     **common: Any,
 ) -> PipelineResult:
     """Run ``steps`` in order (a nested list runs side by side); see the module docstring."""
-    from .api import _loop
+    from .loop import run_sync
 
-    future = asyncio.run_coroutine_threadsafe(
-        apipeline(steps, data=data, variables=variables, **common), _loop()
-    )
-    return future.result()
+    return run_sync(apipeline(steps, data=data, variables=variables, **common))
 
 
 MOA_LAYER = (

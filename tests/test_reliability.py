@@ -105,7 +105,7 @@ def test_ctrl_c_returns_finished_rows_within_a_second_and_leaves_no_task() -> No
         child = _child(
             f"""
             import asyncio, json, time, pandas as pd, nbtoolkit as nbt
-            from nbtoolkit import api
+            from nbtoolkit import loop
             m = nbt.Model("openai/x", api_base="{server.base_url}", api_key_env="LOCAL_KEY")
             data = pd.DataFrame({{"q": ["fast 1", "slow", "fast 2", "slow too"]}})
             print("ready", flush=True)
@@ -115,7 +115,7 @@ def test_ctrl_c_returns_finished_rows_within_a_second_and_leaves_no_task() -> No
                 # litellm keeps one logging worker per loop for the life of the loop; it is not a call.
                 return [repr(t.get_coro()) for t in asyncio.all_tasks()
                         if t is not asyncio.current_task() and "LoggingWorker" not in repr(t.get_coro())]
-            left = asyncio.run_coroutine_threadsafe(count(), api._loop()).result()
+            left = asyncio.run_coroutine_threadsafe(count(), loop.get_loop()).result()
             print(json.dumps({{"cancelled": res.cancelled, "outputs": res.outputs["output"].tolist(),
                                "errors": res.outputs["error"].tolist(), "tasks_left": left,
                                "stopped": stopped}}), flush=True)

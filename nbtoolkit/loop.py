@@ -1,0 +1,71 @@
+"""The event loop that runs nbtoolkit's async core for synchronous callers.
+
+A Jupyter kernel already runs an event loop, so ``asyncio.run`` cannot be used inside a
+cell. One loop of our own, on a daemon thread, works the same in a script and in a kernel,
+and patches nothing. It lives for the process, which lets litellm reuse its HTTP
+connections (they are tied to the loop that opened them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_LOOP: asyncio.AbstractEventLoop | None = None
+_LOOP_LOCK = threading.Lock()
+
+
+def get_loop() -> asyncio.AbstractEventLoop:
+    """The shared loop, started on first use."""
+    global _LOOP
+    with _LOOP_LOCK:
+        if _LOOP is None or _LOOP.is_closed():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="nbtoolkit-loop", daemon=True)
+            thread.start()
+            _LOOP = loop
+            atexit.register(_close_loop, loop, thread)
+        return _LOOP
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    """At exit, end what still runs on our loop (litellm's logging worker) and close it,
+    so the interpreter does not print "Task was destroyed but it is pending!"."""
+
+    async def cancel_all() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    if loop.is_closed() or not loop.is_running():
+        return
+    # At exit, a loop that will not stop must not keep the process alive.
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout=2)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=2)
+    if not loop.is_running():
+        loop.close()
+
+
+def run_sync(coro: Coroutine[Any, Any, T], on_interrupt: Callable[[], bool] | None = None) -> T:
+    """Run ``coro`` on the shared loop and wait for its result.
+
+    On Ctrl-C (or a kernel interrupt), ``on_interrupt()`` may stop the work gracefully and
+    return True: then the coroutine's own (partial) result is still awaited and returned.
+    """
+    future = asyncio.run_coroutine_threadsafe(coro, get_loop())
+    try:
+        return future.result()
+    except KeyboardInterrupt:
+        if on_interrupt is not None and on_interrupt():
+            return future.result()
+        future.cancel()
+        raise
