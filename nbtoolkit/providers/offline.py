@@ -41,9 +41,9 @@ def _response(litellm: Any, model: str, text: str, usage: dict[str, Any]) -> Any
     )
     response._hidden_params["nbtoolkit"] = usage
     # litellm would price the reply again (its slowest step per call); it takes a stamped
-    # cost as final. Ours is the one the frames use, NaN there when unknown.
+    # cost as final. NaN, not 0, when unknown: a 0 sends litellm into a zero-cost diagnosis.
     cost = usage.get("cost_usd")
-    response._hidden_params["response_cost"] = 0.0 if cost is None or cost != cost else cost
+    response._hidden_params["response_cost"] = math.nan if cost is None else cost
     return response
 
 
