@@ -36,12 +36,15 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from .api import aorchestrate, orchestrate
     from .cache import Cache
-    from .calibrate import Calibration, calibrate, rescore
-    from .pipeline import PipelineResult, Step, apipeline, mixture_of_agents, pipeline
+    from .calibration import Calibration, calibrate, rescore
+    from .estimates import Estimate, estimate
+    from .pipelines import PipelineResult, Step, apipeline, mixture_of_agents, pipeline
     from .results import RunResult
     from .spec import Model
     from .widgets import ui
 
+# Submodules are named apart from what they export (pipelines.py exports pipeline): importing
+# a submodule sets it as an attribute of the package, which must never hide a function.
 _LAZY = {
     "orchestrate": "api",
     "aorchestrate": "api",
@@ -49,15 +52,17 @@ _LAZY = {
     "Model": "spec",
     "Cache": "cache",
     "Template": "templating",
-    "calibrate": "calibrate",
-    "rescore": "calibrate",
-    "Calibration": "calibrate",
-    "pipeline": "pipeline",
-    "apipeline": "pipeline",
-    "Step": "pipeline",
-    "PipelineResult": "pipeline",
-    "mixture_of_agents": "pipeline",
+    "calibrate": "calibration",
+    "rescore": "calibration",
+    "Calibration": "calibration",
+    "pipeline": "pipelines",
+    "apipeline": "pipelines",
+    "Step": "pipelines",
+    "PipelineResult": "pipelines",
+    "mixture_of_agents": "pipelines",
     "ui": "widgets",
+    "estimate": "estimates",
+    "Estimate": "estimates",
 }
 
 __all__ = [
@@ -65,6 +70,7 @@ __all__ = [
     "CacheError",
     "CallError",
     "Calibration",
+    "Estimate",
     "ConfigError",
     "ExtractionError",
     "ExtractorError",
@@ -84,6 +90,7 @@ __all__ = [
     "aorchestrate",
     "apipeline",
     "calibrate",
+    "estimate",
     "mixture_of_agents",
     "orchestrate",
     "pipeline",

@@ -97,6 +97,20 @@ CREATE TABLE IF NOT EXISTS calls (
 """
 
 
+def _retry_locked(statement: Any, seconds: float = 30.0) -> Any:
+    """Run a statement, waiting out "database is locked": switching to WAL and creating the
+    table take locks that SQLite's busy timeout does not wait for when two processes start
+    at once."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return statement()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class Cache:
     """A SQLite store of successful replies; safe across threads and processes."""
 
@@ -110,10 +124,10 @@ class Cache:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-                conn.execute("PRAGMA journal_mode=WAL")
+                _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA busy_timeout=30000")
-                conn.execute(_SCHEMA)
+                _retry_locked(lambda: conn.execute(_SCHEMA))
             except sqlite3.Error as exc:
                 raise CacheError(f"cannot open the cache at {self.path}: {exc}") from None
             self._local.conn = conn

@@ -2,7 +2,9 @@
 
 ::
 
-    nbtoolkit demo                 # a small panel of simulated models, offline, no key needed
+    nbtoolkit demo                 # a report on five simulated models, offline: nbtoolkit-demo.html
+    nbtoolkit report TEMPLATE -p NAME VALUE ... [-f params.yaml] -o OUT.ipynb [--html OUT.html]
+                     [--replay-only] [--estimate]
     nbtoolkit models               # the simulated profiles, and which API keys are set
     nbtoolkit cache info|clear|export PATH
 """
@@ -12,18 +14,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from .errors import NbtoolkitError
-
-DEMO_MODELS = [
-    "sim/oracle-large",
-    "sim/steady-medium",
-    "sim/swift-mini",
-    "sim/budget-a",
-    "sim/budget-b",
-]
 
 
 class TerminalProgress:
@@ -49,48 +45,133 @@ class TerminalProgress:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    import pandas as pd
+    """The compare_models report on five simulated models, offline: HTML + notebook."""
+    from .report import run_report
 
-    from .api import orchestrate
-    from .providers import sim
-
-    bank = pd.DataFrame(sim.question_bank()[: args.rows]).rename(columns={"answer": "gold"})
+    html = Path(args.output)
+    if html.suffix != ".html":
+        raise NbtoolkitError(f"the demo writes an HTML file: {html.name!r} should end in .html")
+    notebook = html.with_suffix(".ipynb")
     print(
-        f"Asking {len(DEMO_MODELS)} simulated models (offline, no API key) "
-        f"{len(bank)} arithmetic questions, then voting.\n"
+        f"Running the compare_models report: {args.rows} arithmetic questions, 5 simulated "
+        "models (offline, no API key), majority vote...",
+        file=sys.stderr,
     )
-    res = orchestrate(
-        "{question}\nReason briefly, then reply as JSON with an 'answer' field.",
-        DEMO_MODELS,
-        data=bank,
-        extract=["json:answer", "number"],
-        seed=args.seed,
-        progress=TerminalProgress(),
+    start = time.perf_counter()
+    run = run_report(
+        "compare_models",
+        notebook,
+        parameters={
+            "title": "nbtoolkit demo: five simulated models, one vote",
+            "rows": args.rows,
+            "seed": args.seed,
+            "rationale": "a mixed panel (strong, medium, cheap, and two cheap models that share "
+            "their mistakes) shows what a vote fixes and what it cannot",
+        },
+        html=html,
     )
-    with pd.option_context(
-        "display.width", 140, "display.max_columns", 20, "display.max_colwidth", 40
-    ):
-        print("\n== outputs: one row per (question, model) ==")
-        shown = res.outputs.drop(columns=["output", "sample", "cached"]).head(15)
-        shown["error"] = shown["error"].str.slice(0, 45)
-        print(shown.to_string())
-        print(f"... {len(res.outputs)} rows in all\n")
-        print("== consensus: one row per question ==")
-        print(res.consensus.drop(columns=["question"]).to_string())
-    gold = res.consensus["gold"].astype(str)
-    out = res.outputs.assign(
-        right=res.outputs["answer"] == gold.iloc[res.outputs["row"]].to_numpy()
-    )
-    print("\n== accuracy ==")
-    for model, right in out.groupby("model", sort=False)["right"].mean().items():
-        print(f"  {model:22s} {right:6.1%}")
-    print(f"  {'majority vote':22s} {(res.consensus['answer'] == gold).mean():6.1%}")
-    totals = res.totals()
+    elapsed = time.perf_counter() - start
     print(
-        f"\n{totals['calls']} calls, {totals['prompt_tokens'] + totals['completion_tokens']} tokens, "
-        f"${totals['cost_usd']:.4f} (simulated prices), {res.wall_s:.1f}s"
+        f"Wrote {html} (the report: open it in a browser) and {notebook} (the run, with its manifest)."
     )
+    for line in summary_lines(run.record.get("summary", {}), elapsed):
+        print(line)
     return 0
+
+
+def summary_lines(s: dict[str, Any], elapsed: float) -> list[str]:
+    """Five lines: what was asked, the outcome, confidence, cost, time."""
+    from .display import format_cost
+
+    rows, models = s.get("rows", 0), s.get("models", [])
+    simulated = len(s.get("simulated", []))
+    kind = f"{simulated} simulated" if simulated == len(models) else f"{len(models)}"
+    lines = [f"  asked       {rows} row(s) of {kind} model(s), strategy {s.get('strategy')}"]
+    if s.get("accuracy") is not None:
+        acc, best = s["accuracy"], s.get("best_model_accuracy") or 0.0
+        lines.append(
+            f"  consensus   right on {round(acc * rows)} of {rows} ({acc:.0%}); best single model "
+            f"{s.get('best_model')}: {round(best * rows)} of {rows} ({best:.0%})"
+        )
+    else:
+        lines.append(f"  consensus   {rows - s.get('disagreements', 0)} of {rows} row(s) unanimous")
+    mean = s.get("mean_confidence")
+    lines.append(
+        f"  confidence  mean {mean:.2f}; {s.get('low_confidence', 0)} row(s) below the threshold; "
+        f"models disagree on {s.get('disagreements', 0)}"
+        if mean is not None
+        else "  confidence  no rows"
+    )
+    cost = s.get("cost_usd")
+    money = format_cost(cost) if cost is not None else "unknown (a price is not known)"
+    if simulated:
+        money += " at simulated prices"
+    lines.append(f"  cost        {money}, {s.get('calls', 0)} calls, {s.get('tokens', 0):,} tokens")
+    lines.append(
+        f"  time        {s.get('wall_s', 0.0):.1f} s of calls; {elapsed:.1f} s in all "
+        "(kernel start and HTML included)"
+    )
+    return lines
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Run a report template with papermill, then write its HTML."""
+    from . import report
+
+    given = _parameters_file(args.parameters_file) if args.parameters_file else {}
+    cli = [tuple(p) for p in args.parameter]
+    if args.list_parameters:
+        for param in report.template_parameters(report.template_path(args.template)).values():
+            print(f"  {param.describe()}")
+        return 0
+    if args.estimate:
+        for name, estimate in report.estimate_template(args.template, given, cli):
+            print(f"== {name} ==\n{estimate!r}\n")
+        print("Nothing was sent: this is an estimate.")
+        return 0
+    if not args.output:
+        raise NbtoolkitError("report needs -o OUT.ipynb: where to write the executed notebook")
+    try:
+        run = report.run_report(
+            args.template,
+            args.output,
+            parameters=given,
+            cli_parameters=cli,
+            html=False if args.no_html else (args.html or True),
+            replay_only=args.replay_only,
+            show_input=args.show_input,
+            kernel_name=args.kernel,
+            timeout=args.timeout,
+        )
+    except report.CellError as exc:
+        print(f"nbtoolkit: {exc}", file=sys.stderr)
+        print(f"nbtoolkit: the partial notebook is kept at {exc.notebook}", file=sys.stderr)
+        return 1
+    written = [str(run.notebook)] + ([str(run.html)] if run.html else [])
+    written += [str(p) for p in run.frames.values()]
+    print("Wrote " + ", ".join(written))
+    summary = run.record.get("summary")
+    if summary:
+        for line in summary_lines(summary, 0.0)[:-1]:
+            print(line)
+    return 0
+
+
+def _parameters_file(path: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            loaded = yaml.safe_load(fh)
+    except OSError as exc:
+        raise NbtoolkitError(f"cannot read the parameters file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise NbtoolkitError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise NbtoolkitError(f"{path} must hold a mapping of parameter names to values")
+    return {str(k): v for k, v in loaded.items()}
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -135,10 +216,54 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nbtoolkit", description="Multi-model LLM orchestration, from the command line."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run a small orchestration on simulated models, offline")
-    demo.add_argument("--rows", type=int, default=8, help="how many questions (default 8)")
+    demo = sub.add_parser(
+        "demo", help="a report comparing five simulated models, offline: writes HTML + notebook"
+    )
+    demo.add_argument("--rows", type=int, default=12, help="how many questions (default 12)")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "-o", "--output", default="nbtoolkit-demo.html", help="the HTML file to write"
+    )
     demo.set_defaults(func=cmd_demo)
+    report = sub.add_parser(
+        "report",
+        help="run a report template with papermill and write a self-contained HTML",
+        description="Run a parameterised report notebook (papermill), then write its HTML "
+        "(code hidden). Parameters are checked against the template's parameters cell first.",
+    )
+    report.add_argument(
+        "template", help="a notebook, or a built-in template: compare_models, batch_eval, pipeline"
+    )
+    report.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="a template parameter (lists as YAML: '[a, b]'); repeat for more",
+    )
+    report.add_argument("-f", "--parameters-file", metavar="PARAMS.yaml", help="parameters as YAML")
+    report.add_argument("-o", "--output", metavar="OUT.ipynb", help="the executed notebook")
+    report.add_argument("--html", metavar="OUT.html", help="the HTML (default: OUT.html)")
+    report.add_argument("--no-html", action="store_true", help="write the notebook only")
+    report.add_argument(
+        "--replay-only",
+        action="store_true",
+        help="answer every call from the cache, make no provider call (same numbers)",
+    )
+    report.add_argument(
+        "--estimate", action="store_true", help="print calls, tokens and cost; run nothing"
+    )
+    report.add_argument("--show-input", action="store_true", help="show the code in the HTML")
+    report.add_argument(
+        "--kernel", metavar="NAME", help="a Jupyter kernel name (default: this Python)"
+    )
+    report.add_argument("--timeout", type=float, help="seconds allowed per cell")
+    report.add_argument(
+        "--list-parameters", action="store_true", help="print the template's parameters"
+    )
+    report.set_defaults(func=cmd_report)
     models = sub.add_parser("models", help="list simulated models and which API keys are set")
     models.set_defaults(func=cmd_models)
     cache = sub.add_parser("cache", help="inspect, clear or export the call cache")

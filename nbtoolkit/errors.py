@@ -9,10 +9,12 @@
     │   ├── StrategyError           an unknown strategy or bad strategy options
     │   ├── ModelError              an unknown model id or bad ``Model`` options
     │   ├── MissingAPIKeyError      a provider needs an environment variable that is not set
-    │   └── RecordingsError         a recordings file is missing or malformed (file:line)
+    │   ├── RecordingsError         a recordings file is missing or malformed (file:line)
+    │   └── ParameterError          a report parameter the template does not take, or a secret
     ├── ExtractionError             one answer could not be read out of one reply
     ├── CallError                   one provider call failed for good (after retries)
     ├── CacheError                  the on-disk cache could not be read or written
+    ├── CellError                   a cell of a report notebook failed; the partial one is kept
     └── RunFailedError              every call of a run failed (or one did, with strict=True)
 
 User mistakes are raised before any call is made, so nothing is spent or written.
@@ -25,16 +27,19 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 __all__ = [
     "CacheError",
     "CallError",
+    "CellError",
     "ConfigError",
     "ExtractionError",
     "ExtractorError",
     "MissingAPIKeyError",
     "ModelError",
     "NbtoolkitError",
+    "ParameterError",
     "RecordingsError",
     "RunFailedError",
     "StrategyError",
@@ -73,6 +78,20 @@ class MissingAPIKeyError(ConfigError):
 
 class RecordingsError(ConfigError):
     """A recordings file that is missing or has a malformed line."""
+
+
+class ParameterError(ConfigError):
+    """A report parameter the template does not declare, of the wrong type, or a secret."""
+
+
+class CellError(NbtoolkitError):
+    """A cell of the report notebook raised (or the kernel died: ``cell`` is None); the
+    partial notebook is kept at ``notebook``. ``cell`` is its execution count, ``In [cell]``."""
+
+    def __init__(self, cell: int | None, ename: str, evalue: str, notebook: Path | str) -> None:
+        where = f"cell {cell} failed" if cell is not None else "the kernel stopped"
+        super().__init__(f"{where}: {ename}: {evalue}")
+        self.cell, self.ename, self.evalue, self.notebook = cell, ename, evalue, notebook
 
 
 class ExtractionError(NbtoolkitError):

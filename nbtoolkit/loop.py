@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Callable, Coroutine
@@ -63,9 +64,19 @@ def run_sync(coro: Coroutine[Any, Any, T], on_interrupt: Callable[[], bool] | No
     """
     future = asyncio.run_coroutine_threadsafe(coro, get_loop())
     try:
-        return future.result()
+        return _wait(future)
     except KeyboardInterrupt:
         if on_interrupt is not None and on_interrupt():
-            return future.result()
+            return _wait(future)
         future.cancel()
         raise
+
+
+def _wait(future: concurrent.futures.Future[T]) -> T:
+    # The OS may hand SIGINT to any thread (a kernel has several); a wait without a timeout
+    # would then never wake to raise KeyboardInterrupt. Short slices let it through.
+    while True:
+        try:
+            return future.result(timeout=0.1)
+        except concurrent.futures.TimeoutError:
+            continue

@@ -141,6 +141,9 @@ def _make_sim_handler() -> Any:
                 "prompt_tokens": reply.prompt_tokens,
                 "completion_tokens": reply.completion_tokens,
                 "cost_usd": reply.cost_usd,
+                # The profile's latency, not the scaled sleep: deterministic, so replays of a
+                # report give the same numbers, and it says how slow such a model would be.
+                "latency_s": reply.latency_s,
             }
             return _response(litellm, model, reply.text, usage)
 

@@ -136,6 +136,13 @@ class Judge:
     def combine(self, candidates: list[Candidate]) -> Verdict:
         return Vote(self.models).combine(candidates)
 
+    def __repr__(self) -> str:
+        return f"Judge(model={_model_name(self.model)!r})"
+
+
+def _model_name(model: Any) -> str:
+    return str(getattr(model, "id", model))
+
 
 def _fallback(vote: Verdict, note: str) -> Verdict:
     return Verdict(
@@ -195,3 +202,6 @@ class Fuse:
 
     def combine(self, candidates: list[Candidate]) -> Verdict:
         return Vote(self.models).combine(candidates)
+
+    def __repr__(self) -> str:
+        return f"Fuse(model={_model_name(self.model)!r})"

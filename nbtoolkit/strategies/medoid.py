@@ -52,3 +52,6 @@ class Medoid:
             agreement=close,
             n_valid=n,
         )
+
+    def __repr__(self) -> str:
+        return f"Medoid(close={self.close!r}, models={self.models!r})"

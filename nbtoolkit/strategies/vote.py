@@ -154,3 +154,6 @@ class FirstValid:
         chosen = answer_key(valid[0].answer)
         agree = sum(answer_key(c.answer) == chosen for c in valid) / len(valid)
         return Verdict(valid[0].answer, confidence=agree, agreement=agree, n_valid=len(valid))
+
+    def __repr__(self) -> str:
+        return f"FirstValid(models={self.models!r})" if self.models else "FirstValid()"

@@ -1,0 +1,229 @@
+"""What a run would cost, before it is made: calls, prompt tokens and a cost range per model.
+
+>>> import nbtoolkit as nbt
+>>> nbt.estimate("{question}\\nAnswer with a number.", ["gpt-4o-mini", "sim/swift-mini"],
+...              data=questions, max_tokens=300)                      # doctest: +SKIP
+Estimate: 80 calls to 2 models, 4,210 prompt tokens; cost $0.0012 to $0.0161
+...
+
+- Prompt tokens are counted with litellm's ``token_counter`` for the model (simulated models
+  are counted the way they bill: about 4 characters per token).
+- The upper bound takes every reply at ``max_tokens`` (a model's own ``max_tokens`` first;
+  ``DEFAULT_MAX_TOKENS`` when none is set, and the estimate says so).
+- The lower bound adds the typical reply length of that model's cached calls, when the cache
+  has any; otherwise it counts the prompts only.
+- A model whose price is unknown has a NaN cost (never 0) and is named in the notes.
+
+Nothing is sent, cached or written. Strategies that stop early (a cascade) make fewer calls
+and ones that ask a judge make more: the estimate counts the panel's calls, once per sample.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from . import providers
+from .cache import Cache, cache_dir
+from .display import format_cost
+from .spec import Model, as_models
+from .templating import Template
+
+__all__ = ["DEFAULT_MAX_TOKENS", "Estimate", "estimate"]
+
+#: Completion tokens per call assumed for the upper bound when no ``max_tokens`` is set.
+DEFAULT_MAX_TOKENS = 1024
+
+COLUMNS = [
+    "calls",
+    "prompt_tokens",
+    "typical_completion_tokens",
+    "max_tokens",
+    "cost_low_usd",
+    "cost_high_usd",
+    "price_known",
+]
+
+
+class Estimate(pd.DataFrame):
+    """One row per model: ``calls, prompt_tokens, typical_completion_tokens, max_tokens,
+    cost_low_usd, cost_high_usd, price_known``; ``.notes`` says what the numbers assume."""
+
+    _metadata = ["notes"]
+
+    @property
+    def _constructor(self) -> type[Estimate]:
+        return Estimate
+
+    def summary(self) -> str:
+        """One line: calls, prompt tokens and the total cost range."""
+        low, high = self["cost_low_usd"], self["cost_high_usd"]
+        calls, tokens = int(self["calls"].sum()), int(self["prompt_tokens"].sum())
+        line = f"Estimate: {calls} calls to {len(self)} model(s), {tokens:,} prompt tokens; "
+        if bool(self["price_known"].all()):
+            return line + f"cost {_money(low.sum())} to {_money(high.sum())}"
+        unknown = ", ".join(str(m) for m in self.index[~self["price_known"].astype(bool)])
+        return (
+            line + f"cost at least {_money(low.sum(skipna=True))} to "
+            f"{_money(high.sum(skipna=True))} without {unknown} (price unknown)"
+        )
+
+    def __repr__(self) -> str:
+        shown = pd.DataFrame(self).copy()
+        for column in ("cost_low_usd", "cost_high_usd"):
+            shown[column] = [_money(v) for v in shown[column]]
+        notes = "".join(f"\n- {n}" for n in getattr(self, "notes", []) or [])
+        with pd.option_context("display.width", 140, "display.max_columns", 20):
+            return f"{self.summary()}\n{shown.to_string()}{notes}"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        shown = pd.DataFrame(self).copy()
+        for column in ("cost_low_usd", "cost_high_usd"):
+            shown[column] = [_money(v) for v in shown[column]]
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in getattr(self, "notes", []) or [])
+        return (
+            f"<div><p><strong>{html.escape(self.summary())}</strong></p>{shown.to_html()}"
+            f"<ul>{notes}</ul></div>"
+        )
+
+
+def _money(value: Any) -> str:
+    return format_cost(value)
+
+
+def prices(model: Model) -> tuple[float, float] | None:
+    """USD per input token and per output token, or None when the price is not known."""
+    for source in (model.params, model.extra):
+        if "input_cost_per_token" in source:
+            return float(source["input_cost_per_token"]), float(
+                source.get("output_cost_per_token", 0)
+            )
+    prefix, _, name = model.id.partition("/")
+    if prefix == "sim":
+        from .providers import sim
+
+        profile = sim.PROFILES.get(name)
+        if profile is None:
+            return None
+        return profile.input_cost_per_token, profile.output_cost_per_token
+    if not providers.price_known(model):
+        return None
+    table = providers.get_litellm().model_cost
+    entry = table.get(name if prefix == "replay" else model.id) or table.get(name) or {}
+    return float(entry.get("input_cost_per_token") or 0), float(
+        entry.get("output_cost_per_token") or 0
+    )
+
+
+def _count(model: Model, messages: list[dict[str, Any]]) -> int:
+    if model.id.startswith("sim/"):
+        from .providers import sim
+
+        return sim.count_tokens(str(messages[-1]["content"]))
+    litellm = providers.get_litellm()
+    try:
+        routed = model.id if providers.is_offline(model.id) else providers.litellm_id(model)
+    except Exception:
+        routed = model.id
+    return int(litellm.token_counter(model=routed, messages=messages))
+
+
+def typical_completion_tokens(cache_path: str | None = None) -> dict[str, float]:
+    """The mean completion tokens of the cached calls, by model id (read only)."""
+    path = cache_path or str(cache_dir() / "cache.sqlite")
+    if not os.path.exists(path):
+        return {}
+    sums: dict[str, list[float]] = {}
+    cache = Cache(path)
+    try:
+        for entry in cache.entries():
+            if entry.completion_tokens is not None:
+                sums.setdefault(entry.model, []).append(float(entry.completion_tokens))
+    finally:
+        cache.close()
+    return {m: sum(v) / len(v) for m, v in sums.items()}
+
+
+def estimate(
+    prompt: str,
+    models: Sequence[Model | str] | Model | str,
+    *,
+    data: pd.DataFrame | None = None,
+    variables: Mapping[str, Any] | None = None,
+    samples: int = 1,
+    max_tokens: int | None = None,
+    system: str | None = None,
+    cache_path: str | None = None,
+) -> Estimate:
+    """Calls, prompt tokens and a cost range per model for ``orchestrate`` with these arguments.
+
+    Nothing is sent. See the module docstring for what the bounds assume.
+    """
+    panel = as_models(models)
+    template = Template(prompt)
+    variables = dict(variables or {})
+    columns = [str(c) for c in data.columns] if data is not None else []
+    template.check(set(columns) | set(variables))
+    rows = data.to_dict("records") if data is not None else [{}]
+    texts = [template.render({str(k): v for k, v in row.items()}, variables) for row in rows]
+    typical = typical_completion_tokens(cache_path)
+    notes: list[str] = []
+    records = []
+    defaulted, no_history, unpriced = [], [], []
+    for model in panel:
+        head = [{"role": "system", "content": system}] if system else []
+        tokens = sum(_count(model, head + [{"role": "user", "content": t}]) for t in texts)
+        calls = len(texts) * samples
+        prompt_tokens = tokens * samples
+        cap = model.max_tokens or max_tokens
+        if cap is None:
+            cap = DEFAULT_MAX_TOKENS
+            defaulted.append(model.label)
+        seen = typical.get(model.id, math.nan)
+        if math.isnan(seen):
+            no_history.append(model.label)
+        price = prices(model)
+        if price is None:
+            unpriced.append(model.label)
+            low = high = math.nan
+        else:
+            p_in, p_out = price
+            low = prompt_tokens * p_in + (0.0 if math.isnan(seen) else calls * seen * p_out)
+            high = prompt_tokens * p_in + calls * cap * p_out
+        records.append(
+            {
+                "model": model.label,
+                "calls": calls,
+                "prompt_tokens": prompt_tokens,
+                "typical_completion_tokens": seen,
+                "max_tokens": cap,
+                "cost_low_usd": low,
+                "cost_high_usd": high,
+                "price_known": price is not None,
+            }
+        )
+    if defaulted:
+        notes.append(
+            f"max_tokens is not set for {', '.join(defaulted)}: the upper bound assumes "
+            f"{DEFAULT_MAX_TOKENS} completion tokens per call; pass max_tokens= to bound it."
+        )
+    if no_history:
+        notes.append(
+            f"No cached calls of {', '.join(no_history)}: their lower bound counts the "
+            "prompts only."
+        )
+    if unpriced:
+        notes.append(
+            f"Price unknown for {', '.join(unpriced)}: their cost is NaN (unknown, not $0)."
+        )
+    if any(m.id.startswith("sim/") for m in panel):
+        notes.append("Simulated models bill about one token per 4 characters, at simulated prices.")
+    frame = Estimate(pd.DataFrame.from_records(records, index="model", columns=["model", *COLUMNS]))
+    frame.notes = notes
+    return frame
