@@ -317,3 +317,45 @@ def test_pipeline_per_row_and_mixture_of_agents(bank) -> None:
     assert "layer2_outputs" in res.final.consensus.columns
     with pytest.raises(nbt.ConfigError, match="unique"):
         nbt.pipeline([nbt.Step("a", "x", "sim/swift-mini"), nbt.Step("a", "y", "sim/swift-mini")])
+
+
+def test_fuse_and_pipeline_through_mock_response(bank) -> None:
+    aggregator = nbt.Model(
+        "gpt-4o-mini", extra={"mock_response": 'Combining them: {"answer": "42"}'}
+    )
+    res = nbt.orchestrate(
+        "{question}",
+        ["sim/swift-mini", "sim/budget-a"],
+        data=bank.head(2),
+        extract=["json:answer", "number"],
+        strategy=Fuse(model=aggregator),
+    )
+    assert (res.consensus["answer"] == "42").all()
+    assert res.strategy_calls["cost_usd"].gt(0).all()  # priced by litellm's table
+
+    final = nbt.Model("gpt-4o-mini", extra={"mock_response": "The final word."})
+    piped = nbt.pipeline(
+        [
+            nbt.Step("draft", "{question}", ["sim/swift-mini", "sim/steady-medium"]),
+            nbt.Step("final", "Improve: {draft}", [final]),
+        ],
+        data=bank.head(2),
+    )
+    assert piped.final.outputs["output"].eq("The final word.").all()
+    assert piped.final.consensus["draft"].notna().all()
+
+
+def test_response_format_only_where_litellm_says_the_model_supports_it() -> None:
+    from nbtoolkit.plan import plan_run
+
+    with FakeOpenAIServer(reply="{}") as server:
+        plan = plan_run(
+            "hi",
+            [nbt.Model("gpt-4o-mini"), local(server, "unknown-local"), "sim/swift-mini"],
+            schema=Answer,
+        )
+    by_model = {c.model.label: c for c in plan.calls}
+    assert by_model["gpt-4o-mini"].params["response_format"] is Answer
+    assert "response_format" not in by_model["openai/unknown-local"].params
+    assert "response_format" not in by_model["sim/swift-mini"].params
+    assert all("JSON schema" in c.messages[-1]["content"] for c in plan.calls)
