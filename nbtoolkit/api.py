@@ -20,6 +20,7 @@ import pandas as pd
 
 from . import consensus as consensus_mod
 from . import extract as extract_mod
+from . import providers
 from .audit import AuditLog, call_record
 from .cache import Cache, cache_dir
 from .consensus import FollowUpCall
@@ -81,7 +82,7 @@ def manifest(plan: Plan, outcomes: list[Outcome]) -> dict[str, Any]:
         "nbtoolkit": __version__,
         "litellm": _version("litellm"),
         "python": sys.version.split()[0],
-        "models": [m.model_dump(mode="json", exclude_defaults=True) for m in plan.models],
+        "models": [_public(m) for m in plan.models],
         "strategy": repr(plan.strategy),
         "extract": getattr(plan.extractor, "__name__", repr(plan.extractor)),
         "params": {k: v for k, v in plan.run_params.items() if k != "api_key"},
@@ -97,6 +98,15 @@ def manifest(plan: Plan, outcomes: list[Outcome]) -> dict[str, Any]:
         ],
         "cached_calls": sum(1 for o in outcomes if o.cached),
     }
+
+
+def _public(model: Model) -> dict[str, Any]:
+    """A model's settings for the record, without header values (they may carry a token)."""
+    dump = model.model_dump(mode="json", exclude_defaults=True)
+    for section in ("params", "extra"):
+        if "extra_headers" in dump.get(section, {}):
+            dump[section]["extra_headers"] = sorted(dump[section]["extra_headers"])
+    return dump
 
 
 @functools.cache
@@ -290,6 +300,14 @@ async def aorchestrate(
         validator=_validator(plan) if repair else None,
         repair=repair,
         repair_token_budget=repair_token_budget,
+        params_for=lambda model, sample: providers.call_params(
+            model,
+            plan.run_params,
+            sample=sample,
+            seed=plan.seed,
+            store_key=plan.store_key,
+            schema=plan.schema,
+        ),
     )
     if on_start is not None:
         on_start(runner)

@@ -18,7 +18,8 @@ from typing import Any
 
 from .errors import redact
 
-_SECRET_PARAMS = {"api_key", "nbt_store"}
+# Header values may carry a token: the log keeps their names only.
+_SECRET_PARAMS = {"api_key", "nbt_store", "extra_headers"}
 
 
 def prompt_hash(messages: list[dict[str, Any]]) -> str:
@@ -56,7 +57,8 @@ def call_record(
         "model": model,
         "row": row,
         "sample": sample,
-        "params": {k: v for k, v in params.items() if k not in _SECRET_PARAMS},
+        "params": {k: v for k, v in params.items() if k not in _SECRET_PARAMS}
+        | ({"extra_headers": sorted(params["extra_headers"])} if "extra_headers" in params else {}),
         "prompt_sha256": prompt_hash(messages),
         "output": outcome.output,
         "prompt_tokens": outcome.prompt_tokens,

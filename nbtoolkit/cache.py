@@ -55,17 +55,36 @@ def cache_dir() -> Path:
 
 
 def call_key(
-    model_id: str, messages: list[dict[str, Any]], params: dict[str, Any], sample: int
+    model_id: str,
+    messages: list[dict[str, Any]],
+    params: dict[str, Any],
+    sample: int,
+    label: str | None = None,
 ) -> str:
-    """The cache key of one call: every input that can change the answer."""
+    """The cache key of one call: every input that can change the answer.
+
+    ``label`` tells apart copies of one model asked as separate panel members
+    (``Model("x", name="copy1")``); it is left out when it is the id, so keys stay stable.
+    """
     kept = {k: v for k, v in params.items() if k not in _NOT_IN_KEY}
-    blob = json.dumps(
-        {"model": model_id, "messages": messages, "params": kept, "sample": sample},
-        sort_keys=True,
-        default=str,
-        ensure_ascii=False,
-    )
+    record: dict[str, Any] = {
+        "model": model_id,
+        "messages": messages,
+        "params": kept,
+        "sample": sample,
+    }
+    if label is not None and label != model_id:
+        record["label"] = label
+    blob = json.dumps(record, sort_keys=True, default=_jsonable, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    # A pydantic class as response_format is keyed by its schema, so changing a field is a miss.
+    schema = getattr(value, "model_json_schema", None)
+    if isinstance(value, type) and callable(schema):
+        return schema()
+    return str(value)
 
 
 @dataclass(frozen=True)

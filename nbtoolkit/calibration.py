@@ -36,6 +36,9 @@ from .strategies.vote import FirstValid, Vote, Weighted
 
 def _norm(value: Any) -> str:
     """Answers and gold compare as canonical numbers when they are numbers, else as text."""
+    item = getattr(value, "item", None)
+    if callable(item) and type(value).__module__ == "numpy":
+        value = item()  # a NumPy scalar from an array of gold answers
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "\x00missing"
     key = answer_key(value) if not isinstance(value, (int, float)) else str(value)

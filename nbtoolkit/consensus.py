@@ -143,9 +143,9 @@ async def follow_up(
         )
     if wanted:
         followups = list(wanted.values())
-        for fc, outcome in zip(
-            followups, await runner.run([f.call for f in followups]), strict=True
-        ):
+        # A judge's reply is not in the panel's answer format: the run's repair must not touch it.
+        made = await runner.run([f.call for f in followups], repair=False)
+        for fc, outcome in zip(followups, made, strict=True):
             fc.outcome = outcome
     return wanted
 

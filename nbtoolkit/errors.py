@@ -118,8 +118,19 @@ class RunFailedError(NbtoolkitError):
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
 
 
+# Values of variables named by api_key_env=, whatever the variable is called.
+_PROTECTED: set[str] = set()
+
+
+def protect(value: str | None) -> None:
+    """Never write ``value`` anywhere: ``redact`` will hide it from now on."""
+    if value and len(value) >= 8:
+        _PROTECTED.add(value)
+
+
 def _secret_values() -> list[str]:
     values = [v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 8]
+    values += list(_PROTECTED)
     # Longest first, so a key that contains another is replaced whole.
     return sorted(set(values), key=len, reverse=True)
 

@@ -68,7 +68,8 @@ def normalize_text(value: Any) -> str:
 # --- numbers ---------------------------------------------------------------------------------
 
 # Units may follow a number ("48g", "5km"); letters before it ("A1", "x2") make it a name.
-_NUMBER = re.compile(r"(?<![\w.])-?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\d)|-?\.\d+")
+# A minus sign must touch its digits: "- 7" is a bullet or a subtraction, not -7.
+_NUMBER = re.compile(r"(?<![\w.])-?(?:\$\s?)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\d)|-?\.\d+")
 
 
 def canonical_number(token: str) -> str:
@@ -107,9 +108,13 @@ def extract_number(value: Any) -> str:
 
 # --- multiple choice -------------------------------------------------------------------------
 
+# A capital letter is an answer wherever it stands; a lowercase one only when it ends the
+# reply ("Answer: c"), so words such as "a" in "the answer is a tricky one" are not, nor
+# the pronoun in "Answer: I think it is (B)".
+_LETTER = r"((?-i:[A-HJ]|I(?!\s+[a-z']))\b|[a-j](?=[\)\]*.]*\s*$))"
 _CHOICE_PATTERNS = [
-    re.compile(r"answer\s*(?:is|:)?\s*(?:option\s*)?[\(\[*\s]*([A-J])\b[\)\]*]?", re.I),
-    re.compile(r"\b(?:option|choice)\s*[\(\[]?([A-J])\b", re.I),
+    re.compile(r"answer\s*(?:is|:)?\s*(?:option\s*)?[\(\[*\s]*" + _LETTER + r"[\)\]*]?", re.I),
+    re.compile(r"\b(?:option|choice)\s*[\(\[]?" + _LETTER, re.I),
     re.compile(r"^\s*[\(\[*]*([A-J])[\)\]*.:]*(?:\s|$)"),
     re.compile(r"\(([A-J])\)"),
     re.compile(r"\*\*([A-J])\*\*"),

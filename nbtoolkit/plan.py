@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,8 +17,8 @@ import pandas as pd
 
 from . import extract as extract_mod
 from . import providers, strategies
-from .cache import check_mode
-from .errors import ConfigError
+from .cache import call_key, check_mode
+from .errors import ConfigError, protect
 from .providers import recordings as recordings_mod
 from .runner import Call
 from .spec import Model, as_model, as_models, check_litellm_params
@@ -43,6 +44,8 @@ class Plan:
     seed: int | None
     run_params: dict[str, Any]
     confidence_threshold: float
+    store_key: str | None = None
+    schema: type | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -109,8 +112,14 @@ def plan_run(
     columns = [str(c) for c in data.columns] if data is not None else []
     template.check(set(columns) | set(variables))
 
+    everyone = [*panel, *(as_model(f) for m in panel for f in m.fallbacks)]
+    if getattr(chosen, "model", None) is not None:
+        everyone.append(as_model(chosen.model))
+    for model in everyone:
+        if model.api_key_env:
+            protect(os.environ.get(model.api_key_env))
     store_key = None
-    if any(m.id.startswith("replay/") for m in panel):
+    if any(m.id.startswith("replay/") for m in everyone):
         paths = recordings_mod.resolve_paths(recordings)
         if paths:
             store_key = recordings_mod.load(paths).key
@@ -137,36 +146,34 @@ def plan_run(
     run_params.update(params or {})
 
     rows = data.to_dict("records") if data is not None else [{}]
+    instruction = (
+        SCHEMA_INSTRUCTION.format(schema=json.dumps(schema.model_json_schema(), indent=1))  # type: ignore[attr-defined]
+        if schema is not None
+        else ""
+    )
     prompts: list[str] = []
     calls: list[Call] = []
     for row_number, row in enumerate(rows):
-        text = template.render({str(k): v for k, v in row.items()}, variables)
+        values = {str(k): v for k, v in row.items()}
+        _check_missing(template, values, row_number)
+        text = template.render(values, variables)
         prompts.append(text)
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": text + instruction}
+        ]
         for position, model in enumerate(panel):
-            offline = providers.is_offline(model.id)
-            content = text
-            call_params = {**run_params, **model.litellm_kwargs()}
-            if schema is not None:
-                content += SCHEMA_INSTRUCTION.format(
-                    schema=json.dumps(schema.model_json_schema(), indent=1)  # type: ignore[attr-defined]
-                )
-                if not offline and providers.supports_schema(model):
-                    call_params.setdefault("response_format", schema)
-            messages = ([{"role": "system", "content": system}] if system else []) + [
-                {"role": "user", "content": content}
-            ]
-            if seed is not None and not offline:
-                # Many providers have no seed; litellm drops it there instead of failing.
-                call_params["drop_params"] = True
-            if store_key and model.id.startswith("replay/"):
-                call_params["nbt_store"] = store_key
             for sample in range(samples):
-                these = dict(call_params)
-                if offline:
-                    these["nbt_sample"] = sample
-                calls.append(Call(len(calls), row_number, model, position, sample, messages, these))
+                params = providers.call_params(
+                    model, run_params, sample=sample, seed=seed, store_key=store_key, schema=schema
+                )
+                call = Call(len(calls), row_number, model, position, sample, messages, params)
+                if not providers.is_offline(model.id):
+                    call.key = call_key(model.id, messages, params, sample, model.label)
+                calls.append(call)
     _check_context(panel, calls)
     return Plan(
+        store_key=store_key,
+        schema=schema,
         template=template,
         models=panel,
         data=data,
@@ -180,6 +187,25 @@ def plan_run(
         confidence_threshold=confidence_threshold,
         notes=notes,
     )
+
+
+def _check_missing(template: Template, values: dict[str, Any], row: int) -> None:
+    """A missing value would reach the model as the text "nan": say so instead."""
+    for name in template.names:
+        if name in values and _is_missing(values[name]):
+            raise ConfigError(
+                f"row {row}: column '{name}' is missing (NaN/None) and the prompt uses {{{name}}}: "
+                f"fill it (data.fillna(...)) or drop those rows (data.dropna(subset=['{name}']))"
+            )
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False  # a list or array cell: not a single missing value
 
 
 def _check_context(panel: tuple[Model, ...], calls: list[Call]) -> None:

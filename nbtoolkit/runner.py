@@ -108,6 +108,7 @@ class Runner:
         validator: Callable[[str], str | None] | None = None,
         repair: int = 0,
         repair_token_budget: int = 8000,
+        params_for: Callable[[Model, int], dict[str, Any]] | None = None,
     ) -> None:
         self.concurrency = concurrency
         self.timeout = timeout
@@ -122,17 +123,24 @@ class Runner:
         self.validator = validator
         self.repair = repair
         self.repair_token_budget = repair_token_budget
+        # How a fallback model's call is parameterised: the run's settings, then its own.
+        self.params_for = params_for or (
+            lambda model, sample: providers.call_params(model, {}, sample=sample)
+        )
+        self._repairing = True
         self.state = Progress()
         self.cancelled = False
         self.warnings: list[str] = []
         self.started: float | None = None
         self.wall_s = 0.0
 
-    async def run(self, calls: list[Call]) -> list[Outcome]:
+    async def run(self, calls: list[Call], *, repair: bool = True) -> list[Outcome]:
         """Make ``calls`` (their ``index`` is ignored); one outcome each, in order.
 
         May be called several times (a cascade's stages, a judge's calls); ``finish()`` ends.
+        ``repair=False`` for calls whose replies the run's extractor does not read (a judge's).
         """
+        self._repairing = repair
         calls = [replace(c, index=i) for i, c in enumerate(calls)]
         outcomes: list[Outcome | None] = [None] * len(calls)
         if self.cancelled:
@@ -143,7 +151,7 @@ class Runner:
             self.state.done.setdefault(label, 0)
             self.state.failed.setdefault(label, 0)
 
-        pending = self._from_cache(calls, outcomes)
+        pending, seeds = self._from_cache(calls, outcomes)
         if pending:
             await providers.warm_up()
         if self.started is None:
@@ -166,9 +174,9 @@ class Runner:
                     )
                 elif model_limit is not None:
                     async with model_limit:
-                        outcome = await self._call(call)
+                        outcome = await self._call(call, seeds.get(call.index))
                 else:
-                    outcome = await self._call(call)
+                    outcome = await self._call(call, seeds.get(call.index))
             outcomes[call.index] = outcome
             self._finished(call, outcome)
 
@@ -200,6 +208,7 @@ class Runner:
             for call in calls:
                 if outcomes[call.index] is None:
                     outcomes[call.index] = Outcome(error="Cancelled: the run was stopped first")
+                    self._finished(call, outcomes[call.index], report=False)  # type: ignore[arg-type]
             self._report()
         return [o for o in outcomes if o is not None]
 
@@ -217,78 +226,88 @@ class Runner:
         if loop is not None and stop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(stop.set)
 
-    def _from_cache(self, calls: list[Call], outcomes: list[Outcome | None]) -> list[Call]:
-        """Fill outcomes for cached calls; return the calls still to make."""
+    def _from_cache(
+        self, calls: list[Call], outcomes: list[Outcome | None]
+    ) -> tuple[list[Call], dict[int, Outcome]]:
+        """Fill outcomes for cached calls; return the calls still to make.
+
+        A cached reply that needs repairing is handed on as that call's starting point, so a
+        re-run repairs it the same way (from the cache) instead of keeping the bad reply.
+        """
         live = [c for c in calls if not providers.is_offline(c.model.id)]
         for call in live:
-            call.key = call_key(call.model.id, call.messages, call.params, call.sample)
+            if not call.key:
+                call.key = _key(call)
         found: dict[str, Entry] = {}
         if self.cache is not None and self.cache_mode in ("use", "replay-only") and live:
             found = self.cache.get_many(c.key for c in live)
-        pending = []
+        pending: list[Call] = []
+        seeds: dict[int, Outcome] = {}
         for call in calls:
             entry = found.get(call.key) if call.key else None
+            if entry is not None and self._needs_repair(entry.output):
+                seeds[call.index] = _from_entry(entry)
+                pending.append(call)
+                continue
             if entry is not None:
                 outcome = _from_entry(entry)
-            elif call.key and self.cache_mode == "replay-only":
-                outcome = Outcome(
-                    error="NotInCache: cache='replay-only' and this call was never recorded; "
-                    "run once with cache='use' to record it",
-                    attempts=0,
-                )
+            elif call.key and self.cache_mode == "replay-only" and not call.model.fallbacks:
+                outcome = _not_in_cache()
             else:
                 pending.append(call)
                 continue
             outcomes[call.index] = outcome
             self._finished(call, outcome, report=False)
         self._report()
-        return pending
+        return pending, seeds
+
+    def _needs_repair(self, output: str | None) -> bool:
+        return (
+            self._repairing
+            and bool(self.repair)
+            and self.validator is not None
+            and output is not None
+            and self.validator(output) is not None
+        )
 
     def _over_budget(self) -> bool:
         return self.max_cost_usd is not None and self.state.cost_usd >= self.max_cost_usd
 
-    async def _call(self, call: Call) -> Outcome:
+    async def _call(self, call: Call, start: Outcome | None = None) -> Outcome:
         """One call with its retries, then its fallbacks, then its repairs."""
-        outcome = await self._attempt(call)
+        outcome = start if start is not None else await self._attempt(call)
+        answering = call
         if outcome.output is None and call.model.fallbacks:
-            outcome = await self._fallbacks(call, outcome)
-        if outcome.output is not None and self.validator is not None and self.repair:
-            outcome = await self._repair(call, outcome)
+            outcome, answering = await self._fallbacks(call, outcome)
+        if self._needs_repair(outcome.output):
+            outcome = await self._repair(answering, outcome)
         return outcome
 
-    async def _fallbacks(self, call: Call, failed: Outcome) -> Outcome:
+    async def _fallbacks(self, call: Call, failed: Outcome) -> tuple[Outcome, Call]:
+        """Ask each fallback in turn; the first that answers stands in for ``call``."""
         from .spec import as_model
 
         attempts = failed.attempts
         for fallback in call.model.fallbacks:
             model = as_model(fallback)
-            params = {k: v for k, v in call.params.items() if k not in ("nbt_store", "nbt_sample")}
-            params.update(model.litellm_kwargs())
-            if providers.is_offline(model.id):
-                params["nbt_sample"] = call.sample
-            # The fallback answers in the original's place, under its own cache key.
-            substitute = replace(call, model=model, params=params)
+            # Built from the run's settings and the fallback's own: never the primary's
+            # api_base or headers, which would send this model's key to the wrong host.
+            params = self.params_for(model, call.sample)
+            substitute = replace(call, model=model, params=params, key="")
             if not providers.is_offline(model.id):
-                substitute.key = call_key(model.id, call.messages, params, call.sample)
-                hit = self._cached(substitute)
-                if hit is not None:
-                    outcome = hit
-                else:
-                    outcome = await self._attempt(substitute)
-            else:
-                substitute.key = ""
-                outcome = await self._attempt(substitute)
+                substitute.key = _key(substitute)
+            outcome = self._cached(substitute) or await self._attempt(substitute)
             attempts += outcome.attempts
             if outcome.output is not None:
                 outcome.attempts = attempts
                 outcome.answered_by = model.id
                 outcome.fallback_error = failed.error
-                return outcome
+                return outcome, substitute
         failed.attempts = attempts
         failed.error = (
             f"{failed.error} (fallbacks {', '.join(map(str, call.model.fallbacks))} failed too)"
         )
-        return failed
+        return failed, call
 
     def _cached(self, call: Call) -> Outcome | None:
         if self.cache is None or self.cache_mode not in ("use", "replay-only") or not call.key:
@@ -323,7 +342,9 @@ class Runner:
             again = replace(call, messages=messages, params=params)
             # Each round is its own cache entry: an identical re-ask may still answer otherwise.
             again.key = (
-                call_key(call.model.id, messages, params, call.sample + 1000 * round_)
+                call_key(
+                    call.model.id, messages, params, call.sample + 1000 * round_, call.model.label
+                )
                 if call.key
                 else ""
             )
@@ -336,6 +357,8 @@ class Runner:
 
     async def _attempt(self, call: Call) -> Outcome:
         """One call with retries and backoff; stores a success in the cache."""
+        if call.key and self.cache_mode == "replay-only":
+            return _not_in_cache()  # replay-only never reaches a provider
         timeout = call.model.timeout or self.timeout
         attempts = 0
         while True:
@@ -349,7 +372,7 @@ class Runner:
                 raise
             except Exception as exc:
                 retryable, retry_after = providers.retry_hint(exc)
-                if not retryable or attempts > self.retry.retries:
+                if not retryable or attempts > self.retry.retries or self._over_budget():
                     return Outcome(
                         error=redact(providers.describe_error(exc)),
                         latency_s=time.perf_counter() - start,
@@ -439,4 +462,18 @@ def _merge(first: Outcome, second: Outcome) -> Outcome:
         cost_usd=first.cost_usd + second.cost_usd,
         cached=first.cached and second.cached,
         attempts=first.attempts + second.attempts,
+        answered_by=first.answered_by,
+        fallback_error=first.fallback_error,
+    )
+
+
+def _key(call: Call) -> str:
+    return call_key(call.model.id, call.messages, call.params, call.sample, call.model.label)
+
+
+def _not_in_cache() -> Outcome:
+    return Outcome(
+        error="NotInCache: cache='replay-only' and this call was never recorded; "
+        "run once with cache='use' to record it",
+        attempts=0,
     )

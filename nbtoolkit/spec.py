@@ -93,6 +93,11 @@ class Model(BaseModel):
         for key in [k for k in options if k not in known]:
             params[key] = options.pop(key)
         check_litellm_params(params, f"Model({id!r})")
+        # extra= is the escape hatch for litellm kwargs, but never for a key's value.
+        if "api_key" in (options.get("extra") or {}):
+            raise ModelError(
+                f"Model({id!r}): extra={{'api_key': ...}} is not accepted: {_OWNED['api_key']}."
+            )
         try:
             super().__init__(id=id, params=params, **options)
         except ValidationError as exc:

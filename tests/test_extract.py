@@ -131,3 +131,21 @@ def test_extractors_never_crash_with_foreign_exceptions(text: str) -> None:
 def test_number_roundtrips_integers_with_formatting(n: int) -> None:
     ex = build_extractor("number")
     assert ex(f"${n:,}.00") == str(n)
+
+
+@pytest.mark.parametrize(
+    ("text", "letter"),
+    [
+        ("Answer: I think it is (B).", "B"),
+        ("The answer is a tricky one, but (C) is right.", "C"),
+        ("answer: c", "C"),
+        ("The answer is (I).", "I"),
+    ],
+)
+def test_choice_is_not_fooled_by_ordinary_words(text: str, letter: str) -> None:
+    assert build_extractor("choice")(text) == letter
+
+
+def test_a_minus_sign_must_touch_its_number() -> None:
+    assert build_extractor("number")("Working:\n12 apples minus 5\n- 7") == "7"
+    assert build_extractor("number")("so x = -3.5") == "-3.5"

@@ -236,6 +236,30 @@ def supports_schema(model: Model) -> bool:
         return False
 
 
+def call_params(
+    model: Model,
+    run_params: dict[str, Any],
+    *,
+    sample: int,
+    seed: int | None = None,
+    store_key: str | None = None,
+    schema: type | None = None,
+) -> dict[str, Any]:
+    """The litellm keyword arguments of one call: the run's, then the model's own."""
+    params = {**run_params, **model.litellm_kwargs()}
+    offline = is_offline(model.id)
+    if schema is not None and not offline and supports_schema(model):
+        params.setdefault("response_format", schema)
+    if seed is not None and not offline:
+        # Many providers have no seed; litellm drops it there instead of failing.
+        params["drop_params"] = True
+    if store_key and model.id.startswith("replay/"):
+        params["nbt_store"] = store_key
+    if offline:
+        params["nbt_sample"] = sample
+    return params
+
+
 @dataclass
 class Reply:
     """What one successful call gave back."""

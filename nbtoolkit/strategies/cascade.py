@@ -70,14 +70,13 @@ class Cascade:
 
     def settled(self, candidates: list[Candidate]) -> bool:
         candidates = restrict(candidates, self.models)
-        totals, _, _ = tally(candidates)
-        if not totals:
-            return False
-        top = max(totals.values())
         if self.share:
+            totals, _, _ = tally(candidates)
             asked = sum(c.weight for c in candidates) or 1.0
-            return top / asked >= self.threshold
-        return top >= self.threshold
+            return bool(totals) and max(totals.values()) / asked >= self.threshold
+        # A count threshold counts answers, whatever the models weigh.
+        counts, _, _ = tally(candidates, {c.model: 1.0 for c in candidates})
+        return bool(counts) and max(counts.values()) >= self.threshold
 
     def combine(self, candidates: list[Candidate]) -> Verdict:
         return Vote(self.models).combine(candidates)
