@@ -10,17 +10,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pydantic
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.testing import globalipapp
 
 import nbtoolkit
 import nbtoolkit.api
 from nbtoolkit import RunFailedError, RunResult
-from nbtoolkit.providers import sim
+
+from .conftest import loaded_shell
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "{question}\nAnswer with a number."
@@ -29,17 +28,7 @@ PROMPT = "{question}\nAnswer with a number."
 @pytest.fixture
 def ip() -> Iterator[InteractiveShell]:
     """The test shell, with the extension loaded the way a user loads it."""
-    globalipapp.start_ipython()  # once per process; later calls return None
-    shell = globalipapp.get_ipython()
-    shell.config.pop("Orchestrate", None)  # %config writes to the shell's config too
-    before = set(shell.user_ns)
-    shell.run_line_magic("load_ext", "nbtoolkit")
-    shell.user_ns["questions"] = pd.DataFrame(sim.question_bank()[:4])
-    yield shell
-    shell.run_line_magic("unload_ext", "nbtoolkit")
-    shell.config.pop("Orchestrate", None)
-    for name in set(shell.user_ns) - before:
-        del shell.user_ns[name]
+    yield from loaded_shell(4)
 
 
 @pytest.fixture

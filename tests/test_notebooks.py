@@ -9,6 +9,8 @@ from typing import Any
 import nbformat
 import pytest
 
+from .conftest import execute_notebook
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = ["quickstart.ipynb", "batch_consensus.ipynb"]
 WIDGET = "application/vnd.jupyter.widget-view+json"
@@ -30,17 +32,7 @@ def test_notebooks_are_stored_without_outputs(name: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_end_to_end(name: str, tmp_path: Path) -> None:
-    if importlib.util.find_spec("ipykernel") is None:
-        pytest.skip("ipykernel is not installed: pip install -e '.[test]'")
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    # The kernel inherits this process's environment: the test's private cache folder and
-    # NBTOOLKIT_SIM_TIME_SCALE=0 (conftest), so the simulated models do not sleep.
-    client = NotebookClient(
-        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    )
-    client.execute()
+    nb = execute_notebook(NOTEBOOKS / name, tmp_path)
 
     runs = [c for c in code_cells(nb) if c.source.startswith("%%orchestrate")]
     assert runs

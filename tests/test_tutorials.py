@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import nbformat
 import pytest
+
+from .conftest import execute_notebook
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 TUTORIALS = ["strategies_compared.ipynb", "pipelines.ipynb", "voting_as_a_teacher.ipynb"]
@@ -26,16 +27,7 @@ def test_tutorials_are_stored_without_outputs(name: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", TUTORIALS)
 def test_tutorial_runs_end_to_end(name: str, tmp_path: Path) -> None:
-    if importlib.util.find_spec("ipykernel") is None:
-        pytest.skip("ipykernel is not installed: pip install -e '.[test]'")
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    # The kernel inherits this process's environment: the test's own cache folder.
-    client = NotebookClient(
-        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    )
-    client.execute()
+    nb = execute_notebook(NOTEBOOKS / name, tmp_path)
     shown = []
     for cell in nb.cells:
         if cell.cell_type != "code":

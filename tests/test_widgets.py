@@ -9,28 +9,19 @@ from typing import Any
 import pandas as pd
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.testing import globalipapp
 
-from nbtoolkit.providers import sim
 from nbtoolkit.runner import Progress
 from nbtoolkit.widgets import App, ui
+
+from .conftest import loaded_shell
 
 PROMPT = "{question}\nAnswer with a number."
 
 
 @pytest.fixture
 def ip() -> Iterator[InteractiveShell]:
-    globalipapp.start_ipython()
-    shell = globalipapp.get_ipython()
-    shell.config.pop("Orchestrate", None)
-    before = set(shell.user_ns)
-    shell.run_line_magic("load_ext", "nbtoolkit")
-    shell.user_ns["questions"] = pd.DataFrame(sim.question_bank()[:5])
-    yield shell
-    shell.run_line_magic("unload_ext", "nbtoolkit")
-    shell.config.pop("Orchestrate", None)
-    for name in set(shell.user_ns) - before:
-        del shell.user_ns[name]
+    """The test shell, with the extension loaded the way a user loads it."""
+    yield from loaded_shell(5)
 
 
 @pytest.fixture
