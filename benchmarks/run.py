@@ -577,7 +577,7 @@ def figure_memory(ctx: Context) -> None:
 
 GSM8K_VOTE = 97.27
 GSM8K_BEST = ("claude-3-5-sonnet-20241022", 96.66)
-# Best first, as in tests/test_gsm8k_replay.py: a vote's ties go to the earlier model, so the
+# Best first, as in tests/test_recorded_replay.py: a vote's ties go to the earlier model, so the
 # reference accuracy holds for this order.
 GSM8K_ORDER = [
     "claude-3-5-sonnet-20241022",
