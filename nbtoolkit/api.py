@@ -28,28 +28,36 @@ from .errors import RunFailedError
 from .loop import run_sync
 from .plan import Plan, plan_run
 from .results import CONSENSUS_COLUMNS, EXTRA_CONSENSUS_COLUMNS, OUTPUT_COLUMNS, RunResult
-from .runner import Call, Outcome, Progress, RetryPolicy, Runner
+from .runner import SKIPPED, Call, Outcome, Progress, RetryPolicy, Runner
 from .spec import Model
+from .strategies import Candidate
 
 
 def collect(
     plan: Plan,
     outcomes: list[Outcome],
     followups: dict[int, FollowUpCall],
+    extracted: dict[int, consensus_mod.Extracted],
+    candidates: dict[int, list[Candidate]],
     *,
     run_id: str,
     wall_s: float,
     cancelled: bool,
 ) -> RunResult:
-    """Read the answers out of the outcomes and combine them per row."""
+    """Build the frames from the outcomes and their extracted answers, and decide each row."""
     records = [
-        _record(call, outcome, plan) for call, outcome in zip(plan.calls, outcomes, strict=True)
+        _record(call, outcome, extracted[call.index])
+        for call, outcome in zip(plan.calls, outcomes, strict=True)
     ]
     outputs = _frame(records)
     extra = _frame(
-        [_record(f.call, f.outcome or Outcome(error="Cancelled"), plan) for f in followups.values()]
+        [
+            _record(f.call, outcome, extract_mod.apply(plan.extractor, outcome.output))
+            for f in followups.values()
+            for outcome in [f.outcome or Outcome(error="Cancelled")]
+        ]
     )
-    consensus, fields = _consensus(plan, outputs, outcomes, followups)
+    consensus, fields = _consensus(plan, outputs, candidates, followups)
     result = RunResult(
         outputs=outputs,
         consensus=consensus,
@@ -127,8 +135,8 @@ def _file_digest(path: str) -> str:
     return digest.hexdigest()
 
 
-def _record(call: Call, outcome: Outcome, plan: Plan) -> dict[str, Any]:
-    answer, valid, extract_error = extract_mod.apply(plan.extractor, outcome.output)
+def _record(call: Call, outcome: Outcome, extracted: consensus_mod.Extracted) -> dict[str, Any]:
+    answer, valid, extract_error = extracted
     error = outcome.error or extract_error
     if outcome.answered_by and outcome.output is not None:
         error = f"answered by fallback {outcome.answered_by} after: {outcome.fallback_error}"
@@ -176,10 +184,9 @@ def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 def _consensus(
     plan: Plan,
     outputs: pd.DataFrame,
-    outcomes: list[Outcome],
+    candidates: dict[int, list[Candidate]],
     followups: dict[int, FollowUpCall],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    candidates = consensus_mod.candidates_of(plan.calls, list(outcomes), plan.extractor)
     row_costs: dict[int, list[float]] = {i: [] for i in range(len(plan.prompts))}
     for row, cost in zip(outputs["row"], outputs["cost_usd"], strict=True):
         row_costs[int(row)].append(float(cost))
@@ -314,7 +321,8 @@ async def aorchestrate(
     outcomes = await consensus_mod.execute(
         plan.calls, plan.models, plan.strategy, plan.extractor, runner
     )
-    candidates = consensus_mod.candidates_of(plan.calls, list(outcomes), plan.extractor)
+    extracted = consensus_mod.extract_all(plan.calls, list(outcomes), plan.extractor)
+    candidates = consensus_mod.candidates_of(plan.calls, list(outcomes), extracted)
     followups = await consensus_mod.follow_up(
         candidates,
         dict(enumerate(plan.prompts)),
@@ -325,7 +333,14 @@ async def aorchestrate(
     )
     runner.finish()
     result = collect(
-        plan, outcomes, followups, run_id=run_id, wall_s=runner.wall_s, cancelled=runner.cancelled
+        plan,
+        outcomes,
+        followups,
+        extracted,
+        candidates,
+        run_id=run_id,
+        wall_s=runner.wall_s,
+        cancelled=runner.cancelled,
     )
     _warn(result, runner)
     _raise_if_failed(plan, result, runner.cancelled)
@@ -371,11 +386,11 @@ def _warn(result: RunResult, runner: Runner) -> None:
         result.warnings.append(
             f"{failed} of {len(out)} calls failed; see res.errors for each error"
         )
-    skipped = int(out["error"].map(consensus_mod.is_skipped).sum())
-    if skipped:
-        reasons = out.loc[out["error"].map(consensus_mod.is_skipped), "error"].str.slice(9)
+    skipped = result.skipped
+    if len(skipped):
+        reason = skipped["error"].iloc[0].removeprefix(SKIPPED).strip()
         result.warnings.append(
-            f"{skipped} calls were not made ({reasons.iloc[0].strip()}); they are 'Skipped' rows"
+            f"{len(skipped)} calls were not made ({reason}); they are 'Skipped' rows"
         )
     fallbacks = int(out["error"].fillna("").str.startswith("answered by fallback").sum())
     if fallbacks:
@@ -396,12 +411,13 @@ def _raise_if_failed(plan: Plan, result: RunResult, cancelled: bool) -> None:
     if cancelled or result.outputs.empty:
         return
     failed = result.failed_mask()
-    attempted = ~result.outputs["error"].map(consensus_mod.is_skipped)
-    if failed[attempted].all():
-        first = result.outputs["error"].iloc[0]
+    attempted = int((~result.skipped_mask()).sum())
+    if attempted == 0:
+        return  # nothing was asked (a budget of 0): the Skipped rows and warning say why
+    if int(failed.sum()) == attempted:
+        first = result.outputs.loc[failed, "error"].iloc[0]
         raise RunFailedError(
-            f"every call failed ({len(failed)} of {len(failed)}); the first error: {first}",
-            result,
+            f"every call failed ({attempted} of {attempted}); the first error: {first}", result
         )
     if plan.strict and failed.any():
         raise RunFailedError(

@@ -51,7 +51,7 @@ def _norm(value: Any) -> str:
 def _candidates(result: RunResult) -> dict[int, list[Candidate]]:
     position = {m: i for i, m in enumerate(result.models)}
     out = result.outputs
-    skipped = out["error"].fillna("").str.startswith("Skipped:")
+    skipped = result.skipped_mask()
     by_row: dict[int, list[Candidate]] = {}
     for row, model, sample, answer, valid, text, skip in zip(
         out["row"],

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import extract as extract_mod
 from . import providers
-from .runner import Call, Outcome, Runner
+from .runner import Call, Outcome, Runner, is_skipped, skipped
 from .spec import Model, as_model
 from .strategies import Candidate, FollowUp, ModelInfo, RowContext, Verdict
 
@@ -31,22 +31,32 @@ class FollowUpCall:
     outcome: Outcome | None = None
 
 
-def skipped(reason: str) -> Outcome:
-    return Outcome(error=f"Skipped: {reason}", cost_usd=0.0, attempts=0)
-
-
-def is_skipped(error: Any) -> bool:
-    return isinstance(error, str) and error.startswith("Skipped:")
-
-
 def panel_info(models: tuple[Model, ...]) -> list[ModelInfo]:
     return [
         ModelInfo(m.label, i, m.weight, providers.price_per_token(m)) for i, m in enumerate(models)
     ]
 
 
+Extracted = tuple[Any, bool, "str | None"]
+
+
+def extract_all(
+    calls: list[Call],
+    outcomes: list[Outcome | None],
+    extractor: Callable[[Any], Any],
+    memo: dict[int, Extracted] | None = None,
+) -> dict[int, Extracted]:
+    """Each finished call's ``(answer, valid, error)``, by call index, read once."""
+    memo = {} if memo is None else memo
+    for call in calls:
+        outcome = outcomes[call.index]
+        if outcome is not None and call.index not in memo:
+            memo[call.index] = extract_mod.apply(extractor, outcome.output)
+    return memo
+
+
 def candidates_of(
-    calls: list[Call], outcomes: list[Outcome | None], extractor: Callable[[Any], Any]
+    calls: list[Call], outcomes: list[Outcome | None], extracted: dict[int, Extracted]
 ) -> dict[int, list[Candidate]]:
     """Each row's candidates from the calls made so far (skipped and pending ones left out)."""
     by_row: dict[int, list[Candidate]] = {}
@@ -54,7 +64,7 @@ def candidates_of(
         outcome = outcomes[call.index]
         if outcome is None or is_skipped(outcome.error):
             continue
-        answer, valid, _ = extract_mod.apply(extractor, outcome.output)
+        answer, valid, _ = extracted[call.index]
         by_row.setdefault(call.row, []).append(
             Candidate(
                 model=call.model.label,
@@ -88,6 +98,7 @@ async def execute(
     in_stages = {label for stage in stages for label in stage}
     settled: set[int] = set()
     settle = getattr(strategy, "settled", None)
+    memo: dict[int, Extracted] = {}  # a stage re-reads only the replies it added
     for stage in stages:
         batch = [c for c in calls if c.model.label in stage and c.row not in settled]
         if not batch:
@@ -97,7 +108,7 @@ async def execute(
         if runner.cancelled:
             break
         if callable(settle):
-            rows = candidates_of(calls, outcomes, extractor)
+            rows = candidates_of(calls, outcomes, extract_all(calls, outcomes, extractor, memo))
             settled |= {row for row, cands in rows.items() if settle(cands)}
     for call in calls:
         if outcomes[call.index] is not None:

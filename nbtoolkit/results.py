@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from .runner import is_skipped
+
 OUTPUT_COLUMNS = [
     "row",
     "model",
@@ -52,11 +54,13 @@ class RunResult:
     field_agreement: pd.DataFrame = field(default_factory=pd.DataFrame)
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def skipped_mask(self) -> pd.Series:
+        """True for the calls a strategy or the budget did not need to make."""
+        return self.outputs["error"].map(is_skipped).astype(bool)
+
     def failed_mask(self) -> pd.Series:
         """True for the calls that were made and failed (not the ones skipped on purpose)."""
-        out = self.outputs
-        skipped = out["error"].fillna("").str.startswith("Skipped:")
-        return out["output"].isna() & ~skipped
+        return self.outputs["output"].isna() & ~self.skipped_mask()
 
     @property
     def errors(self) -> pd.DataFrame:
@@ -66,7 +70,7 @@ class RunResult:
     @property
     def skipped(self) -> pd.DataFrame:
         """The rows of ``outputs`` a strategy or the budget did not need to call."""
-        return self.outputs[self.outputs["error"].fillna("").str.startswith("Skipped:")]
+        return self.outputs[self.skipped_mask()]
 
     @property
     def answers(self) -> pd.DataFrame:
@@ -107,7 +111,7 @@ class RunResult:
             {
                 "calls": grouped.size(),
                 "valid": grouped["valid"].mean(),
-                "failed": grouped["output"].apply(lambda s: int(s.isna().sum())),
+                "failed": self.failed_mask().groupby(self.outputs["model"], sort=False).sum(),
                 "latency_s": grouped["latency_s"].median(),
                 "prompt_tokens": grouped["prompt_tokens"].sum(),
                 "completion_tokens": grouped["completion_tokens"].sum(),

@@ -51,6 +51,18 @@ class Outcome:
     fallback_error: str | None = None  # what the original model failed with
 
 
+SKIPPED = "Skipped:"  # the error prefix of a call made on purpose never: not a failure
+
+
+def skipped(reason: str) -> Outcome:
+    """The outcome of a call that was not needed (a settled cascade, a spent budget)."""
+    return Outcome(error=f"{SKIPPED} {reason}", cost_usd=0.0, attempts=0)
+
+
+def is_skipped(error: Any) -> bool:
+    return isinstance(error, str) and error.startswith(SKIPPED)
+
+
 @dataclass
 class Progress:
     """Counts per model, handed to the progress callback after every finished call."""
@@ -167,10 +179,9 @@ class Runner:
             model_limit = per_model.get(call.model.label)
             async with limit:
                 if self._over_budget():
-                    outcome = Outcome(
-                        error=f"Skipped: the budget max_cost_usd={self.max_cost_usd} was spent "
-                        "before this call started",
-                        cost_usd=0.0,
+                    outcome = skipped(
+                        f"the budget max_cost_usd={self.max_cost_usd} was spent "
+                        "before this call started"
                     )
                 elif model_limit is not None:
                     async with model_limit:

@@ -173,3 +173,26 @@ def test_a_missing_value_in_the_prompt_is_an_error_not_nan_text() -> None:
     data = pd.DataFrame({"name": ["Ada", np.nan], "age": [36, 40]})
     with pytest.raises(nbt.ConfigError, match=r"row 1: column 'name' is missing"):
         nbt.orchestrate("Is {name}, aged {age}, an adult?", ["sim/swift-mini"], data=data)
+
+
+def test_a_zero_budget_skips_every_call_without_calling_it_a_failure() -> None:
+    res = nbt.orchestrate("hi", ["sim/swift-mini", "sim/budget-a"], max_cost_usd=0)
+    assert len(res.skipped) == 2 and res.totals()["failed"] == 0
+    assert any("not made" in w for w in res.warnings)
+
+
+def test_every_call_failed_names_a_real_error_not_a_skipped_row() -> None:
+    from nbtoolkit.strategies.vote import Vote
+
+    with (
+        FakeOpenAIServer(reply="x", faults=lambda i, req: "503") as server,
+        pytest.raises(nbt.RunFailedError) as info,
+    ):
+        nbt.orchestrate(
+            "hi",
+            ["sim/swift-mini", local(server)],
+            retries=0,
+            strategy=Vote(models=["openai/local"]),
+        )
+    assert "every call failed (1 of 1)" in str(info.value)
+    assert "ServiceUnavailableError" in str(info.value) and "Skipped" not in str(info.value)

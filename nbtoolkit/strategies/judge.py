@@ -18,7 +18,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from ..extract import ExtractionError, find_json
+from ..errors import ExtractionError, StrategyError
+from ..extract import find_json
 from . import register
 from .base import Candidate, FollowUp, RowContext, Verdict, answer_key, restrict
 from .medoid import similarity
@@ -84,17 +85,66 @@ def parse_choice(reply: str, n: int) -> int | None | str:
     return "unreadable"
 
 
-@register("judge")
-class Judge:
-    name = "judge"
+class _AskOneMore:
+    """What judge and fuse share: one more model per row, and the vote when it fails.
+
+    Subclasses say who asks (``role``), build the follow-up, and ``read`` a reply.
+    """
+
+    name = ""
+    role = ""  # "judge" or "aggregator", for messages
 
     def __init__(self, model: Any = None, models: Sequence[str] | None = None) -> None:
-        from ..errors import StrategyError
-
         if model is None:
-            raise StrategyError("judge needs a judge model: strategy=Judge(model='gpt-4o')")
+            cls = type(self).__name__
+            raise StrategyError(
+                f"{self.name} needs {'a judge' if self.name == 'judge' else 'an aggregator'} "
+                f"model: strategy={cls}(model='gpt-4o')"
+            )
         self.model = model
         self.models = list(models) if models is not None else None
+
+    def conclude(
+        self,
+        row: RowContext,
+        candidates: list[Candidate],
+        reply: str | None,
+        error: str | None,
+        context: Any,
+    ) -> Verdict:
+        candidates = restrict(candidates, self.models)
+        vote = Vote().combine(candidates)
+        if context is None:
+            return vote  # nothing was asked: the vote decides
+        if reply is None:
+            return _fallback(vote, f"{self.role} failed ({error}): fell back to vote")
+        return self.read(reply, [c for c in candidates if c.valid], context, vote)
+
+    def read(self, reply: str, valid: list[Candidate], context: Any, vote: Verdict) -> Verdict:
+        raise NotImplementedError
+
+    def combine(self, candidates: list[Candidate]) -> Verdict:
+        return Vote(self.models).combine(candidates)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={str(getattr(self.model, 'id', self.model))!r})"
+
+
+def _fallback(vote: Verdict, note: str) -> Verdict:
+    return Verdict(
+        vote.answer, vote.confidence, vote.agreement, vote.n_valid, note=note, fields=vote.fields
+    )
+
+
+def _agreement(answer: Any, valid: list[Candidate]) -> float:
+    key = answer_key(answer)
+    return sum(answer_key(c.answer) == key for c in valid) / max(1, len(valid))
+
+
+@register("judge")
+class Judge(_AskOneMore):
+    name = "judge"
+    role = "judge"
 
     def followup(self, row: RowContext, candidates: list[Candidate]) -> FollowUp | None:
         options = _distinct(restrict(candidates, self.models))
@@ -105,103 +155,46 @@ class Judge:
         prompt = JUDGE_PROMPT.format(task=row.prompt, answers=answers)
         return FollowUp(self.model, [{"role": "user", "content": prompt}], context=options)
 
-    def conclude(
-        self,
-        row: RowContext,
-        candidates: list[Candidate],
-        reply: str | None,
-        error: str | None,
-        context: Any,
-    ) -> Verdict:
-        candidates = restrict(candidates, self.models)
-        vote = Vote().combine(candidates)
-        if context is None:
-            return vote
-        if reply is None:
-            return _fallback(vote, f"judge failed ({error}): fell back to vote")
+    def read(self, reply: str, valid: list[Candidate], context: Any, vote: Verdict) -> Verdict:
         pick = parse_choice(reply, len(context))
         if pick == "unreadable":
             return _fallback(vote, "judge reply unreadable: fell back to vote")
-        valid = [c for c in candidates if c.valid]
         if pick is None:
             return Verdict(None, 0.0, 0.0, len(valid), note="judge: no answer is right")
         chosen = context[int(pick) - 1]
-        key = answer_key(chosen.answer)
-        agree = sum(answer_key(c.answer) == key for c in valid) / max(1, len(valid))
+        agree = _agreement(chosen.answer, valid)
         # The judge's pick counts; the panel's support for it says how sure to be.
         return Verdict(
             chosen.answer, confidence=(1 + agree) / 2, agreement=agree, n_valid=len(valid)
         )
 
-    def combine(self, candidates: list[Candidate]) -> Verdict:
-        return Vote(self.models).combine(candidates)
-
-    def __repr__(self) -> str:
-        return f"Judge(model={_model_name(self.model)!r})"
-
-
-def _model_name(model: Any) -> str:
-    return str(getattr(model, "id", model))
-
-
-def _fallback(vote: Verdict, note: str) -> Verdict:
-    return Verdict(
-        vote.answer, vote.confidence, vote.agreement, vote.n_valid, note=note, fields=vote.fields
-    )
-
 
 @register("fuse")
-class Fuse:
+class Fuse(_AskOneMore):
     name = "fuse"
+    role = "aggregator"
 
     def __init__(self, model: Any = None, models: Sequence[str] | None = None) -> None:
-        from ..errors import StrategyError
-
-        if model is None:
-            raise StrategyError("fuse needs an aggregator model: strategy=Fuse(model='gpt-4o')")
-        self.model = model
-        self.models = list(models) if models is not None else None
+        super().__init__(model, models)
         self.extractor: Any = None  # set by the engine: the run's extract=
 
     def followup(self, row: RowContext, candidates: list[Candidate]) -> FollowUp | None:
-        valid = [c for c in restrict(candidates, self.models) if c.valid or c.output]
-        if not valid:
+        order = [c for c in restrict(candidates, self.models) if c.valid or c.output]
+        if not order:
             return None
-        order = list(valid)
         random.Random(row.seed).shuffle(order)
         answers = "\n\n".join(f"### Response {i}\n{_shown(c)}" for i, c in enumerate(order, 1))
         prompt = FUSE_PROMPT.format(task=row.prompt, answers=answers)
         return FollowUp(self.model, [{"role": "user", "content": prompt}], context=True)
 
-    def conclude(
-        self,
-        row: RowContext,
-        candidates: list[Candidate],
-        reply: str | None,
-        error: str | None,
-        context: Any,
-    ) -> Verdict:
-        candidates = restrict(candidates, self.models)
-        vote = Vote().combine(candidates)
-        if context is None:
-            return vote
-        if reply is None:
-            return _fallback(vote, f"aggregator failed ({error}): fell back to vote")
+    def read(self, reply: str, valid: list[Candidate], context: Any, vote: Verdict) -> Verdict:
         try:
             answer = self.extractor(reply) if self.extractor is not None else reply.strip()
         except ExtractionError as exc:
             return _fallback(vote, f"aggregator reply unreadable ({exc}): fell back to vote")
-        valid = [c for c in candidates if c.valid]
         if not valid:
             return Verdict(answer, 0.0, 0.0, 0)
-        key = answer_key(answer)
-        agree = sum(answer_key(c.answer) == key for c in valid) / len(valid)
+        agree = _agreement(answer, valid)
         if agree == 0 and isinstance(answer, str):
             agree = sum(similarity(answer, str(c.answer)) for c in valid) / len(valid)
         return Verdict(answer, confidence=agree, agreement=agree, n_valid=len(valid))
-
-    def combine(self, candidates: list[Candidate]) -> Verdict:
-        return Vote(self.models).combine(candidates)
-
-    def __repr__(self) -> str:
-        return f"Fuse(model={_model_name(self.model)!r})"
