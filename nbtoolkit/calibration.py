@@ -26,8 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import ConfigError, ExtractionError
-from .extract import canonical_number
+from .errors import ConfigError
 from .results import RunResult
 from .strategies import Candidate, answer_key
 from .strategies.cascade import Cascade
@@ -41,11 +40,7 @@ def _norm(value: Any) -> str:
         value = item()  # a NumPy scalar from an array of gold answers
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "\x00missing"
-    key = answer_key(value) if not isinstance(value, (int, float)) else str(value)
-    try:
-        return canonical_number(key.strip())
-    except ExtractionError:
-        return key.strip()
+    return answer_key(value)
 
 
 def _candidates(result: RunResult) -> dict[int, list[Candidate]]:

@@ -17,8 +17,6 @@ import pandas as pd
 
 from . import providers
 from .display import format_cost
-from .errors import ExtractionError
-from .extract import canonical_number
 from .results import CONSENSUS_COLUMNS, EXTRA_CONSENSUS_COLUMNS, RunResult
 from .spec import Model
 from .strategies import answer_key
@@ -42,11 +40,7 @@ def norm(value: Any) -> str:
     """Answers and gold compare as canonical numbers when they are numbers, else as text."""
     if missing(value):
         return "\x00missing"
-    key = answer_key(value) if not isinstance(value, (int, float)) else str(value)
-    try:
-        return canonical_number(key.strip())
-    except ExtractionError:
-        return key.strip()
+    return answer_key(value)
 
 
 def short(answer: Any, limit: int = 60) -> str:

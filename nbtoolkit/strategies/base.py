@@ -12,10 +12,11 @@ do more, and the engine checks for them:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from .. import answers
 
 
 @dataclass(frozen=True)
@@ -79,16 +80,13 @@ class Strategy(Protocol):
 
 
 def answer_key(answer: Any) -> str:
-    """A hashable, comparable form of an answer (a pydantic instance or dict compares by content)."""
-    if isinstance(answer, str):
-        return answer
-    dump = getattr(answer, "model_dump", None)
-    if callable(dump):
-        answer = dump(mode="json")
-    try:
-        return json.dumps(answer, sort_keys=True, default=str)
-    except (TypeError, ValueError):
-        return repr(answer)
+    """The form two answers share exactly when they are the same answer.
+
+    Equal by value for numbers (``"1/2"``, ``"0.5"``, ``"\\frac{1}{2}"``), case, space and
+    punctuation normalised for text, by content for dicts and pydantic instances: the one
+    notion every strategy uses (``nbtoolkit.answers``).
+    """
+    return answers.answer_key(answer)
 
 
 def as_fields(answer: Any) -> dict[str, Any] | None:
@@ -103,9 +101,10 @@ def as_fields(answer: Any) -> dict[str, Any] | None:
 def tally(
     candidates: Sequence[Candidate], weights: dict[str, float] | None = None
 ) -> tuple[dict[str, float], dict[str, Any], dict[str, tuple[int, int]]]:
-    """Total weight per answer key, an answer per key, and where each key was first seen."""
+    """Total weight per answer key, the answer shown for each key (a number in canonical form,
+    else the first given), and where each key was first seen."""
     totals: dict[str, float] = {}
-    answers: dict[str, Any] = {}
+    shown: dict[str, Any] = {}
     first: dict[str, tuple[int, int]] = {}
     for c in candidates:
         if not c.valid:
@@ -113,9 +112,10 @@ def tally(
         key = answer_key(c.answer)
         w = c.weight if weights is None else weights.get(c.model, 0.0)
         totals[key] = totals.get(key, 0.0) + w
-        answers.setdefault(key, c.answer)
-        first[key] = min(first.get(key, (c.position, c.sample)), (c.position, c.sample))
-    return totals, answers, first
+        if key not in first or (c.position, c.sample) < first[key]:
+            first[key] = (c.position, c.sample)
+            shown[key] = answers.shown(c.answer)
+    return totals, shown, first
 
 
 def restrict(candidates: list[Candidate], models: Sequence[str] | None) -> list[Candidate]:

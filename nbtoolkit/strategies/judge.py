@@ -18,6 +18,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from ..answers import shown
 from ..errors import ExtractionError, StrategyError
 from ..extract import find_json
 from . import register
@@ -165,7 +166,7 @@ class Judge(_AskOneMore):
         agree = _agreement(chosen.answer, valid)
         # The judge's pick counts; the panel's support for it says how sure to be.
         return Verdict(
-            chosen.answer, confidence=(1 + agree) / 2, agreement=agree, n_valid=len(valid)
+            shown(chosen.answer), confidence=(1 + agree) / 2, agreement=agree, n_valid=len(valid)
         )
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..answers import shown
 from . import register
 from .base import Candidate, Verdict, answer_key, as_fields, restrict, tally
 
@@ -41,18 +42,19 @@ def _field_vote(valid: list[Candidate], n_asked: int) -> Verdict:
             key = answer_key(fields[name])
             counts[key] = counts.get(key, 0) + 1
             first.setdefault(key, (c.position, c.sample))
-            values.setdefault(key, fields[name])
+            values.setdefault(key, shown(fields[name]))
         winner = min(counts, key=lambda k: (-counts[k], first[k]))
         merged[name] = values[winner]
         agreement[name] = counts[winner] / len(valid)
     # Keep the answer's own type when one model's answer equals the merged fields.
     answer: Any = merged
+    merged_key = answer_key(merged)
     for c, fields in rows:
-        if fields == merged:
+        if answer_key(fields) == merged_key:
             answer = c.answer
             break
     mean = sum(agreement.values()) / len(agreement) if agreement else 0.0
-    whole = sum(1 for _, f in rows if f == merged)
+    whole = sum(1 for _, f in rows if answer_key(f) == merged_key)
     return Verdict(
         answer,
         confidence=mean * len(valid) / n_asked,
@@ -122,7 +124,7 @@ class Weighted:
             key = answer_key(c.answer)
             totals[key] = totals.get(key, 0.0) + weight(c)
             strongest[key] = max(strongest.get(key, 0.0), weight(c))
-            answers.setdefault(key, c.answer)
+            answers.setdefault(key, shown(c.answer))
         winner = min(totals, key=lambda k: (-totals[k], -strongest[k], k))
         all_weight = sum(weight(c) for c in candidates) or 1.0
         valid_weight = sum(weight(c) for c in valid) or 1.0
@@ -153,7 +155,9 @@ class FirstValid:
             return Verdict(None, 0.0, 0.0, 0)
         chosen = answer_key(valid[0].answer)
         agree = sum(answer_key(c.answer) == chosen for c in valid) / len(valid)
-        return Verdict(valid[0].answer, confidence=agree, agreement=agree, n_valid=len(valid))
+        return Verdict(
+            shown(valid[0].answer), confidence=agree, agreement=agree, n_valid=len(valid)
+        )
 
     def __repr__(self) -> str:
         return f"FirstValid(models={self.models!r})" if self.models else "FirstValid()"

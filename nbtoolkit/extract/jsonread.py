@@ -1,0 +1,95 @@
+"""Reading JSON out of a reply: ``json`` and ``json:<field>``."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from ..errors import ExtractionError, ExtractorError
+from .registry import Extractor, preview, register, text_of
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.S)
+# Models put raw newlines inside JSON strings; strict=False accepts them.
+_decoder = json.JSONDecoder(strict=False)
+# A backslash that starts no JSON escape, as in LaTeX "\\(" written inside a JSON string.
+_BAD_ESCAPE = re.compile(r'\\(?!["\\/bfnrtu])')
+
+
+def find_json(text: str) -> dict[str, Any]:
+    """The first JSON object in ``text``: inside a fenced block first, else anywhere.
+
+    Replies that are almost JSON (raw newlines or LaTeX backslashes inside strings) are read
+    the way a person would read them.
+    """
+    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
+    if "\\" in text:
+        candidates += [_BAD_ESCAPE.sub(r"\\\\", c) for c in candidates]
+    for chunk in candidates:
+        start = chunk.find("{")
+        while start != -1:
+            try:
+                obj, _ = _decoder.raw_decode(chunk, start)
+            except ValueError:
+                obj = None
+            if isinstance(obj, dict):
+                return obj
+            start = chunk.find("{", start + 1)
+    raise ExtractionError(f"no JSON object in {preview(text)}")
+
+
+@register("json")
+def extract_json(value: Any) -> dict[str, Any]:
+    """The first JSON object of the reply, fenced in ``` or not."""
+    if isinstance(value, dict):
+        return value
+    return find_json(text_of(value))
+
+
+def answer_field(text: str) -> Any:
+    """The ``answer`` field of the reply's JSON object (any case of the key), else None."""
+    if "{" not in text or "answer" not in text.lower():
+        return None
+    try:
+        obj = find_json(text)
+    except ExtractionError:
+        return None
+    for key, value in obj.items():
+        if key.lower() in ("answer", "final_answer", "final answer"):
+            return None if value in (None, "") else value
+    return None
+
+
+@register("json", parametric=True)
+def json_field(path: str) -> Extractor:
+    """``json:answer`` reads the ``answer`` field; ``json:a.b`` reads a nested one."""
+    if not path:
+        raise ExtractorError("'json:' needs a field name, e.g. extract='json:answer'")
+    keys = path.split(".")
+
+    def extract(value: Any) -> Any:
+        try:
+            obj: Any = extract_json(value)
+        except ExtractionError:
+            # Almost-JSON (an unescaped quote, a stray backslash) still shows its field plainly.
+            if len(keys) == 1 and isinstance(value, str):
+                match = _field_pattern(keys[0]).search(value)
+                if match:
+                    return match.group(1) if match.group(1) is not None else match.group(2)
+            raise
+        for key in keys:
+            if not isinstance(obj, dict) or key not in obj:
+                raise ExtractionError(f"the JSON reply has no field '{path}'")
+            obj = obj[key]
+        if obj is None or obj == "":
+            raise ExtractionError(f"the JSON field '{path}' is empty")
+        return obj
+
+    extract.__name__ = f"json:{path}"
+    return extract
+
+
+def _field_pattern(key: str) -> re.Pattern[str]:
+    return re.compile(
+        r'"' + re.escape(key) + r'"\s*:\s*(?:"((?:[^"\\\n]|\\.)*)"|(-?[\d.,]+|true|false))'
+    )

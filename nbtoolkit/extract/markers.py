@@ -1,0 +1,169 @@
+"""Where a reply marks its answer, and which mark wins: shared by ``number`` and ``choice``.
+
+The marks, strongest first (a stronger kind of mark always wins over a weaker one):
+
+0. the last ``\\boxed{...}`` / ``\\fbox{...}``;
+1. a ``#### 18`` line;
+2. "final answer is/:" (also in markdown bold);
+3. "the answer is/:", "Answer:", "the correct answer/option/choice is";
+then, in the extractors, the ``answer`` field of a JSON object, and only when nothing marks
+the answer, the reply's unmarked text.
+
+A reply that answers and then writes a new question of its own (``#### 18`` then
+``Question: ... #### 3``) ends where that question starts. Several marks of the strongest
+kind present that disagree: the last ``\\boxed`` wins; otherwise the last wins when the reply
+corrects itself between them ("Wait, I misread", "Actually", ...), and when it does not, the
+reply is invalid and the message names both answers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ..errors import ExtractionError
+
+BOXED, HASHES, FINAL, ANSWER = 0, 1, 2, 3
+KIND = {BOXED: "\\boxed", HASHES: "####", FINAL: "final answer", ANSWER: "answer is"}
+
+_BOXED = re.compile(r"\\(?:boxed|fbox)\b\s*")
+_HASHES = re.compile(r"^[ \t>*]*####[ \t]*([^\n]*)", re.M)
+_FINAL = re.compile(
+    r"\bfinal\s+answer\b[ \t*_]*(?:is\b|:|=|would\s+be\b|will\s+be\b)?[ \t*_:]*", re.I
+)
+_ANSWER = re.compile(
+    r"\b(?:answer|correct\s+(?:option|choice))\b"
+    r"(?:[ \t]+(?:to|for)[ \t]+(?:the|this|that|our|your)[ \t]+(?:question|problem)[ \t]*)?"
+    r"[ \t*_]*(?:is\b|:|=|would\s+be\b|will\s+be\b|should\s+be\b)[ \t*_:]*",
+    re.I,
+)
+# A new question written after the answer: a header at the start of a line.
+_RUNON = re.compile(
+    r"^[ \t]*(?:#+[ \t]*|\*\*)?(?:question|q|problem|human|user|instruction|exercise)"
+    r"[ \t]*\d*[ \t]*\**[ \t]*[:.)]",
+    re.I | re.M,
+)
+_CORRECTION = re.compile(
+    r"\b(?:wait|actually|correction|corrected|misread|mistake|oops|sorry|on second thought"
+    r"|re-?check|re-?calculat|re-?evaluat|let me redo|instead|revis)",
+    re.I,
+)
+_SENTENCE_END = re.compile(r"\n|\.(?=\s|$)")
+SEGMENT = 200  # characters read after a phrase marker: an answer follows its marker closely
+
+
+@dataclass(frozen=True)
+class Mark:
+    kind: int  # BOXED, HASHES, FINAL or ANSWER
+    start: int  # where the mark starts in the reply
+    text: str  # the marked answer's text: the box's content, or what follows the phrase
+
+
+def _box_content(text: str, pos: int) -> tuple[str, int]:
+    """The content of the braces at ``pos`` (nesting counted), and where it ends."""
+    if pos >= len(text):
+        return "", pos
+    if text[pos] != "{":  # \boxed 5
+        m = re.compile(r"\S+").match(text, pos)
+        return (m.group(0), m.end()) if m else ("", pos)
+    depth = 0
+    for i in range(pos, min(len(text), pos + 2000)):
+        ch = text[i]
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return text[pos + 1 : i], i + 1
+    return text[pos + 1 : pos + 2000], len(text)
+
+
+def _phrase_text(text: str, end: int) -> str:
+    """What follows a phrase marker, to the end of its sentence or line.
+
+    ``**Answer:**`` alone on its line is answered on the next line.
+    """
+    tail = text[end : end + SEGMENT]
+    cut = _SENTENCE_END.search(tail)
+    segment = tail[: cut.start()] if cut else tail
+    if not segment.strip(" \t*_:") and cut is not None and tail[cut.start()] == "\n":
+        rest = tail[cut.end() :].lstrip("\n \t")
+        nxt = _SENTENCE_END.search(rest)
+        segment = rest[: nxt.start()] if nxt else rest
+    return segment
+
+
+def marks(text: str) -> list[Mark]:
+    """Every mark in ``text``, in reading order, the reply cut before a run-on question."""
+    found: list[Mark] = []
+    if "\\boxed" in text or "\\fbox" in text:
+        for m in _BOXED.finditer(text):
+            content, _ = _box_content(text, m.end())
+            found.append(Mark(BOXED, m.start(), content))
+    if "####" in text:
+        found += [Mark(HASHES, m.start(), m.group(1)) for m in _HASHES.finditer(text)]
+    if "nswer" in text or "NSWER" in text:
+        finals = [(m.start(), m.end()) for m in _FINAL.finditer(text)]
+        found += [Mark(FINAL, s, _phrase_text(text, e)) for s, e in finals]
+        for m in _ANSWER.finditer(text):
+            if any(s <= m.start() < e for s, e in finals):
+                continue  # "final answer is" is a FINAL mark already
+            found.append(Mark(ANSWER, m.start(), _phrase_text(text, m.end())))
+    if not found:
+        return []
+    found.sort(key=lambda mk: mk.start)
+    runon = _RUNON.search(text, found[0].start + 1)
+    if runon is not None:
+        found = [mk for mk in found if mk.start < runon.start()]
+    return found
+
+
+def runon_cut(text: str) -> str:
+    """``text`` without a new question the model wrote after its first marked answer."""
+    found = marks(text)
+    if not found:
+        return text
+    runon = _RUNON.search(text, found[0].start + 1)
+    return text[: runon.start()] if runon is not None else text
+
+
+T = TypeVar("T")
+
+
+def decide(
+    text: str, found: list[Mark], read: Callable[[Mark], T | None], key: Callable[[T], Any]
+) -> T | None:
+    """The marked answer: the strongest kind of mark that ``read`` can read, by the rules above.
+
+    ``read`` turns one mark into a value (None when the mark holds none); ``key`` says when two
+    values are the same answer. None when no mark holds a value.
+    """
+    for kind in (BOXED, HASHES, FINAL, ANSWER):
+        values = [(mk, v) for mk, v in _read_all(found, kind, read) if v is not None]
+        if not values:
+            continue
+        last_mark, last = values[-1]
+        if kind == BOXED:
+            return last
+        first_mark, first = next(
+            ((mk, v) for mk, v in values if key(v) != key(last)), (last_mark, last)
+        )
+        if first_mark is last_mark:
+            return last
+        if _CORRECTION.search(text, first_mark.start, last_mark.start):
+            return last
+        raise ExtractionError(
+            f"the reply marks two different answers ({KIND[kind]} {first} and {last}) "
+            "and does not say which is final"
+        )
+    return None
+
+
+def _read_all(
+    found: list[Mark], kind: int, read: Callable[[Mark], T | None]
+) -> Iterator[tuple[Mark, T | None]]:
+    for mk in found:
+        if mk.kind == kind:
+            yield mk, read(mk)
