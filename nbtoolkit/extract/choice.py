@@ -53,19 +53,18 @@ def letter_at(text: str, pos: int = 0, *, opening: bool = False) -> str | None:
 
 
 def read_choice(text: str, *, json_field: bool = True) -> str:
-    found = markers.marks(text)
+    field = answer_field(text) if json_field else None
+    found = markers.marks(text, outside=field[1:] if field else None)
     if found:
         letter = markers.decide(text, found, lambda mk: letter_at(mk.text), str.upper)
         if letter is not None:
             return letter
         text = markers.runon_cut(text)
-    if json_field:
-        field = answer_field(text)
-        if isinstance(field, str):
-            try:
-                return read_choice(field, json_field=False)
-            except ExtractionError:
-                pass
+    if field is not None and isinstance(field[0], str):
+        try:
+            return read_choice(field[0], json_field=False)
+        except ExtractionError:
+            pass
     options = _OPTION.findall(text)
     if options:
         return str(options[-1])

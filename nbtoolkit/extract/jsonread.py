@@ -46,8 +46,9 @@ def extract_json(value: Any) -> dict[str, Any]:
     return find_json(text_of(value))
 
 
-def answer_field(text: str) -> Any:
-    """The ``answer`` field of the reply's JSON object (any case of the key), else None."""
+def answer_field(text: str) -> tuple[Any, int, int] | None:
+    """The ``answer`` field of the reply's JSON object (any case of the key), and where the
+    object lies in ``text`` (roughly: first ``{`` to last ``}``), else None."""
     if "{" not in text or "answer" not in text.lower():
         return None
     try:
@@ -55,8 +56,8 @@ def answer_field(text: str) -> Any:
     except ExtractionError:
         return None
     for key, value in obj.items():
-        if key.lower() in ("answer", "final_answer", "final answer"):
-            return None if value in (None, "") else value
+        if key.lower() in ("answer", "final_answer", "final answer") and value not in (None, ""):
+            return value, text.find("{"), text.rfind("}") + 1
     return None
 
 

@@ -6,8 +6,9 @@ The marks, strongest first (a stronger kind of mark always wins over a weaker on
 1. a ``#### 18`` line;
 2. "final answer is/:" (also in markdown bold);
 3. "the answer is/:", "Answer:", "the correct answer/option/choice is";
-then, in the extractors, the ``answer`` field of a JSON object, and only when nothing marks
-the answer, the reply's unmarked text.
+then, in the extractors, the ``answer`` field of a JSON object (marks inside that object,
+in its ``reasoning`` say, are not the reply's), and only when nothing marks the answer, the
+reply's unmarked text.
 
 A reply that answers and then writes a new question of its own (``#### 18`` then
 ``Question: ... #### 3``) ends where that question starts. Several marks of the strongest
@@ -33,11 +34,14 @@ _HASHES = re.compile(r"^[ \t>*]*####[ \t]*([^\n]*)", re.M)
 _FINAL = re.compile(
     r"\bfinal\s+answer\b[ \t*_]*(?:is\b|:|=|would\s+be\b|will\s+be\b)?[ \t*_:]*", re.I
 )
+# "the answer is 5" anywhere; "Answer: 5" only where "Answer" opens a line, so that
+# "Here is how I arrived at the answer:" announces reasoning, not an answer.
 _ANSWER = re.compile(
     r"\b(?:answer|correct\s+(?:option|choice))\b"
     r"(?:[ \t]+(?:to|for)[ \t]+(?:the|this|that|our|your)[ \t]+(?:question|problem)[ \t]*)?"
-    r"[ \t*_]*(?:is\b|:|=|would\s+be\b|will\s+be\b|should\s+be\b)[ \t*_:]*",
-    re.I,
+    r"[ \t*_]*(?:is\b|would\s+be\b|will\s+be\b|should\s+be\b)[ \t*_:]*"
+    r"|^[ \t#>*_-]*(?:(?:the|my|correct)[ \t]+)*answer\b[ \t*_]*[:=][ \t*_:]*",
+    re.I | re.M,
 )
 # A new question written after the answer: a header at the start of a line.
 _RUNON = re.compile(
@@ -95,8 +99,12 @@ def _phrase_text(text: str, end: int) -> str:
     return segment
 
 
-def marks(text: str) -> list[Mark]:
-    """Every mark in ``text``, in reading order, the reply cut before a run-on question."""
+def marks(text: str, outside: tuple[int, int] | None = None) -> list[Mark]:
+    """Every mark in ``text``, in reading order, the reply cut before a run-on question.
+
+    Marks inside ``outside`` (the span of a JSON object whose ``answer`` field is read next)
+    do not count: "the answer is" in its ``reasoning`` string is not the reply's answer.
+    """
     found: list[Mark] = []
     if "\\boxed" in text or "\\fbox" in text:
         for m in _BOXED.finditer(text):
@@ -104,13 +112,15 @@ def marks(text: str) -> list[Mark]:
             found.append(Mark(BOXED, m.start(), content))
     if "####" in text:
         found += [Mark(HASHES, m.start(), m.group(1)) for m in _HASHES.finditer(text)]
-    if "nswer" in text or "NSWER" in text:
+    if "nswer" in text or "NSWER" in text or "orrect" in text or "ORRECT" in text:
         finals = [(m.start(), m.end()) for m in _FINAL.finditer(text)]
         found += [Mark(FINAL, s, _phrase_text(text, e)) for s, e in finals]
         for m in _ANSWER.finditer(text):
             if any(s <= m.start() < e for s, e in finals):
                 continue  # "final answer is" is a FINAL mark already
             found.append(Mark(ANSWER, m.start(), _phrase_text(text, m.end())))
+    if outside is not None:
+        found = [mk for mk in found if not outside[0] <= mk.start < outside[1]]
     if not found:
         return []
     found.sort(key=lambda mk: mk.start)

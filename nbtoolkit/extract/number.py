@@ -43,20 +43,19 @@ def _unmarked(text: str) -> Fraction:
 
 def read_number(text: str, *, json_field: bool = True) -> Fraction:
     """The reply's number by the marker rules (see ``markers``), else its unmarked number."""
-    found = markers.marks(text)
+    field = answer_field(text) if json_field else None
+    found = markers.marks(text, outside=field[1:] if field else None)
     if found:
         value = markers.decide(text, found, lambda mk: read_marked(mk.text), canonical)
         if value is not None:
             return value
         text = markers.runon_cut(text)
-    if json_field:
-        field = answer_field(text)
-        if field is not None:
-            value = number_value(field)
-            if value is not None:
-                return value
-            if isinstance(field, str):
-                return read_number(field, json_field=False)
+    if field is not None:
+        value = number_value(field[0])
+        if value is not None:
+            return value
+        if isinstance(field[0], str):
+            return read_number(field[0], json_field=False)
     return _unmarked(text)
 
 
