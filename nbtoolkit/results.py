@@ -84,8 +84,16 @@ class RunResult:
         return self.consensus[self.consensus["agreement"] < 1.0]
 
     def totals(self) -> dict[str, Any]:
-        """Calls, failures, tokens, cost (NaN if any price is unknown) and wall time."""
+        """Calls, failures, tokens, cost (NaN if any price is unknown) and wall time.
+
+        ``unknown_cost_calls`` counts the calls made whose cost is unknown (no price, or no
+        ``usage`` in the reply); ``unknown_token_calls`` those whose token counts are.
+        """
         out = self.outputs
+        made = ~self.skipped_mask()
+        if not self.strategy_calls.empty:
+            made = pd.concat([made, pd.Series(True, index=self.strategy_calls.index)])
+        made = made.to_numpy()
         if not self.strategy_calls.empty:
             out = pd.concat([out, self.strategy_calls], ignore_index=True)
         cost = out["cost_usd"]
@@ -102,6 +110,12 @@ class RunResult:
             "known_cost_usd": float(cost.sum(skipna=True)),
             "spent_usd": float(cost[~out["cached"]].sum(skipna=True)),
             "wall_s": self.wall_s,
+            "unknown_cost_calls": int((cost.isna().to_numpy() & made).sum()),
+            "unknown_token_calls": int(
+                (
+                    out["prompt_tokens"].isna().to_numpy() & made & out["output"].notna().to_numpy()
+                ).sum()
+            ),
         }
 
     def per_model(self) -> pd.DataFrame:

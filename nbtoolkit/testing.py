@@ -296,6 +296,8 @@ class FakeOpenAIServer:
         prompt_tokens: the reported ``usage.prompt_tokens``; default: words in the prompt.
         completion_tokens: the reported ``usage.completion_tokens``; default: words in
             the reply.
+        send_usage: False to leave ``usage`` out of replies, as some local servers and
+            proxies do.
 
     Use it as a context manager, or call ``start()`` and ``stop()``.
     """
@@ -313,6 +315,7 @@ class FakeOpenAIServer:
         hang_seconds: float = 30.0,
         prompt_tokens: int | None = None,
         completion_tokens: int | None = None,
+        send_usage: bool = True,
     ) -> None:
         if latency < 0:
             raise ValueError(f"latency must be >= 0, got {latency!r}")
@@ -340,6 +343,7 @@ class FakeOpenAIServer:
         self.hang_seconds = float(hang_seconds)
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
+        self.send_usage = send_usage
 
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
@@ -531,18 +535,20 @@ class FakeOpenAIServer:
                     "finish_reason": "stop",
                 }
             )
-        return {
+        body: dict[str, Any] = {
             "id": f"chatcmpl-fake-{index}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": str(request.get("model", "fake-model")),
             "choices": choices,
-            "usage": {
+        }
+        if self.send_usage:
+            body["usage"] = {
                 "prompt_tokens": prompt,
                 "completion_tokens": completion,
                 "total_tokens": prompt + completion,
-            },
-        }
+            }
+        return body
 
     def _serve_fault(
         self,

@@ -30,7 +30,11 @@ FORMS = [
     (r"\boxed{18 \text{ dollars}}", "number", "18"),
     # --- #### lines, and replies that run on into a question of their own
     ("She sells 9 eggs at $2.\n#### 18", "number", "18"),
-    ("9 * 2 = 18\n#### 18\n\nQuestion: Tom has 5 apples and eats 2. How many are left?\n#### 3", "number", "18"),
+    (
+        "9 * 2 = 18\n#### 18\n\nQuestion: Tom has 5 apples and eats 2. How many are left?\n#### 3",
+        "number",
+        "18",
+    ),
     ("#### 1,080", "number", "1080"),
     ("Total: 4 + 5 = 9\n####9", "number", "9"),
     ("Answer: 18\n\nQ: A new problem about 7 cats.\nAnswer: 7", "number", "18"),
@@ -48,7 +52,11 @@ FORMS = [
     ("the answer is 5 hours and 30 minutes", "number", "5"),
     ("The answer to the question is 75.", "number", "75"),
     ("Total: 3 + 4 = 7\n\n**Answer:**\n7", "number", "7"),
-    ("Here is how I arrived at the answer:\n1. 6 * 7 = 42 chairs.\nSo 42 chairs in total.", "number", "42"),
+    (
+        "Here is how I arrived at the answer:\n1. 6 * 7 = 42 chairs.\nSo 42 chairs in total.",
+        "number",
+        "42",
+    ),
     ("The answer is 2 + 3 = 5 pencils", "number", "5"),
     ("The answer is: 1 1/2 cups", "number", "1.5"),
     ("The answer would be 450 dollars", "number", "450"),
@@ -60,7 +68,11 @@ FORMS = [
     # --- the answer field of a JSON object
     ('```json\n{"reasoning": "9 eggs x $2 = $18", "answer": "18"}\n```', "number", "18"),
     ('{"reasoning": "First the answer is 17, then I add one", "answer": 18}', "number", "18"),
-    ('Therefore, the answer is:\n```json\n{"reasoning": "50 * 48", "answer": "2400"}\n```', "number", "2400"),
+    (
+        'Therefore, the answer is:\n```json\n{"reasoning": "50 * 48", "answer": "2400"}\n```',
+        "number",
+        "2400",
+    ),
     ('{"answer": "$1,080.00"}', "number", "1080"),
     ('{"answer": "5 hours"}', "number", "5"),
     ('{"answer": "3,000 quarts"}', "number", "3000"),

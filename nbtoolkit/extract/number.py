@@ -14,7 +14,7 @@ from .jsonread import answer_field
 from .registry import preview, register, text_of
 
 # "1 000 000" after a marker: a plain space between groups of exactly three digits.
-_SPACED = re.compile(r"(?<![\d.,])\d{1,3}(?: \d{3})+(?![\d,]| \d)")
+_SPACED = re.compile(r"(?<![\d.,])\d{1,3}(?: \d{3})+(?![\d,/.]| \d)")
 _ONE_LINE = 120
 
 

@@ -154,18 +154,33 @@ def check_model(model: Model, options: dict[str, Any]) -> None:
         )
 
 
+def _price_entry(model: Model) -> dict[str, Any] | None:
+    """litellm's price-table entry for the model when it states a real price, else None.
+
+    An entry whose prices are all zero is a placeholder (``ollama/llama3`` has one,
+    ``ollama_chat/llama3`` none): the same local model must not cost $0 under one prefix and
+    NaN under another, so neither is a price. Declare a free model with
+    ``Model(..., extra={"input_cost_per_token": 0, "output_cost_per_token": 0})``.
+    """
+    prefix, _, name = model.id.partition("/")
+    cost = get_litellm().model_cost
+    entry = cost.get(name) if prefix == "replay" else cost.get(model.id) or cost.get(name)
+    if not entry or entry.get("input_cost_per_token") is None:
+        return None
+    prices = (entry.get("input_cost_per_token"), entry.get("output_cost_per_token"))
+    if not any(p for p in prices if p is not None):
+        return None
+    return dict(entry)
+
+
 def price_known(model: Model) -> bool:
-    """Whether litellm's price table (or the model's own params) prices this model."""
+    """Whether the model's own params or litellm's price table (a real, non-zero entry)
+    price this model."""
     if "input_cost_per_token" in model.params or "input_cost_per_token" in model.extra:
         return True
-    prefix, _, name = model.id.partition("/")
-    if prefix == "sim":
+    if model.id.partition("/")[0] == "sim":
         return True
-    if prefix == "replay":
-        return name in get_litellm().model_cost
-    cost = get_litellm().model_cost
-    entry = cost.get(model.id) or cost.get(name)
-    return bool(entry and entry.get("input_cost_per_token") is not None)
+    return _price_entry(model) is not None
 
 
 _warm = False
@@ -202,10 +217,9 @@ def price_per_token(model: Model) -> float:
             return float(source["input_cost_per_token"]) + float(
                 source.get("output_cost_per_token", 0)
             )
-    if not price_known(model):
+    entry = _price_entry(model)
+    if entry is None:
         return math.nan
-    cost = get_litellm().model_cost
-    entry = cost.get(name if prefix == "replay" else model.id) or cost.get(name) or {}
     return float(entry.get("input_cost_per_token") or 0) + float(
         entry.get("output_cost_per_token") or 0
     )
@@ -314,11 +328,9 @@ def _reply(model: Model, response: Any) -> Reply:
             _nan_if_none(own.get("cost_usd")),
             own.get("latency_s"),
         )
-    usage = getattr(response, "usage", None)
-    prompt_tokens = getattr(usage, "prompt_tokens", None)
-    completion_tokens = getattr(usage, "completion_tokens", None)
+    prompt_tokens, completion_tokens = _sent_usage(response)
     cost = math.nan
-    if price_known(model):
+    if prompt_tokens is not None and price_known(model):
         cost = _nan_if_none(hidden.get("response_cost"))
         if math.isnan(cost):
             try:
@@ -328,8 +340,29 @@ def _reply(model: Model, response: Any) -> Reply:
     return Reply(text, prompt_tokens, completion_tokens, cost)
 
 
+def _sent_usage(response: Any) -> tuple[int | None, int | None]:
+    """The token counts the provider sent, or ``(None, None)`` when it sent none.
+
+    litellm fills in a ``Usage`` of zeros when a reply has no ``usage`` (local servers, some
+    proxies, streams), leaving no other trace; a prompt is never zero tokens, so a usage
+    with no prompt tokens was not sent, and its tokens and cost are unknown, not 0.
+    """
+    usage = getattr(response, "usage", None)
+    prompt = getattr(usage, "prompt_tokens", None)
+    completion = getattr(usage, "completion_tokens", None)
+    if not prompt:
+        return None, None
+    return int(prompt), None if completion is None else int(completion)
+
+
 def _nan_if_none(value: Any) -> float:
-    return math.nan if value is None else float(value)
+    """A float, NaN for None or for a value that is not a number (unknown, never 0)."""
+    if value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 # --- errors: which are worth a retry, and how long to wait ------------------------------------
