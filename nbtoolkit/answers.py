@@ -139,10 +139,10 @@ def value_of(m: re.Match[str]) -> Fraction:
         else:
             value = Fraction(m["num"].replace(",", ""))
             if m.group("den") is not None:
-                den = Fraction(m["den"])
-                if den == 0:
+                divisor = Fraction(m["den"])
+                if divisor == 0:
                     raise ExtractionError(f"{m.group(0)!r} divides by zero")
-                value /= den
+                value /= divisor
             elif m.group("exp") is not None:
                 exp = int(m["exp"])
                 if abs(exp) > MAX_EXPONENT:
