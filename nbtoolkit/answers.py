@@ -228,11 +228,19 @@ def number_value(value: Any) -> Fraction | None:
 
 
 _PUNCT = re.compile(r"[^\w\s]|_")
+# An expression ("x**2 - 1", "sqrt(2)/2", "a = b"): its symbols are its meaning.
+_MATHY = re.compile(r"[+*/^=<>\\]|\d\s*-|-\s*\d|\s-\s")
 
 
 def text_key(text: str) -> str:
-    """Free text for comparison: NFKC, case-folded, punctuation dropped, spaces collapsed."""
+    """Free text for comparison: NFKC, case-folded, punctuation dropped, spaces collapsed.
+
+    An expression keeps its symbols (``x + 1`` is not ``x - 1``) and loses only its spaces
+    and a closing full stop.
+    """
     folded = unicodedata.normalize("NFKC", text).casefold()
+    if _MATHY.search(folded):
+        return "".join(folded.split()).rstrip(".")
     return " ".join(_PUNCT.sub(" ", folded).split())
 
 

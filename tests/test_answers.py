@@ -226,3 +226,64 @@ def test_a_placeholder_zero_price_is_unknown_under_every_prefix() -> None:
     assert providers.price_per_token(nbt.Model("gpt-4o")) > 0
     free = nbt.Model("ollama/llama3", extra={"input_cost_per_token": 0, "output_cost_per_token": 0})
     assert providers.price_per_token(free) == 0
+
+
+# --- extract="math" through math-verify ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def math_extract():
+    pytest.importorskip("math_verify")
+    from nbtoolkit.extract import symbolic
+
+    yield build_extractor("math")
+    symbolic.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        (r"The answer is $\sqrt{2}$", "sqrt(2)"),
+        (r"so the area is $\boxed{2\pi}$", "2*pi"),
+        (r"Expanding, we get $x^2+1$", "x**2 + 1"),
+        (r"\boxed{\frac{1}{2}}", "0.5"),
+        (r"\boxed{\dfrac{1}{3}}", "1/3"),
+        (r"\boxed{x = 5}", "5"),
+    ],
+)
+def test_math_reads_latex_and_symbolic_answers(math_extract, reply: str, expected: str) -> None:
+    assert math_extract(reply) == expected
+
+
+def test_math_equal_expressions_are_one_vote(math_extract) -> None:
+    replies = [r"$\boxed{1/\sqrt{2}}$", r"$\boxed{\frac{\sqrt{2}}{2}}$", r"\boxed{\sqrt{3}}"]
+    verdict = Vote().combine(_cands([math_extract(r) for r in replies]))
+    assert verdict.answer == "sqrt(2)/2" and verdict.agreement == pytest.approx(2 / 3)
+    assert not answers.same(math_extract("$x^2+1$"), math_extract("$x^2-1$"))
+
+
+def test_math_works_off_the_main_thread_and_bounds_its_time(math_extract) -> None:
+    import threading
+
+    from nbtoolkit.extract import apply, symbolic
+
+    got: list[object] = []
+    worker = threading.Thread(target=lambda: got.append(apply(math_extract, r"\boxed{\pi/2}")))
+    worker.start()
+    worker.join()
+    assert got == [("pi/2", True, None)]
+    # A power tower SymPy would grind on for minutes: the helper is killed, the row invalid...
+    answer, valid, error = apply(
+        lambda text: symbolic.read_math(text, timeout=0.5), r"\boxed{2^{10^{9}}}"
+    )
+    assert (answer, valid) == (None, False) and "took longer than 0.5 s" in str(error)
+    # ...and the next reply is read by a fresh helper.
+    assert math_extract(r"\boxed{3}") == "3"
+
+
+def test_medoid_counts_the_same_answer_as_identical() -> None:
+    from nbtoolkit.strategies.medoid import Medoid, similarity
+
+    assert similarity("1/2", "0.5") == 1.0 and similarity("Paris.", "paris") == 1.0
+    verdict = Medoid(close=1.0).combine(_cands(["Paris.", "paris", "Lyon"]))
+    assert verdict.answer == "Paris." and verdict.agreement == pytest.approx(2 / 3)

@@ -11,11 +11,13 @@ import difflib
 from collections.abc import Sequence
 
 from . import register
-from .base import Candidate, Verdict, restrict
+from .base import Candidate, Verdict, answer_key, restrict
 
 
 def similarity(a: str, b: str) -> float:
-    """0..1: how alike two texts are, word by word."""
+    """0..1: how alike two texts are, word by word; 1 for the same answer (``answer_key``)."""
+    if answer_key(a) == answer_key(b):
+        return 1.0
     wa, wb = str(a).lower().split(), str(b).lower().split()
     if not wa and not wb:
         return 1.0
