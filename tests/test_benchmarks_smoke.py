@@ -19,7 +19,7 @@ ROWS = [
     "3a", "3b", "3c", "3d",
     "4a", "4b", "4c",
     "5",
-    "6a", "6b", "6c", "6d", "6e",
+    "6a", "6b", "6c", "6d", "6e", "6f",
 ]  # fmt: skip
 
 pytestmark = pytest.mark.slow
