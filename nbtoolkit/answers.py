@@ -261,10 +261,9 @@ def answer_key(answer: Any) -> str:
     dump = getattr(answer, "model_dump", None)
     if callable(dump):
         answer = dump(mode="json")
-    try:
-        return json.dumps(_content(answer), sort_keys=True, default=str)
-    except (TypeError, ValueError):
-        return repr(answer)
+    if isinstance(answer, (dict, list, tuple)):
+        return json.dumps(_content(answer), sort_keys=True)
+    return text_key(str(answer))
 
 
 def _content(answer: Any) -> Any:
@@ -272,9 +271,6 @@ def _content(answer: Any) -> Any:
         return {str(k): _content(v) for k, v in answer.items()}
     if isinstance(answer, (list, tuple)):
         return [_content(v) for v in answer]
-    dump = getattr(answer, "model_dump", None)
-    if callable(dump):
-        return _content(dump(mode="json"))
     return answer_key(answer)
 
 

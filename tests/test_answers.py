@@ -287,3 +287,26 @@ def test_medoid_counts_the_same_answer_as_identical() -> None:
     assert similarity("1/2", "0.5") == 1.0 and similarity("Paris.", "paris") == 1.0
     verdict = Medoid(close=1.0).combine(_cands(["Paris.", "paris", "Lyon"]))
     assert verdict.answer == "Paris." and verdict.agreement == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "\\boxed{" * 5000,
+        "\\boxed{1} " * 5000,
+        '{"a": "' * 5000 + " answer",
+        "the answer is " * 4000,
+        "#### " + "111 " * 10000,
+        "1" * 40000,
+        "\\frac{1}{2} " * 4000 + '{"answer": 3}',
+        "-" * 50000 + "1",
+    ],
+    ids=["open boxes", "boxes", "open json", "answer is", "groups", "digits", "latex", "dashes"],
+)
+def test_degenerate_long_replies_stay_cheap(reply: str) -> None:
+    """Replies of 40-60 KB built to make a careless reader backtrack or rescan."""
+    for extract in (extract_number, extract_choice):
+        start = time.process_time()
+        with contextlib.suppress(NbtoolkitError):
+            extract(reply)
+        assert time.process_time() - start < 0.05, extract.__name__

@@ -14,6 +14,8 @@ _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.S)
 _decoder = json.JSONDecoder(strict=False)
 # A backslash that starts no JSON escape, as in LaTeX "\\(" written inside a JSON string.
 _BAD_ESCAPE = re.compile(r'\\(?!["\\/bfnrtu])')
+_OBJECT_START = re.compile(r'\{(?=\s*["}])')
+_MAX_TRIES = 50
 
 
 def find_json(text: str) -> dict[str, Any]:
@@ -26,15 +28,17 @@ def find_json(text: str) -> dict[str, Any]:
     if "\\" in text:
         candidates += [_BAD_ESCAPE.sub(r"\\\\", c) for c in candidates]
     for chunk in candidates:
-        start = chunk.find("{")
-        while start != -1:
+        # Only a "{" that opens a key or an empty object can start one: LaTeX's \frac{1}{2}
+        # braces are not tried. A bounded number of tries keeps a degenerate reply cheap.
+        for tries, opening in enumerate(_OBJECT_START.finditer(chunk)):
+            if tries >= _MAX_TRIES:
+                break
             try:
-                obj, _ = _decoder.raw_decode(chunk, start)
+                obj, _ = _decoder.raw_decode(chunk, opening.start())
             except ValueError:
                 obj = None
             if isinstance(obj, dict):
                 return obj
-            start = chunk.find("{", start + 1)
     raise ExtractionError(f"no JSON object in {preview(text)}")
 
 

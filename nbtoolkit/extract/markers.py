@@ -56,6 +56,7 @@ _CORRECTION = re.compile(
 )
 _SENTENCE_END = re.compile(r"\n|\.(?=\s|$)")
 SEGMENT = 200  # characters read after a phrase marker: an answer follows its marker closely
+MAX_MARKS = 20  # of each kind, the last ones read
 
 
 @dataclass(frozen=True)
@@ -103,31 +104,45 @@ def marks(text: str, outside: tuple[int, int] | None = None) -> list[Mark]:
     """Every mark in ``text``, in reading order, the reply cut before a run-on question.
 
     Marks inside ``outside`` (the span of a JSON object whose ``answer`` field is read next)
-    do not count: "the answer is" in its ``reasoning`` string is not the reply's answer.
+    do not count: "the answer is" in its ``reasoning`` string is not the reply's answer. Of
+    each kind, the last ``MAX_MARKS`` are read: a reply with thousands is degenerate, and its
+    answer, if any, is near its end.
     """
-    found: list[Mark] = []
+    spots: list[tuple[int, int, int]] = []  # (start, kind, where its answer text starts)
     if "\\boxed" in text or "\\fbox" in text:
-        for m in _BOXED.finditer(text):
-            content, _ = _box_content(text, m.end())
-            found.append(Mark(BOXED, m.start(), content))
+        spots += [(m.start(), BOXED, m.end()) for m in _BOXED.finditer(text)]
     if "####" in text:
-        found += [Mark(HASHES, m.start(), m.group(1)) for m in _HASHES.finditer(text)]
+        spots += [(m.start(), HASHES, m.start(1)) for m in _HASHES.finditer(text)]
     if "nswer" in text or "NSWER" in text or "orrect" in text or "ORRECT" in text:
         finals = [(m.start(), m.end()) for m in _FINAL.finditer(text)]
-        found += [Mark(FINAL, s, _phrase_text(text, e)) for s, e in finals]
-        for m in _ANSWER.finditer(text):
-            if any(s <= m.start() < e for s, e in finals):
-                continue  # "final answer is" is a FINAL mark already
-            found.append(Mark(ANSWER, m.start(), _phrase_text(text, m.end())))
+        spots += [(s, FINAL, e) for s, e in finals]
+        covered = {i for s, e in finals for i in range(s, e)}
+        # "final answer is" is a FINAL mark already, not also an ANSWER one.
+        spots += [
+            (m.start(), ANSWER, m.end()) for m in _ANSWER.finditer(text) if m.start() not in covered
+        ]
     if outside is not None:
-        found = [mk for mk in found if not outside[0] <= mk.start < outside[1]]
-    if not found:
+        spots = [sp for sp in spots if not outside[0] <= sp[0] < outside[1]]
+    if not spots:
         return []
-    found.sort(key=lambda mk: mk.start)
-    runon = _RUNON.search(text, found[0].start + 1)
+    spots.sort()
+    runon = _RUNON.search(text, spots[0][0] + 1)
     if runon is not None:
-        found = [mk for mk in found if mk.start < runon.start()]
-    return found
+        spots = [sp for sp in spots if sp[0] < runon.start()]
+    kept: list[tuple[int, int, int]] = []
+    for kind in (BOXED, HASHES, FINAL, ANSWER):
+        kept += [sp for sp in spots if sp[1] == kind][-MAX_MARKS:]
+    kept.sort()
+    return [Mark(kind, start, _mark_text(text, kind, at)) for start, kind, at in kept]
+
+
+def _mark_text(text: str, kind: int, at: int) -> str:
+    if kind == BOXED:
+        return _box_content(text, at)[0]
+    if kind == HASHES:
+        end = text.find("\n", at)
+        return text[at : end if end != -1 else len(text)][:SEGMENT]
+    return _phrase_text(text, at)
 
 
 def runon_cut(text: str) -> str:
