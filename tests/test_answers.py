@@ -59,6 +59,8 @@ def test_a_fraction_stays_exact() -> None:
 def test_structured_answers_compare_by_content() -> None:
     assert answers.same({"a": "1/2", "b": "Yes"}, {"b": "yes.", "a": 0.5})
     assert not answers.same({"a": 1}, {"a": 2})
+    # a missing value inside or outside a structure has a key, not a recursion error
+    assert answers.same({"a": pd.NA}, {"a": pd.NA}) and not answers.same({"a": pd.NA}, {"a": 1})
 
 
 def test_gold_comparison_uses_the_same_key() -> None:
@@ -310,3 +312,21 @@ def test_degenerate_long_replies_stay_cheap(reply: str) -> None:
         with contextlib.suppress(NbtoolkitError):
             extract(reply)
         assert time.process_time() - start < 0.05, extract.__name__
+
+
+def test_math_helper_does_not_rerun_an_unguarded_script(tmp_path, math_extract) -> None:
+    """A script without ``if __name__ == "__main__"`` runs once: the helper is no spawn child."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from nbtoolkit.extract import build_extractor\n"
+        "print('run', flush=True)\n"
+        "print(build_extractor('math')(r'\\boxed{\\sqrt{4}}'), flush=True)\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split() == ["run", "2"]

@@ -3,8 +3,9 @@
 Hugging Face's math-verify finds the answer (``\\boxed{}`` first, then "final answer", then
 the last expression) and parses it to SymPy. Its own timeout uses ``signal.alarm`` and fails
 off the main thread (math-verify issues #50, #55), and a parse can run for minutes
-(``2^{10^{9}}``), so it runs with that timeout disabled in one helper process of ours, killed
-and restarted when a reply takes longer than ``TIMEOUT_S``. The helper starts on the first
+(``2^{10^{9}}``), so it runs with that timeout disabled in one helper process of ours (a
+``python -c`` child speaking JSON lines), killed and restarted when a reply takes longer than
+``TIMEOUT_S``. The helper starts on the first
 ``extract="math"`` reply; nothing imports math-verify before.
 
 The answer is a string: a rational value in the canonical number form (``"0.5"``, ``"1/3"``),
@@ -14,8 +15,12 @@ any other expression in SymPy's printed form after ``simplify`` (``"sqrt(2)"``, 
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
-import multiprocessing
+import json
+import queue
+import subprocess
+import sys
 import threading
 from fractions import Fraction
 from typing import Any
@@ -29,8 +34,91 @@ TIMEOUT_S = 5.0  # per reply, once the helper is up
 START_TIMEOUT_S = 120.0  # the helper's first import of math-verify and SymPy
 MAX_CHARS = 20_000  # the end of a longer reply is read: that is where answers are
 
+# The helper is a plain ``python -c`` process speaking JSON lines on stdin/stdout, not a
+# multiprocessing child: a spawned child re-imports the parent's ``__main__``, which would
+# re-run a user's unguarded script; and fork is unsafe in a threaded kernel.
+_HELPER = r"""
+import json, logging, sys
+from math_verify import parse
+import sympy
+
+logging.getLogger("math_verify").setLevel(logging.ERROR)
+
+
+def one(text):
+    # parsing_timeout=None: math-verify's own timeout is signal.alarm, which fails off the
+    # main thread; the parent bounds the time by killing this process.
+    found = [e for e in parse(text, parsing_timeout=None) if not isinstance(e, str)]
+    if not found:
+        return ["none", None]
+    expr = found[0]
+    if isinstance(expr, sympy.Eq) and isinstance(expr.lhs, sympy.Symbol):
+        expr = expr.rhs  # "x = 5" answers 5
+    if isinstance(expr, sympy.Float):
+        return ["number", str(expr)]
+    if not isinstance(expr, sympy.Rational):
+        try:
+            expr = sympy.simplify(expr)
+        except Exception:
+            pass
+    if isinstance(expr, sympy.Rational):
+        return ["number", "%d/%d" % (expr.p, expr.q)]
+    return ["expr", str(expr)]
+
+
+print(json.dumps(["ready", None]), flush=True)
+for line in sys.stdin:
+    try:
+        out = one(json.loads(line))
+    except Exception as exc:
+        out = ["error", ("%s: %s" % (type(exc).__name__, exc))[:200]]
+    print(json.dumps(out), flush=True)
+"""
+
 _lock = threading.Lock()
-_worker: Any = None  # (process, connection) of the helper
+_worker: _Helper | None = None
+
+
+class _Helper:
+    """One helper process and a thread that hands its reply lines to a queue."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _HELPER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True, name="nbtoolkit-math").start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put("")  # the helper ended
+
+    def ask(self, text: str | None, timeout: float) -> Any:
+        if text is not None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(json.dumps(text) + "\n")
+            self.proc.stdin.flush()
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if not line:
+            raise ExtractionError("math-verify's helper process ended unexpectedly")
+        return json.loads(line)
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 def available() -> None:
@@ -41,62 +129,12 @@ def available() -> None:
         )
 
 
-def _serve(conn: Any) -> None:  # pragma: no cover - runs in the helper process
-    import logging
-
-    from math_verify import parse
-
-    logging.getLogger("math_verify").setLevel(logging.ERROR)
-    conn.send(("ready", None))
-    while True:
-        text = conn.recv()
-        try:
-            conn.send(_parse_one(parse, text))
-        except Exception as exc:  # noqa: BLE001 - any failure is this reply's, not the helper's
-            conn.send(("error", f"{type(exc).__name__}: {exc}"[:200]))
-
-
-def _parse_one(parse: Any, text: str) -> tuple[str, Any]:  # pragma: no cover - in the helper
-    import sympy
-
-    found = parse(text, parsing_timeout=None)
-    exprs = [e for e in found if not isinstance(e, str)]
-    if not exprs:
-        return ("none", None)
-    expr = exprs[0]
-    if isinstance(expr, sympy.Eq) and isinstance(expr.lhs, sympy.Symbol):
-        expr = expr.rhs  # "x = 5" answers 5
-    if isinstance(expr, sympy.Float):
-        return ("number", str(expr))
-    if isinstance(expr, sympy.Rational):
-        return ("number", f"{expr.p}/{expr.q}")
-    try:
-        simpler = sympy.simplify(expr)
-    except Exception:  # noqa: BLE001 - keep the parsed form when SymPy cannot simplify it
-        simpler = expr
-    if isinstance(simpler, sympy.Rational):
-        return ("number", f"{simpler.p}/{simpler.q}")
-    return ("expr", str(simpler))
-
-
-def _start() -> Any:
-    ctx = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded kernel
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_serve, args=(child,), daemon=True, name="nbtoolkit-math")
-    proc.start()
-    child.close()
-    if not parent.poll(START_TIMEOUT_S):
-        _stop((proc, parent))
-        raise ExtractionError("math-verify did not start in time")
-    parent.recv()
-    return proc, parent
-
-
-def _stop(worker: Any) -> None:
-    proc, conn = worker
-    proc.kill()
-    proc.join()
-    conn.close()
+def _start() -> _Helper:
+    helper = _Helper()
+    if helper.ask(None, START_TIMEOUT_S) is None:
+        helper.stop()
+        raise ExtractionError("math-verify's helper process did not start in time")
+    return helper
 
 
 def shutdown() -> None:
@@ -104,27 +142,32 @@ def shutdown() -> None:
     global _worker
     with _lock:
         if _worker is not None:
-            _stop(_worker)
+            _worker.stop()
             _worker = None
+
+
+atexit.register(shutdown)
 
 
 def read_math(text: str, timeout: float | None = None) -> str:
     """The reply's mathematical answer in canonical form; ``ExtractionError`` if none."""
     global _worker
     text = runon_cut(text)[-MAX_CHARS:]
+    limit = TIMEOUT_S if timeout is None else timeout
     with _lock:
         if _worker is None:
             _worker = _start()
-        proc, conn = _worker
-        conn.send(text)
-        if not conn.poll(TIMEOUT_S if timeout is None else timeout):
-            _stop(_worker)
+        try:
+            got = _worker.ask(text, limit)
+        except (OSError, ExtractionError):
+            _worker.stop()
             _worker = None
-            raise ExtractionError(
-                f"math-verify took longer than {TIMEOUT_S if timeout is None else timeout:g} s "
-                f"on {preview(text)}"
-            )
-        kind, value = conn.recv()
+            raise ExtractionError("math-verify's helper process failed; it restarts") from None
+        if got is None:
+            _worker.stop()
+            _worker = None
+            raise ExtractionError(f"math-verify took longer than {limit:g} s on {preview(text)}")
+    kind, value = got
     if kind == "number":
         return canonical(Fraction(value))
     if kind == "expr":
