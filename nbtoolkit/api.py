@@ -292,6 +292,11 @@ async def aorchestrate(
         max_cost_usd=max_cost_usd,
         confidence_threshold=confidence_threshold,
         params=params,
+        repair_token_budget=repair_token_budget,
+        progress=progress,
+        audit=audit,
+        cache_path=cache_path,
+        on_start=on_start,
     )
     run_id = uuid.uuid4().hex[:12]
     runner = Runner(

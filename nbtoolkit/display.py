@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from . import results as _results
+from .errors import clip
 from .strategies.base import answer_key
 
 if TYPE_CHECKING:
@@ -107,9 +108,7 @@ def _text(value: Any, limit: int | None = None) -> str:
     if _is_missing(value):
         return ""
     text = value if isinstance(value, str) else str(value)
-    if limit is not None and len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return text
+    return clip(text, limit, "…") if limit is not None else text
 
 
 def _e(value: Any, limit: int | None = None) -> str:
@@ -277,7 +276,7 @@ def _consensus_table(result: RunResult, max_rows: int) -> str:
         for col in inputs:
             full = _text(rec[col])
             cells.append(
-                f"<td style='text-align:left;max-width:28em' title='{html.escape(full[:1000], quote=True)}'>"
+                f"<td style='text-align:left;max-width:28em' title='{html.escape(clip(full, 1000), quote=True)}'>"
                 f"{_e(full, _CELL_CHARS)}</td>"
             )
         answer = rec["answer"]

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .errors import ExtractionError, ExtractorError
+from .errors import ExtractionError, ExtractorError, clip
 
 Extractor = Callable[[Any], Any]
 
@@ -317,5 +317,4 @@ def apply(extractor: Extractor, output: str | None) -> tuple[Any, bool, str | No
 
 
 def _preview(text: str, width: int = 60) -> str:
-    flat = " ".join(text.split())
-    return repr(flat if len(flat) <= width else flat[: width - 1] + "…")
+    return repr(clip(" ".join(text.split()), width, "…"))

@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import providers
 from .display import format_cost
-from .errors import ExtractionError
+from .errors import ExtractionError, clip
 from .extract import canonical_number
 from .results import CONSENSUS_COLUMNS, EXTRA_CONSENSUS_COLUMNS, RunResult
 from .spec import Model
@@ -52,8 +52,7 @@ def norm(value: Any) -> str:
 def short(answer: Any, limit: int = 60) -> str:
     if missing(answer):
         return "no answer"
-    text = " ".join(str(answer).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return clip(" ".join(str(answer).split()), limit, "…")
 
 
 def cost_total(values: Iterable[float]) -> float:
