@@ -325,10 +325,28 @@ def execute(
     except papermill.PapermillExecutionError as exc:
         # The execution count: the "In [N]" a reader sees in the notebook, and the cell
         # papermill's error banner at the top of the partial notebook points to.
+        _redact_file(output)  # a traceback may quote a key: the kept notebook must not
         raise CellError(exc.exec_count, exc.ename, exc.evalue, output) from None
     except (CellTimeoutError, DeadKernelError) as exc:
+        _redact_file(output)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise CellError(None, type(exc).__name__, first, output) from None
+
+
+def _redact_file(path: Path) -> None:
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+        clean = redact(text)
+        if clean != text:
+            path.write_text(clean, encoding="utf-8")
+
+
+def write_notebook(nb: Any, path: Path) -> None:
+    """Write ``nb`` with every secret redacted (outputs, tracebacks, metadata): the one
+    writer of report notebooks."""
+    import nbformat
+
+    path.write_text(redact(nbformat.writes(nb)), encoding="utf-8")
 
 
 def record(nb: Any, output: Path, template: str, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -389,6 +407,7 @@ def to_html(nb: Any, *, show_input: bool = False, title: str = "nbtoolkit report
         exclude_output_prompt=True,
     )
     body, _ = exporter.from_notebook_node(page)
+    body = redact(body)  # the page is what gets mailed around: no output may carry a key
     css = _PAGE_CSS
     if show_input:
         from pygments.formatters import HtmlFormatter
@@ -444,8 +463,6 @@ def run_report(
     writes none. ``replay_only`` sets the template's ``cache`` parameter to "replay-only":
     every answer comes from the cache, no provider is called.
     """
-    import nbformat
-
     path = template_path(template)
     name = path.stem
     declared = template_parameters(path)
@@ -463,7 +480,7 @@ def run_report(
     nb = execute(path, out, values, kernel_name=kernel_name, progress=progress, timeout=timeout)
     effective = {n: p.default for n, p in declared.items()} | values
     meta = record(nb, out, name, effective)
-    nbformat.write(nb, str(out))
+    write_notebook(nb, out)
     html_path: Path | None = None
     if html:
         html_path = out.with_suffix(".html") if html is True else Path(html)

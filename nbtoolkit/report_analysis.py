@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import providers
 from .display import format_cost
-from .errors import ExtractionError, clip
+from .errors import ExtractionError, clip, redact
 from .extract import canonical_number
 from .results import CONSENSUS_COLUMNS, EXTRA_CONSENSUS_COLUMNS, RunResult
 from .spec import Model
@@ -607,6 +607,7 @@ def save_frames(runs: Sequence[tuple[str, RunResult]], prefix: str) -> dict[str,
         outputs = pd.concat([r.outputs.assign(step=n) for n, r in runs], ignore_index=True)
         consensus = pd.concat([r.consensus.assign(step=n) for n, r in runs], ignore_index=True)
     paths = {"outputs": f"{prefix}.outputs.csv", "consensus": f"{prefix}.consensus.csv"}
-    outputs.to_csv(paths["outputs"], index=False)
-    consensus.to_csv(paths["consensus"], index=False)
+    for name, frame in (("outputs", outputs), ("consensus", consensus)):
+        with open(paths[name], "w", encoding="utf-8", newline="") as fh:
+            fh.write(redact(frame.to_csv(index=False)))
     return paths
