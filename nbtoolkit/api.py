@@ -26,7 +26,7 @@ from .cache import Cache, cache_dir
 from .consensus import FollowUpCall
 from .errors import RunFailedError, public
 from .loop import run_sync
-from .plan import Plan, plan_run
+from .plan import Plan, check_options, plan_run
 from .results import CONSENSUS_COLUMNS, EXTRA_CONSENSUS_COLUMNS, OUTPUT_COLUMNS, RunResult
 from .runner import SKIPPED, Call, Outcome, Progress, RetryPolicy, Runner
 from .spec import Model
@@ -230,11 +230,27 @@ def _consensus(
     if plan.data is None:
         return consensus, fields
     inputs = plan.data.copy()
-    # An input column called "answer" (gold answers often are) must not hide the consensus.
-    taken = set(CONSENSUS_COLUMNS + EXTRA_CONSENSUS_COLUMNS)
-    inputs.columns = [f"{c}_input" if c in taken else c for c in inputs.columns]
+    inputs.columns = input_names(list(inputs.columns))
     consensus.index = inputs.index
     return pd.concat([inputs, consensus], axis=1), fields
+
+
+def input_names(columns: list[Any]) -> list[Any]:
+    """The input columns' names in the consensus frame: an input column called like one of
+    the consensus's own ("answer": gold answers often are) gets ``_input``, then a number if
+    that name is taken too, so no column hides or duplicates another."""
+    taken = set(CONSENSUS_COLUMNS + EXTRA_CONSENSUS_COLUMNS) | set(columns)
+    out = []
+    for column in columns:
+        if column not in CONSENSUS_COLUMNS + EXTRA_CONSENSUS_COLUMNS:
+            out.append(column)
+            continue
+        name, n = f"{column}_input", 2
+        while name in taken:
+            name, n = f"{column}_input{n}", n + 1
+        taken.add(name)
+        out.append(name)
+    return out
 
 
 async def aorchestrate(
@@ -507,6 +523,7 @@ def orchestrate(
         audit=audit,
         cache_path=cache_path,
     )
+    check_options(on_start=on_start)  # before it is wrapped below
     holder: dict[str, Runner] = {}
 
     def started(runner: Runner) -> None:

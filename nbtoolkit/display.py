@@ -197,9 +197,10 @@ def _own_columns() -> set[str]:
     return {*_results.CONSENSUS_COLUMNS, *extra}
 
 
-def _input_columns(result: RunResult) -> list[str]:
+def _input_columns(result: RunResult) -> list[Any]:
+    # The labels as they are: pd.read_csv(header=None) names its columns 0, 1, ...
     own = _own_columns()
-    return [str(c) for c in result.consensus.columns if c not in own]
+    return [c for c in result.consensus.columns if c not in own]
 
 
 def _row_details(
@@ -295,7 +296,7 @@ def _consensus_table(result: RunResult, max_rows: int) -> str:
             cells.append(f"<td{_L}>{_e(rec.get('note'), 200)}</td>")
         klass = " class='nbtoolkit-disagree'" if disagree else ""
         rows_html.append(f"<tr{klass}>{''.join(cells)}</tr>")
-    header = "".join(f"<th{_L}>{html.escape(h)}</th>" for h in head)
+    header = "".join(f"<th{_L}>{html.escape(str(h))}</th>" for h in head)
     table = (
         f"<table class='nbtoolkit-consensus' style='{_TABLE}'>"
         f"<thead><tr>{header}</tr></thead><tbody>{''.join(rows_html)}</tbody></table>"

@@ -283,7 +283,7 @@ def plan_run(
 
 def _check_missing(template: Template, values: dict[str, Any], row: int) -> None:
     """A missing value would reach the model as the text "nan": say so instead."""
-    for name in template.names:
+    for name in template.fields:
         if name in values and _is_missing(values[name]):
             raise ConfigError(
                 f"row {row}: column '{name}' is missing (NaN/None) and the prompt uses {{{name}}}: "
