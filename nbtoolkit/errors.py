@@ -147,7 +147,12 @@ _KEY_MARKERS = ("sk-", "AIza", "gh", "github_pat_", "hf_", "xox", "AKIA", "gsk_"
 # Credentials that travel inside text: ``scheme://user:pass@host``, ``Bearer <token>``,
 # ``?api_key=...`` in a query string.
 _IN_URL = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@:]*(?::[^/\s@]*)?@")
-_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}")
+# The value of an Authorization header, and a token after "Bearer" (16+ characters with a
+# digit: "a basic question" or "the bearer of news" are left alone).
+_AUTH = re.compile(
+    r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?(?:bearer\s+|basic\s+|token\s+)?)[^\s\"',}]+"
+)
+_BEARER = re.compile(r"\b([Bb]earer|BEARER)\s+(?=[A-Za-z0-9._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{16,}")
 _QUERY = re.compile(r"(?i)([?&](?:api[_\-]?key|key|token|access_token|sig|signature)=)[^&\s#\"']+")
 HIDDEN = "***"
 # What a key looks like (no spaces, not a path or URL): only such values are also hidden
@@ -235,7 +240,9 @@ def redact(text: str, extra: list[str] | None = None) -> str:
     if any(marker in text for marker in _KEY_MARKERS):
         text = KEY_SHAPES.sub(HIDDEN, text)
     lowered = text.lower()
-    if "bearer" in lowered or "basic" in lowered:
+    if "authorization" in lowered:
+        text = _AUTH.sub(r"\1" + HIDDEN, text)
+    if "bearer" in lowered:
         text = _BEARER.sub(r"\1 " + HIDDEN, text)
     if "=" in text:
         text = _QUERY.sub(r"\1" + HIDDEN, text)

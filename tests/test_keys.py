@@ -129,6 +129,10 @@ def test_redact_catches_cut_keys_url_credentials_bearer_tokens_and_key_shapes() 
     assert redact(CANARY_KEY[-14:] + " was the tail") == "*** was the tail"
     assert redact("https://me:hunter2@gw.example/v1") == "https://***@gw.example/v1"
     assert redact("Authorization: Bearer abc.def-ghi_jkl") == "Authorization: Bearer ***"
+    assert redact('{"authorization": "Basic dXNlcjpwYXNz"}') == '{"authorization": "Basic ***"}'
+    assert redact("sent Bearer 0a1b2c3d4e5f6a7b8c9d") == "sent Bearer ***"
+    ordinary = "A basic question for the bearer of good news: see https://example.com/a@b"
+    assert redact(ordinary) == ordinary
     assert redact("GET /v1?api_key=abcdef123&x=1") == "GET /v1?api_key=***&x=1"
     other = "sk-proj-" + "Q" * 40  # a key of a provider whose variable is not even set
     assert redact(f"echo {other}") == "echo ***"
