@@ -244,3 +244,15 @@ def test_report_notebook_html_and_csv_writers_redact(tmp_path) -> None:
     assert "the key is ***" in texts[0] and "the key is ***" in texts[1]
     for text in texts:
         assert not leaked(text) and "pw-1a2b3c4d5e6f" not in text
+
+
+def test_run_level_header_values_stay_out_of_the_manifest_and_the_log() -> None:
+    with FakeOpenAIServer(reply="ok") as server:
+        res = nbt.orchestrate(
+            "hi",
+            [nbt.Model("openai/m", api_base=server.base_url)],
+            extra_headers={"X-Api-Token": "run-header-7f6e5d4c3b2a"},
+        )
+    assert "run-header-7f6e5d4c3b2a" not in json.dumps(res.meta)
+    assert res.meta["params"]["extra_headers"] == {"X-Api-Token": "***"}
+    assert "run-header-7f6e5d4c3b2a" not in (cache_dir() / "audit.jsonl").read_text()
