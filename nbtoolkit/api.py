@@ -72,7 +72,8 @@ def collect(
         field_agreement=fields,
     )
     result.warnings.extend(plan.notes)
-    result.meta = manifest(plan, outcomes)
+    # Written into report notebooks: header values hidden, credentials and keys redacted.
+    result.meta = public(manifest(plan, outcomes))
     return result
 
 
@@ -86,29 +87,26 @@ def manifest(plan: Plan, outcomes: list[Outcome]) -> dict[str, Any]:
 
     keys = sorted(c.key for c in plan.calls if c.key)
     recordings = sorted({str(c.params["nbt_store"]) for c in plan.calls if "nbt_store" in c.params})
-    # Written into report notebooks: header values hidden, URL credentials and keys redacted.
-    return public(
-        {
-            "nbtoolkit": __version__,
-            "litellm": _version("litellm"),
-            "python": sys.version.split()[0],
-            "models": [_public(m) for m in plan.models],
-            "strategy": repr(plan.strategy),
-            "extract": getattr(plan.extractor, "__name__", repr(plan.extractor)),
-            "params": {k: v for k, v in plan.run_params.items() if k != "api_key"},
-            "seed": plan.seed,
-            "prompt_template_sha256": prompt_hash([{"content": plan.template.text}]),
-            "rows": len(plan.prompts),
-            "calls": len(plan.calls),
-            "cache_keys_sha256": hashlib.sha256("\n".join(keys).encode()).hexdigest(),
-            "recordings": [
-                {"path": p, "sha256": _file_digest(p)}
-                for key in recordings
-                for p in key.split(os.pathsep)
-            ],
-            "cached_calls": sum(1 for o in outcomes if o.cached),
-        }
-    )
+    return {
+        "nbtoolkit": __version__,
+        "litellm": _version("litellm"),
+        "python": sys.version.split()[0],
+        "models": [_public(m) for m in plan.models],
+        "strategy": repr(plan.strategy),
+        "extract": getattr(plan.extractor, "__name__", repr(plan.extractor)),
+        "params": {k: v for k, v in plan.run_params.items() if k != "api_key"},
+        "seed": plan.seed,
+        "prompt_template_sha256": prompt_hash([{"content": plan.template.text}]),
+        "rows": len(plan.prompts),
+        "calls": len(plan.calls),
+        "cache_keys_sha256": hashlib.sha256("\n".join(keys).encode()).hexdigest(),
+        "recordings": [
+            {"path": p, "sha256": _file_digest(p)}
+            for key in recordings
+            for p in key.split(os.pathsep)
+        ],
+        "cached_calls": sum(1 for o in outcomes if o.cached),
+    }
 
 
 def _public(model: Model) -> dict[str, Any]:
