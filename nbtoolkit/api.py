@@ -24,9 +24,9 @@ from . import providers
 from .audit import AuditLog, call_record
 from .cache import Cache, cache_dir
 from .consensus import FollowUpCall
-from .errors import RunFailedError
+from .errors import RunFailedError, public
 from .loop import run_sync
-from .plan import Plan, plan_run
+from .plan import Plan, check_options, plan_run
 from .results import CONSENSUS_COLUMNS, EXTRA_CONSENSUS_COLUMNS, OUTPUT_COLUMNS, RunResult
 from .runner import SKIPPED, Call, Outcome, Progress, RetryPolicy, Runner
 from .spec import Model
@@ -72,7 +72,8 @@ def collect(
         field_agreement=fields,
     )
     result.warnings.extend(plan.notes)
-    result.meta = manifest(plan, outcomes)
+    # Written into report notebooks: header values hidden, credentials and keys redacted.
+    result.meta = public(manifest(plan, outcomes))
     return result
 
 
@@ -227,11 +228,27 @@ def _consensus(
     if plan.data is None:
         return consensus, fields
     inputs = plan.data.copy()
-    # An input column called "answer" (gold answers often are) must not hide the consensus.
-    taken = set(CONSENSUS_COLUMNS + EXTRA_CONSENSUS_COLUMNS)
-    inputs.columns = [f"{c}_input" if c in taken else c for c in inputs.columns]
+    inputs.columns = input_names(list(inputs.columns))
     consensus.index = inputs.index
     return pd.concat([inputs, consensus], axis=1), fields
+
+
+def input_names(columns: list[Any]) -> list[Any]:
+    """The input columns' names in the consensus frame: an input column called like one of
+    the consensus's own ("answer": gold answers often are) gets ``_input``, then a number if
+    that name is taken too, so no column hides or duplicates another."""
+    taken = set(CONSENSUS_COLUMNS + EXTRA_CONSENSUS_COLUMNS) | set(columns)
+    out = []
+    for column in columns:
+        if column not in CONSENSUS_COLUMNS + EXTRA_CONSENSUS_COLUMNS:
+            out.append(column)
+            continue
+        name, n = f"{column}_input", 2
+        while name in taken:
+            name, n = f"{column}_input{n}", n + 1
+        taken.add(name)
+        out.append(name)
+    return out
 
 
 async def aorchestrate(
@@ -292,6 +309,11 @@ async def aorchestrate(
         max_cost_usd=max_cost_usd,
         confidence_threshold=confidence_threshold,
         params=params,
+        repair_token_budget=repair_token_budget,
+        progress=progress,
+        audit=audit,
+        cache_path=cache_path,
+        on_start=on_start,
     )
     run_id = uuid.uuid4().hex[:12]
     runner = Runner(
@@ -499,6 +521,7 @@ def orchestrate(
         audit=audit,
         cache_path=cache_path,
     )
+    check_options(on_start=on_start)  # before it is wrapped below
     holder: dict[str, Runner] = {}
 
     def started(runner: Runner) -> None:

@@ -22,11 +22,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import CacheError, ConfigError
+from .errors import CacheError, ConfigError, redact
 
 MODES = ("use", "refresh", "off", "replay-only")
 ENV_DIR = "NBTOOLKIT_CACHE_DIR"
@@ -173,6 +173,8 @@ class Cache:
         return found
 
     def put(self, entry: Entry) -> None:
+        # The one writer of the cache file: no secret goes in, whatever the prompt held.
+        entry = replace(entry, prompt=redact(entry.prompt), output=redact(entry.output))
         try:
             self._conn().execute(
                 "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

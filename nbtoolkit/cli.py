@@ -118,8 +118,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Run a report template with papermill, then write its HTML."""
     from . import report
 
-    given = _parameters_file(args.parameters_file) if args.parameters_file else {}
-    cli = [tuple(p) for p in args.parameter]
+    # A parameters file is text like -p values: the template's annotations type it, not YAML.
+    given: dict[str, Any] = {}
+    from_file = _parameters_file(args.parameters_file) if args.parameters_file else {}
+    cli = [*from_file.items(), *(tuple(p) for p in args.parameter)]
     if args.list_parameters:
         for param in report.template_parameters(report.template_path(args.template)).values():
             print(f"  {param.describe()}")
@@ -158,13 +160,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _parameters_file(path: str) -> dict[str, Any]:
+    """A YAML parameters file as text: each value is typed later by the template."""
     import yaml
+
+    from .report import yaml_text
 
     try:
         with open(path, encoding="utf-8") as fh:
-            loaded = yaml.safe_load(fh)
+            loaded = yaml_text(fh.read())
     except OSError as exc:
         raise NbtoolkitError(f"cannot read the parameters file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise NbtoolkitError(f"{path} is not UTF-8 text: save it as UTF-8") from None
     except yaml.YAMLError as exc:
         raise NbtoolkitError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if loaded is None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from . import results as _results
+from .errors import clip
 from .strategies.base import answer_key
 
 if TYPE_CHECKING:
@@ -107,9 +108,7 @@ def _text(value: Any, limit: int | None = None) -> str:
     if _is_missing(value):
         return ""
     text = value if isinstance(value, str) else str(value)
-    if limit is not None and len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return text
+    return clip(text, limit, "…") if limit is not None else text
 
 
 def _e(value: Any, limit: int | None = None) -> str:
@@ -198,9 +197,10 @@ def _own_columns() -> set[str]:
     return {*_results.CONSENSUS_COLUMNS, *extra}
 
 
-def _input_columns(result: RunResult) -> list[str]:
+def _input_columns(result: RunResult) -> list[Any]:
+    # The labels as they are: pd.read_csv(header=None) names its columns 0, 1, ...
     own = _own_columns()
-    return [str(c) for c in result.consensus.columns if c not in own]
+    return [c for c in result.consensus.columns if c not in own]
 
 
 def _row_details(
@@ -277,7 +277,7 @@ def _consensus_table(result: RunResult, max_rows: int) -> str:
         for col in inputs:
             full = _text(rec[col])
             cells.append(
-                f"<td style='text-align:left;max-width:28em' title='{html.escape(full[:1000], quote=True)}'>"
+                f"<td style='text-align:left;max-width:28em' title='{html.escape(clip(full, 1000), quote=True)}'>"
                 f"{_e(full, _CELL_CHARS)}</td>"
             )
         answer = rec["answer"]
@@ -296,7 +296,7 @@ def _consensus_table(result: RunResult, max_rows: int) -> str:
             cells.append(f"<td{_L}>{_e(rec.get('note'), 200)}</td>")
         klass = " class='nbtoolkit-disagree'" if disagree else ""
         rows_html.append(f"<tr{klass}>{''.join(cells)}</tr>")
-    header = "".join(f"<th{_L}>{html.escape(h)}</th>" for h in head)
+    header = "".join(f"<th{_L}>{html.escape(str(h))}</th>" for h in head)
     table = (
         f"<table class='nbtoolkit-consensus' style='{_TABLE}'>"
         f"<thead><tr>{header}</tr></thead><tbody>{''.join(rows_html)}</tbody></table>"

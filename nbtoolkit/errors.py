@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "CacheError",
@@ -44,12 +46,19 @@ __all__ = [
     "RunFailedError",
     "StrategyError",
     "TemplateError",
+    "clip",
+    "public",
     "redact",
 ]
 
 
 class NbtoolkitError(Exception):
-    """Base class of every error nbtoolkit raises."""
+    """Base class of every error nbtoolkit raises; its message never holds a secret."""
+
+    def __init__(self, *args: Any) -> None:
+        # Messages quote user input (a model id, an api_base, a parameter): redacted here,
+        # once, so no message of ours can carry a key to a notebook, a log or a terminal.
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class ConfigError(NbtoolkitError, ValueError):
@@ -90,6 +99,7 @@ class CellError(NbtoolkitError):
 
     def __init__(self, cell: int | None, ename: str, evalue: str, notebook: Path | str) -> None:
         where = f"cell {cell} failed" if cell is not None else "the kernel stopped"
+        evalue = redact(evalue)
         super().__init__(f"{where}: {ename}: {evalue}")
         self.cell, self.ename, self.evalue, self.notebook = cell, ename, evalue, notebook
 
@@ -115,36 +125,160 @@ class RunFailedError(NbtoolkitError):
 
 
 # Names of environment variables whose values must never be written anywhere.
-_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
+# A secret shorter than this is not replaced: it would blank out ordinary words.
+_MIN_SECRET = 8
 
+# API key shapes: OpenAI/Anthropic/OpenRouter, Google, GitHub, Hugging Face, Slack, AWS,
+# Groq, Perplexity, Replicate; a key of these shapes is hidden wherever it comes from (a
+# server that echoes it, a key the user typed into a prompt), set in the environment or not.
+KEY_SHAPES = re.compile(
+    r"\bsk-[A-Za-z0-9_\-]{16,}"
+    r"|\bAIza[0-9A-Za-z_\-]{30,}"
+    r"|\b(?:ghp|gho|ghu|ghs|github_pat)_[A-Za-z0-9_]{20,}"
+    r"|\bhf_[A-Za-z0-9]{30,}"
+    r"|\bxox[abposr]-[A-Za-z0-9\-]{10,}"
+    r"|\bAKIA[0-9A-Z]{16}\b"
+    r"|\bgsk_[A-Za-z0-9]{20,}"
+    r"|\bpplx-[A-Za-z0-9]{20,}"
+    r"|\br8_[A-Za-z0-9]{20,}"
+)
+
+# Credentials that travel inside text: ``scheme://user:pass@host``, ``Bearer <token>``,
+# ``?api_key=...`` in a query string.
+_IN_URL = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@:]*(?::[^/\s@]*)?@")
+# The value of an Authorization header, and a token after "Bearer" (16+ characters with a
+# digit: "a basic question" or "the bearer of news" are left alone).
+_AUTH = re.compile(
+    r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?(?:bearer\s+|basic\s+|token\s+)?)[^\s\"',}]+"
+)
+_BEARER = re.compile(r"\b([Bb]earer|BEARER)\s+(?=[A-Za-z0-9._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{16,}")
+_QUERY = re.compile(r"(?i)([?&](?:api[_\-]?key|key|token|access_token|sig|signature)=)[^&\s#\"']+")
+HIDDEN = "***"
+# What a key looks like (no spaces, not a path or URL): only such values are also hidden
+# when cut short, since their pieces are as secret as the whole and occur nowhere else.
+_KEYLIKE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-.+=]*")
 
 # Values of variables named by api_key_env=, whatever the variable is called.
 _PROTECTED: set[str] = set()
+_cached: tuple[Any, tuple[str, ...]] = ((), ())
 
 
 def protect(value: str | None) -> None:
     """Never write ``value`` anywhere: ``redact`` will hide it from now on."""
-    if value and len(value) >= 8:
+    global _cached
+    if value and len(value) >= _MIN_SECRET:
         _PROTECTED.add(value)
+        _cached = ((), ())
 
 
-def _secret_values() -> list[str]:
-    values = [v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 8]
-    values += list(_PROTECTED)
+def _secret_values() -> tuple[str, ...]:
+    global _cached
+    # Reading os.environ costs ~40 us; redact runs for every reply, so the list is rebuilt
+    # only when the environment changed (a snapshot compares in ~1 us).
+    raw = getattr(os.environ, "_data", None)
+    snapshot: Any = tuple(raw.items()) if isinstance(raw, dict) else tuple(os.environ.items())
+    if snapshot == _cached[0] and snapshot:
+        return _cached[1]
+    values = {v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= _MIN_SECRET}
+    values |= _PROTECTED
     # Longest first, so a key that contains another is replaced whole.
-    return sorted(set(values), key=len, reverse=True)
+    ordered = tuple(sorted(values, key=len, reverse=True))
+    _cached = (snapshot, ordered)
+    return ordered
+
+
+def _hide_parts(text: str, secret: str) -> str:
+    """Hide ``secret`` and any piece of it that keeps one of its ends (a key cut short by a
+    length limit somewhere else), at least ``_MIN_SECRET`` characters long."""
+    if secret in text:
+        text = text.replace(secret, HIDDEN)
+    if not _KEYLIKE.fullmatch(secret):
+        return text  # a path or URL kept in a *_KEY variable: only its whole value is hidden
+    head, tail = secret[:_MIN_SECRET], secret[-_MIN_SECRET:]
+    start = text.find(head)
+    while start != -1:
+        end = start + _MIN_SECRET
+        while end < len(text) and end - start < len(secret) and text[end] == secret[end - start]:
+            end += 1
+        text = text[:start] + HIDDEN + text[end:]
+        start = text.find(head, start + len(HIDDEN))
+    end = text.find(tail)
+    while end != -1:
+        stop = end + _MIN_SECRET
+        begin = end
+        offset = len(secret) - _MIN_SECRET
+        while begin > 0 and offset > 0 and text[begin - 1] == secret[offset - 1]:
+            begin, offset = begin - 1, offset - 1
+        text = text[:begin] + HIDDEN + text[stop:]
+        end = text.find(tail, begin + len(HIDDEN))
+    return text
 
 
 def redact(text: str, extra: list[str] | None = None) -> str:
-    """Replace every secret-looking environment value (and ``extra``) in ``text`` with ``***``.
+    """``text`` with every secret replaced by ``***``: the value of every environment variable
+    named like a secret (``*KEY*``, ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``), of every
+    ``api_key_env`` variable, and ``extra``; a piece of one cut short (from either end);
+    anything shaped like a provider's API key; credentials in a URL (``https://user:pass@``),
+    a ``Bearer`` token, an ``?api_key=`` query value.
+
+    The one redaction of nbtoolkit: everything it writes or shows goes through it. Redact
+    before cutting text short (``clip``), so a length limit cannot split a key.
 
     >>> import os; os.environ["DEMO_API_KEY"] = "sk-canary-123456"
-    >>> redact("bad key sk-canary-123456")
-    'bad key ***'
+    >>> redact("bad key sk-canary-123456 at https://me:pw@host/v1")
+    'bad key *** at https://***@host/v1'
     """
-    if not text:
+    if not text or not isinstance(text, str):
         return text
-    for value in _secret_values() + [e for e in (extra or []) if e and len(e) >= 8]:
-        if value in text:
-            text = text.replace(value, "***")
+    for value in _secret_values() + tuple(e for e in (extra or []) if e and len(e) >= _MIN_SECRET):
+        text = _hide_parts(text, value)
+    # Each pattern runs only where its marker occurs: a regex scan costs ~15 us per KB and
+    # this runs for every reply.
+    if "://" in text:
+        text = _IN_URL.sub(r"\1" + HIDDEN + "@", text)
+    # Every key shape holds "-" or "_" or starts with AIza/AKIA.
+    if "-" in text or "_" in text or "AIza" in text or "AKIA" in text:
+        text = KEY_SHAPES.sub(HIDDEN, text)
+    lowered = text.lower()
+    if "authorization" in lowered:
+        text = _AUTH.sub(r"\1" + HIDDEN, text)
+    if "bearer" in lowered:
+        text = _BEARER.sub(r"\1 " + HIDDEN, text)
+    if "=" in text:
+        text = _QUERY.sub(r"\1" + HIDDEN, text)
     return text
+
+
+def clip(text: str, limit: int, marker: str = "") -> str:
+    """``text`` redacted, then cut to ``limit`` characters (``marker`` appended when cut).
+
+    Every length limit on text that may carry a key goes through this: redacting after
+    cutting would miss a key cut in half.
+    """
+    text = redact(text)
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - len(marker))] + marker
+
+
+_HEADER_SECTIONS = ("extra_headers", "headers")
+
+
+def public(value: Any) -> Any:
+    """A copy of ``value`` (dicts, lists, strings) fit to show or write: every string
+    redacted, and the values of HTTP headers (``extra_headers``) hidden, as they often carry
+    a token in a form no pattern knows."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            if key in _HEADER_SECTIONS and isinstance(item, Mapping):
+                out[key] = {name: HIDDEN for name in item}
+            else:
+                out[key] = public(item)
+        return out
+    if isinstance(value, (list, tuple)):
+        return type(value)(public(v) for v in value)
+    return value

@@ -165,8 +165,18 @@ def estimate(
 
     Nothing is sent. See the module docstring for what the bounds assume.
     """
-    panel = as_models(models)
+    from .plan import check_options
+
     template = Template(prompt)
+    check_options(
+        data=data,
+        variables=variables,
+        samples=samples,
+        max_tokens=max_tokens,
+        system=system,
+        cache_path=cache_path,
+    )
+    panel = as_models(models)
     variables = dict(variables or {})
     columns = [str(c) for c in data.columns] if data is not None else []
     template.check(set(columns) | set(variables))

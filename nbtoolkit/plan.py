@@ -11,17 +11,28 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, InstanceOf, ValidationError, field_validator
 
 from . import extract as extract_mod
 from . import providers, strategies
-from .cache import call_key, check_mode
+from .cache import MODES, call_key
 from .errors import ConfigError, protect
 from .providers import recordings as recordings_mod
 from .runner import Call
-from .spec import Model, as_model, as_models, check_litellm_params
+from .spec import (
+    Flag,
+    Model,
+    Number,
+    Text,
+    Whole,
+    as_model,
+    as_models,
+    check_litellm_params,
+    invalid_argument,
+)
 from .templating import Template
 
 SCHEMA_INSTRUCTION = (
@@ -49,6 +60,84 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
+PathLike = Text | InstanceOf[os.PathLike]  # type: ignore[type-arg]
+
+
+class RunOptions(BaseModel):
+    """The arguments of ``orchestrate``, checked in one place before anything is sent: a
+    wrong type or value is one ``ConfigError`` naming the argument and what it takes."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+
+    data: InstanceOf[pd.DataFrame] | None = Field(
+        None,
+        description="a pandas DataFrame (one run per row), or None; for a list of dicts "
+        "use pd.DataFrame(records)",
+    )
+    variables: InstanceOf[Mapping] | None = Field(  # type: ignore[type-arg]
+        None, description="a dict of name -> value, or None"
+    )
+    strategy: Any = Field("vote", description="a strategy name such as 'vote', or a strategy")
+    extract: Any = None
+    samples: Whole = Field(1, ge=1, description="a whole number, 1 or more (asks per model)")
+    temperature: Number | None = Field(None, ge=0, description="a number, 0 or more, or None")
+    seed: Whole | None = Field(None, description="a whole number, or None")
+    max_tokens: Whole | None = Field(None, gt=0, description="a whole number above 0, or None")
+    concurrency: Whole = Field(16, ge=1, description="a whole number, 1 or more (calls at once)")
+    timeout: Number | None = Field(
+        None, gt=0, description="a positive number of seconds, or None for no limit"
+    )
+    retries: Whole = Field(2, ge=0, description="a whole number, 0 or more")
+    cache: Literal["use", "refresh", "off", "replay-only"] = Field(
+        "use", description="a cache mode: one of " + ", ".join(repr(m) for m in MODES)
+    )
+    recordings: PathLike | list[PathLike] | tuple[PathLike, ...] | None = Field(
+        None, description="a recordings file path, a list of them, or None"
+    )
+    system: Text | None = Field(None, description="a string (the system message), or None")
+    strict: Flag = Field(False, description="True or False")
+    schema_: Any = Field(None, alias="schema", description="a pydantic model class, or None")
+    repair: Whole = Field(0, ge=0, description="a whole number of re-asks, 0 or more")
+    repair_token_budget: Whole = Field(
+        8000, ge=0, description="a whole number of tokens, 0 or more"
+    )
+    max_cost_usd: Number | None = Field(
+        None, ge=0, description="0 or more dollars (a finite number), or None for no budget"
+    )
+    confidence_threshold: Number = Field(0.5, ge=0, le=1, description="a number from 0 to 1")
+    progress: Callable[..., Any] | None = Field(None, description="a function, or None")
+    audit: Flag | PathLike = Field(
+        True, description="True, False, or the path of the audit log to write"
+    )
+    cache_path: PathLike | None = Field(None, description="a file path, or None")
+    on_start: Callable[..., Any] | None = Field(None, description="a function, or None")
+
+    @field_validator("strategy")
+    @classmethod
+    def _some_strategy(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("no strategy")
+        return value
+
+    @field_validator("schema_")
+    @classmethod
+    def _pydantic_class(cls, value: Any) -> Any:
+        if value is not None and not (
+            isinstance(value, type) and hasattr(value, "model_json_schema")
+        ):
+            raise ValueError("not a pydantic model class")
+        return value
+
+
+def check_options(**options: Any) -> RunOptions:
+    """Check ``orchestrate``'s arguments; raises ``ConfigError`` naming the first wrong one."""
+    try:
+        return RunOptions(**options)
+    except ValidationError as exc:
+        message = invalid_argument(exc, RunOptions)
+        raise ConfigError(message) from None
+
+
 def plan_run(
     prompt: str,
     models: Sequence[Model | str] | Model | str,
@@ -73,37 +162,40 @@ def plan_run(
     max_cost_usd: float | None = None,
     confidence_threshold: float = 0.5,
     params: dict[str, Any] | None = None,
+    **checked_only: Any,
 ) -> Plan:
-    """Check every argument and build the calls; raises ``ConfigError`` subclasses only."""
+    """Check every argument and build the calls; raises ``ConfigError`` subclasses only.
+
+    ``checked_only``: the rest of ``orchestrate``'s arguments (``progress``, ``audit``,
+    ``cache_path``, ``on_start``, ``repair_token_budget``), checked here with the others.
+    """
+    template = Template(prompt)
+    opts = check_options(
+        data=data,
+        variables=variables,
+        strategy=strategy,
+        extract=extract,
+        samples=samples,
+        temperature=temperature,
+        seed=seed,
+        max_tokens=max_tokens,
+        concurrency=concurrency,
+        timeout=timeout,
+        retries=retries,
+        cache=cache,
+        recordings=recordings,
+        system=system,
+        strict=strict,
+        schema=schema,
+        repair=repair,
+        max_cost_usd=max_cost_usd,
+        confidence_threshold=confidence_threshold,
+        **checked_only,
+    )
+    samples, seed = opts.samples, opts.seed
+    temperature, max_tokens = opts.temperature, opts.max_tokens
     check_litellm_params(params or {}, "orchestrate()")
     panel = as_models(models)
-    template = Template(prompt)
-    if data is not None and not isinstance(data, pd.DataFrame):
-        raise ConfigError(
-            f"data= must be a pandas DataFrame (one run per row), not {type(data).__name__}; "
-            "for a list of dicts use pd.DataFrame(records)"
-        )
-    if variables is not None and not isinstance(variables, Mapping):
-        raise ConfigError(
-            f"variables= must be a dict of name -> value, not {type(variables).__name__}"
-        )
-    _positive("concurrency", concurrency)
-    _positive("samples", samples)
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ConfigError(f"retries={retries!r} must be 0 or more")
-    if timeout is not None and timeout <= 0:
-        raise ConfigError(f"timeout={timeout} must be a positive number of seconds, or None")
-    if max_cost_usd is not None and not max_cost_usd >= 0:
-        raise ConfigError(f"max_cost_usd={max_cost_usd} must be 0 or more dollars")
-    if not 0 <= confidence_threshold <= 1:
-        raise ConfigError(f"confidence_threshold={confidence_threshold} must be between 0 and 1")
-    if isinstance(repair, bool) or not isinstance(repair, int) or repair < 0:
-        raise ConfigError(f"repair={repair!r} must be 0 or more re-asks")
-    if schema is not None and not (
-        isinstance(schema, type) and hasattr(schema, "model_json_schema")
-    ):
-        raise ConfigError(f"schema= must be a pydantic model class, not {schema!r}")
-    check_mode(cache)
     if schema is not None:
         extract = schema if extract is None else [*_as_list(extract), schema]
     extractor = extract_mod.build_extractor(extract)
@@ -191,7 +283,7 @@ def plan_run(
 
 def _check_missing(template: Template, values: dict[str, Any], row: int) -> None:
     """A missing value would reach the model as the text "nan": say so instead."""
-    for name in template.names:
+    for name in template.fields:
         if name in values and _is_missing(values[name]):
             raise ConfigError(
                 f"row {row}: column '{name}' is missing (NaN/None) and the prompt uses {{{name}}}: "
@@ -241,8 +333,3 @@ def _strategy(spec: Any, extractor: Callable[[Any], Any]) -> Any:
 
 def _as_list(spec: Any) -> list[Any]:
     return list(spec) if isinstance(spec, (list, tuple)) else [spec]
-
-
-def _positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name}={value!r} must be a positive whole number")

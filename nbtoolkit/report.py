@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import math
 import os
 import re
 import sys
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CellError, ConfigError, ParameterError, redact
+from .errors import KEY_SHAPES, CellError, ConfigError, ParameterError, redact
 
 __all__ = [
     "BUILTIN_TEMPLATES",
@@ -50,19 +51,6 @@ __all__ = [
 BUILTIN_TEMPLATES = ("compare_models", "batch_eval", "pipeline")
 RECORD_MIME = "application/vnd.nbtoolkit.record+json"
 _TYPES = {"str", "int", "float", "bool", "list", "dict", "any"}
-# API key shapes: OpenAI/Anthropic/OpenRouter, Google, GitHub, Hugging Face, Slack, AWS,
-# Groq, Perplexity, Replicate. A match in a parameter value is refused.
-_KEY_SHAPES = re.compile(
-    r"\bsk-[A-Za-z0-9_\-]{16,}"
-    r"|\bAIza[0-9A-Za-z_\-]{30,}"
-    r"|\b(?:ghp|gho|ghu|ghs|github_pat)_[A-Za-z0-9_]{20,}"
-    r"|\bhf_[A-Za-z0-9]{30,}"
-    r"|\bxox[abposr]-[A-Za-z0-9\-]{10,}"
-    r"|\bAKIA[0-9A-Z]{16}\b"
-    r"|\bgsk_[A-Za-z0-9]{20,}"
-    r"|\bpplx-[A-Za-z0-9]{20,}"
-    r"|\br8_[A-Za-z0-9]{20,}"
-)
 
 
 # ------------------------------------------------------------------------- templates
@@ -97,35 +85,65 @@ def template_path(template: str | os.PathLike[str]) -> Path:
 
 @dataclass(frozen=True)
 class Parameter:
-    """One parameter of a template's ``parameters`` cell."""
+    """One parameter of a template's ``parameters`` cell, typed by its annotation."""
 
     name: str
     type: str  # str | int | float | bool | list | dict | any
     optional: bool = False
     default: Any = None
     help: str = ""
+    item: str = "any"  # a list's items or a dict's values: str | int | float | bool | any
+
+    @property
+    def kind(self) -> str:
+        """The type as a reader writes it: ``int``, ``list[str]``, ``dict[str, int]``."""
+        if self.type == "list" and self.item != "any":
+            return f"list[{self.item}]"
+        if self.type == "dict" and self.item != "any":
+            return f"dict[str, {self.item}]"
+        return self.type
 
     def describe(self) -> str:
-        kind = f"{self.type} or None" if self.optional else self.type
+        kind = f"{self.kind} or None" if self.optional else self.kind
         return f"{self.name} ({kind}, default {self.default!r})" + (
             f": {self.help}" if self.help else ""
         )
 
 
-def _parse_type(annotation: str, default: Any) -> tuple[str, bool]:
-    text = annotation.replace(" ", "")
+_CONTAINERS = {"list": "list", "tuple": "list", "sequence": "list", "dict": "dict"}
+_CONTAINERS["mapping"] = "dict"
+
+
+def _parse_type(annotation: str, default: Any) -> tuple[str, bool, str]:
+    """``(type, optional, item type)`` of an annotation as papermill reads it from the
+    parameters cell (``Optional[int]``, ``list[str]``, ``dict[str, float] | None``)."""
+    text = annotation.replace(" ", "").replace("typing.", "")
     optional = False
-    match = re.fullmatch(r"(?:typing\.)?Optional\[(.+)\]", text)
+    match = re.fullmatch(r"Optional\[(.+)\]", text)
     if match:
         text, optional = match.group(1), True
-    base = text.split("[", 1)[0].lower()
-    base = {"list": "list", "tuple": "list", "sequence": "list", "mapping": "dict"}.get(base, base)
+    for none in ("|None", "None|"):
+        if none in text:
+            text, optional = text.replace(none, "", 1), True
+    match = re.fullmatch(r"(\w+)(?:\[(.*)\])?", text)
+    base = match.group(1).lower() if match else ""
+    args = (match.group(2) or "") if match else ""
+    base = _CONTAINERS.get(base, base)
+    item = "any"
+    if base == "list" and args:
+        item = args.split(",")[0].lower()
+    elif base == "dict" and "," in args:
+        item = args.split(",", 1)[1].lower()
+    item = item if item in _SCALARS else "any"
     if base not in _TYPES - {"any"}:
         if default is None:
-            return "any", True
-        base = type(default).__name__
+            return "any", True, "any"
+        base = _CONTAINERS.get(type(default).__name__, type(default).__name__)
         base = base if base in _TYPES else "any"
-    return base, optional or default is None
+    return base, optional or default is None, item
+
+
+_SCALARS = {"str", "int", "float", "bool"}
 
 
 def template_parameters(path: str | os.PathLike[str]) -> dict[str, Parameter]:
@@ -138,46 +156,189 @@ def template_parameters(path: str | os.PathLike[str]) -> dict[str, Parameter]:
             default = ast.literal_eval(info["default"])
         except (ValueError, SyntaxError):
             default = info["default"]
-        kind, optional = _parse_type(str(info["inferred_type_name"]), default)
-        declared[name] = Parameter(name, kind, optional, default, str(info.get("help") or ""))
+        kind, optional, item = _parse_type(str(info["inferred_type_name"]), default)
+        declared[name] = Parameter(name, kind, optional, default, str(info.get("help") or ""), item)
     return declared
+
+
+# ------------------------------------------------------------- parameter values as text
+#
+# A value from the command line or a parameters file is text, typed by the template's
+# annotation, not by what YAML guesses: YAML 1.1 reads ``NO`` as False, ``01234`` as 668 and
+# ``2024-01-05`` as a date (which papermill cannot even write into the notebook).
+
+
+class _Quoted(str):
+    """A scalar the YAML quoted: text whatever it looks like."""
+
+
+def _text_tree(node: Any) -> Any:
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        return {str(_text_tree(k)): _text_tree(v) for k, v in node.value}
+    if isinstance(node, yaml.SequenceNode):
+        return [_text_tree(v) for v in node.value]
+    return _Quoted(node.value) if node.style in ("'", '"') else str(node.value)
+
+
+def yaml_text(text: str) -> Any:
+    """YAML as a tree of dicts, lists and the scalars' own text: no scalar is typed.
+
+    >>> yaml_text("{country: NO, zip: 01234, day: 2024-01-05}")
+    {'country': 'NO', 'zip': '01234', 'day': '2024-01-05'}
+    """
+    import yaml
+
+    node = yaml.compose(text, Loader=yaml.BaseLoader)
+    return None if node is None else _text_tree(node)
+
+
+_NULLS = ("None", "none", "null", "Null", "NULL", "~")
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def _lossless(text: str) -> Any:
+    """An untyped scalar: a number or true/false only when it is written exactly as that
+    value prints (``5``, ``0.25``, ``true``), so nothing changes meaning; ``NO``, ``01234``,
+    ``1e3`` and ``2024-01-05`` stay the text they are."""
+    if isinstance(text, _Quoted):
+        return str(text)
+    if text in ("null", "~"):
+        return None
+    if text in ("true", "false"):
+        return text == "true"
+    for number in (int, float):
+        try:
+            value = number(text)
+        except ValueError:
+            continue
+        if str(value) == text and math.isfinite(value):
+            return value
+    return text
+
+
+class _Mistyped(Exception):
+    pass
+
+
+def _scalar_from_text(kind: str, value: Any) -> Any:
+    if kind == "any":
+        if isinstance(value, list):
+            return [_scalar_from_text("any", v) for v in value]
+        if isinstance(value, dict):
+            return {k: _scalar_from_text("any", v) for k, v in value.items()}
+        return _lossless(value)
+    if not isinstance(value, str):
+        raise _Mistyped
+    try:
+        if kind == "str":
+            return str(value)
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(value)
+            return number
+    except ValueError:
+        raise _Mistyped from None
+    lowered = value.strip().lower()
+    if lowered in _TRUE or lowered in _FALSE:
+        return lowered in _TRUE
+    raise _Mistyped
+
+
+def from_text(param: Parameter, value: Any) -> Any:
+    """A value given as text (``-p NAME VALUE``, or a parameters file read by ``yaml_text``)
+    as the parameter's declared type; ``ParameterError`` when it is not one."""
+    bare = isinstance(value, str) and not isinstance(value, _Quoted)
+    if bare and param.optional and value.strip() in _NULLS:
+        return None
+    try:
+        if param.type in ("list", "dict") and isinstance(value, str):
+            stripped = value.strip()
+            if param.type == "list" and not stripped.startswith(("[", "{")):
+                # -p models a,b: a comma-separated list
+                value = [v.strip() for v in stripped.split(",") if v.strip()]
+            else:
+                value = yaml_text(stripped) if stripped else ([] if param.type == "list" else {})
+        elif param.type == "any" and isinstance(value, str) and not isinstance(value, _Quoted):
+            value = yaml_text(value) if value.strip() else value
+        if param.type == "list":
+            if not isinstance(value, list):
+                raise _Mistyped
+            return [_scalar_from_text(param.item, v) for v in value]
+        if param.type == "dict":
+            if not isinstance(value, dict):
+                raise _Mistyped
+            return {str(k): _scalar_from_text(param.item, v) for k, v in value.items()}
+        return _scalar_from_text(param.type, value)
+    except _Mistyped:
+        raise ParameterError(_mistyped(param, value)) from None
+    except Exception as exc:  # yaml.YAMLError: the text is not YAML at all
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ParameterError(f"parameter '{param.name}': not valid YAML ({first})") from None
 
 
 def parse_cli_value(param: Parameter, raw: str) -> Any:
     """A ``-p NAME VALUE`` string as the parameter's declared type."""
-    import yaml
-
-    if param.optional and raw.strip() in ("None", "none", "null", "~"):
-        return None
-    kind = param.type
-    try:
-        if kind == "str":
-            return raw
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind == "bool":
-            lowered = raw.strip().lower()
-            if lowered in ("true", "yes", "1", "on"):
-                return True
-            if lowered in ("false", "no", "0", "off"):
-                return False
-            raise ValueError(raw)
-        value = yaml.safe_load(raw) if raw.strip() else ([] if kind == "list" else {})
-    except (ValueError, yaml.YAMLError):
-        raise ParameterError(_mistyped(param, raw)) from None
-    if kind == "list" and isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return value
+    return from_text(param, raw)
 
 
 def _mistyped(param: Parameter, value: Any) -> str:
     hint = {"list": " (e.g. '[a, b]' or 'a,b')", "dict": " (e.g. '{name: value}')"}
+    shown = _plain(value)
     return (
-        f"parameter '{param.name}' takes {param.type}{' or None' if param.optional else ''}"
-        f"{hint.get(param.type, '')}, not {value!r}"
+        f"parameter '{param.name}' takes {param.kind}{' or None' if param.optional else ''}"
+        f"{hint.get(param.type, '')}, not {shown!r}"
     )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+# ---------------------------------------------------------- parameter values from Python
+
+_OK = {
+    "str": lambda v: isinstance(v, str),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "list": lambda v: isinstance(v, (list, tuple)),
+    "dict": lambda v: isinstance(v, dict),
+    "any": lambda v: True,
+}
+
+
+def _literal_problem(value: Any, where: str) -> str | None:
+    """Where ``value`` holds something papermill cannot write as a Python literal (a date,
+    a set, an object, NaN): it would crash the run or reach the notebook as other text."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{where} is {value!r}"
+    if isinstance(value, (list, tuple)):
+        return next(
+            (p for i, v in enumerate(value) if (p := _literal_problem(v, f"{where}[{i}]"))), None
+        )
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, (str, int, float, bool)):
+                return f"{where} has the key {key!r}"
+            problem = _literal_problem(item, f"{where}[{key!r}]")
+            if problem:
+                return problem
+        return None
+    return f"{where} is a {type(value).__name__} ({value!s})"
 
 
 def _check_type(param: Parameter, value: Any) -> Any:
@@ -185,21 +346,21 @@ def _check_type(param: Parameter, value: Any) -> Any:
         if param.optional or param.type == "any":
             return None
         raise ParameterError(_mistyped(param, value))
-    kind = param.type
-    ok = {
-        "str": isinstance(value, str),
-        "int": isinstance(value, int) and not isinstance(value, bool),
-        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-        "bool": isinstance(value, bool),
-        "list": isinstance(value, (list, tuple)),
-        "dict": isinstance(value, dict),
-        "any": True,
-    }[kind]
-    if not ok:
+    if not _OK[param.type](value):
         raise ParameterError(_mistyped(param, value))
-    if kind == "float":
+    items = value if isinstance(value, (list, tuple)) else []
+    items = list(value.values()) if isinstance(value, dict) else items
+    if param.type in ("list", "dict") and not all(_OK[param.item](v) for v in items):
+        raise ParameterError(_mistyped(param, value))
+    problem = _literal_problem(value, f"parameter '{param.name}'")
+    if problem:
+        raise ParameterError(
+            f"{problem}: parameters are written into the notebook as Python literals "
+            "(text, numbers, true/false, lists, dicts): pass it as text, e.g. str(value)"
+        )
+    if param.type == "float":
         return float(value)
-    return list(value) if kind == "list" else value
+    return list(value) if param.type == "list" else value
 
 
 def _strings(value: Any) -> list[str]:
@@ -220,7 +381,7 @@ def check_no_secrets(values: Mapping[str, Any]) -> None:
     """
     for name, value in values.items():
         for text in _strings(value):
-            if redact(text) != text or _KEY_SHAPES.search(text):
+            if redact(text) != text or KEY_SHAPES.search(text):
                 raise ParameterError(
                     f"parameter '{name}' looks like an API key: parameters are written into "
                     "the notebook, so keep the key in an environment variable and pass its "
@@ -231,12 +392,16 @@ def check_no_secrets(values: Mapping[str, Any]) -> None:
 def check_parameters(
     declared: Mapping[str, Parameter],
     given: Mapping[str, Any] | None = None,
-    cli: Sequence[tuple[str, str]] = (),
+    cli: Sequence[tuple[str, Any]] = (),
     *,
     template: str = "the template",
 ) -> dict[str, Any]:
-    """``given`` (typed, e.g. from YAML) then ``cli`` (``-p NAME VALUE`` strings, parsed as
-    the declared type) checked against the template: known names, types, no secrets."""
+    """Parameters checked against the template: known names, declared types, no secrets.
+
+    ``given`` are Python values (``run_report(parameters=...)``), checked as they are.
+    ``cli`` are ``(name, text)`` pairs: a ``-p NAME VALUE`` string, or a parameters file's
+    value read by ``yaml_text``; text is read as the declared type (``from_text``).
+    """
     values: dict[str, Any] = {}
     pairs = [(n, v, False) for n, v in (given or {}).items()] + [(n, v, True) for n, v in cli]
     for name, value, raw in pairs:
@@ -246,7 +411,7 @@ def check_parameters(
             )
         param = declared[name]
         if raw:
-            value = parse_cli_value(param, value)
+            value = from_text(param, value)
         values[name] = _check_type(param, value)
     check_no_secrets(values)
     return values
@@ -325,10 +490,28 @@ def execute(
     except papermill.PapermillExecutionError as exc:
         # The execution count: the "In [N]" a reader sees in the notebook, and the cell
         # papermill's error banner at the top of the partial notebook points to.
+        _redact_file(output)  # a traceback may quote a key: the kept notebook must not
         raise CellError(exc.exec_count, exc.ename, exc.evalue, output) from None
     except (CellTimeoutError, DeadKernelError) as exc:
+        _redact_file(output)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise CellError(None, type(exc).__name__, first, output) from None
+
+
+def _redact_file(path: Path) -> None:
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+        clean = redact(text)
+        if clean != text:
+            path.write_text(clean, encoding="utf-8")
+
+
+def write_notebook(nb: Any, path: Path) -> None:
+    """Write ``nb`` with every secret redacted (outputs, tracebacks, metadata): the one
+    writer of report notebooks."""
+    import nbformat
+
+    path.write_text(redact(nbformat.writes(nb)), encoding="utf-8")
 
 
 def record(nb: Any, output: Path, template: str, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -389,6 +572,7 @@ def to_html(nb: Any, *, show_input: bool = False, title: str = "nbtoolkit report
         exclude_output_prompt=True,
     )
     body, _ = exporter.from_notebook_node(page)
+    body = redact(body)  # the page is what gets mailed around: no output may carry a key
     css = _PAGE_CSS
     if show_input:
         from pygments.formatters import HtmlFormatter
@@ -444,8 +628,6 @@ def run_report(
     writes none. ``replay_only`` sets the template's ``cache`` parameter to "replay-only":
     every answer comes from the cache, no provider is called.
     """
-    import nbformat
-
     path = template_path(template)
     name = path.stem
     declared = template_parameters(path)
@@ -463,7 +645,7 @@ def run_report(
     nb = execute(path, out, values, kernel_name=kernel_name, progress=progress, timeout=timeout)
     effective = {n: p.default for n, p in declared.items()} | values
     meta = record(nb, out, name, effective)
-    nbformat.write(nb, str(out))
+    write_notebook(nb, out)
     html_path: Path | None = None
     if html:
         html_path = out.with_suffix(".html") if html is True else Path(html)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from . import providers
 from .display import format_cost
+from .errors import clip, redact
 from .results import CONSENSUS_COLUMNS, EXTRA_CONSENSUS_COLUMNS, RunResult
 from .spec import Model
 from .strategies import answer_key
@@ -46,8 +47,7 @@ def norm(value: Any) -> str:
 def short(answer: Any, limit: int = 60) -> str:
     if missing(answer):
         return "no answer"
-    text = " ".join(str(answer).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return clip(" ".join(str(answer).split()), limit, "…")
 
 
 def cost_total(values: Iterable[float]) -> float:
@@ -602,6 +602,7 @@ def save_frames(runs: Sequence[tuple[str, RunResult]], prefix: str) -> dict[str,
         outputs = pd.concat([r.outputs.assign(step=n) for n, r in runs], ignore_index=True)
         consensus = pd.concat([r.consensus.assign(step=n) for n, r in runs], ignore_index=True)
     paths = {"outputs": f"{prefix}.outputs.csv", "consensus": f"{prefix}.consensus.csv"}
-    outputs.to_csv(paths["outputs"], index=False)
-    consensus.to_csv(paths["consensus"], index=False)
+    for name, frame in (("outputs", outputs), ("consensus", consensus)):
+        with open(paths[name], "w", encoding="utf-8", newline="") as fh:
+            fh.write(redact(frame.to_csv(index=False)))
     return paths

@@ -34,7 +34,7 @@ from . import report_analysis as an
 from . import report_figures as fig
 from . import report_svg as svg
 from .display import agreement_matrix, format_cost
-from .errors import ConfigError
+from .errors import ConfigError, clip
 from .results import RunResult
 from .spec import Model
 
@@ -140,9 +140,7 @@ class Section:
 
 def _e(value: Any, limit: int | None = None) -> str:
     text = "" if an.missing(value) else str(value)
-    if limit is not None and len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return html.escape(text, quote=True)
+    return html.escape(clip(text, limit, "…") if limit is not None else text, quote=True)
 
 
 def _h2(title: str) -> str:

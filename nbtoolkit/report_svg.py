@@ -17,6 +17,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .errors import clip
+
 __all__ = ["Box", "Edge", "bars", "flow", "heatmap", "scatter"]
 
 _INK = "#111827"
@@ -39,8 +41,7 @@ def _e(text: object) -> str:
 
 
 def _cut(text: str, limit: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return clip(" ".join(str(text).split()), limit, "…")
 
 
 def _svg(width: float, height: float, body: str, label: str) -> str:

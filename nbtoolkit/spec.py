@@ -6,11 +6,88 @@ Model('gpt-4o-mini', temperature=0.2, weight=2.0)
 
 from __future__ import annotations
 
-from typing import Any
+import numbers
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+)
 
-from .errors import ModelError
+from .errors import ModelError, clip, public
+
+
+def _whole(value: Any) -> Any:
+    # numpy's integers (a count taken from a DataFrame) are whole numbers too; bool is not.
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _real(value: Any) -> Any:
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _flag(value: Any) -> Any:
+    return bool(value) if type(value).__name__ == "bool_" else value  # numpy's bool
+
+
+# The argument types of the public API: strict (the string "3" is not a number, 2.5 is not a
+# whole number, True is neither), and NaN or infinity is no number of seconds or dollars.
+Whole = Annotated[int, BeforeValidator(_whole), Strict()]
+Number = Annotated[float, BeforeValidator(_real), Strict(), AllowInfNan(False)]
+Flag = Annotated[bool, BeforeValidator(_flag), Strict()]
+Text = Annotated[str, Strict()]
+
+
+def invalid_argument(exc: ValidationError, model: type[BaseModel], where: str = "") -> str:
+    """One line for the first error of ``exc``: ``[where: ]name=value: must be <what>``, the
+    expectation taken from the field's description."""
+    first = exc.errors()[0]
+    name = str(first["loc"][0]) if first["loc"] else ""
+    field = model.model_fields.get(name) or next(
+        (f for f in model.model_fields.values() if f.alias == name), None
+    )
+    expected = field.description if field is not None and field.description else first["msg"]
+    value = first.get("input")
+    shown = clip(repr(value), 80, "…") if _plain(value) else f"a {type(value).__name__}"
+    prefix = f"{where}: " if where else ""
+    return f"{prefix}{name}={shown}: must be {expected}"
+
+
+def _plain(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool, list, tuple, dict, type))
+
+
+# Types of the litellm parameters whose type is plain; a wrong one would fail every call.
+class _TypedParams(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    top_p: Number | None = Field(None, ge=0, le=1, description="a number between 0 and 1")
+    top_k: Whole | None = Field(None, gt=0, description="a whole number above 0")
+    presence_penalty: Number | None = Field(None, description="a number (-2 to 2)")
+    frequency_penalty: Number | None = Field(None, description="a number (-2 to 2)")
+    stop: Text | list[Text] | None = Field(None, description="a string or a list of strings")
+    logprobs: Flag | None = Field(None, description="True or False")
+    top_logprobs: Whole | None = Field(None, ge=0, description="a whole number, 0 or more")
+    max_completion_tokens: Whole | None = Field(None, gt=0, description="a whole number above 0")
+    user: Text | None = Field(None, description="a string")
+    reasoning_effort: Text | None = Field(None, description="a string such as 'low'")
+    parallel_tool_calls: Flag | None = Field(None, description="True or False")
+    extra_headers: dict[Text, Text] | None = Field(
+        None, description="a dict of header name -> value, both strings"
+    )
+    drop_params: Flag | None = Field(None, description="True or False")
+
 
 # Keyword arguments litellm.acompletion takes that nbtoolkit passes through untouched.
 # Anything else is a typo until proven otherwise; the rare exotic one goes in ``extra={...}``.
@@ -62,7 +139,15 @@ def check_litellm_params(params: dict[str, Any], where: str) -> dict[str, Any]:
                 f"{where}: unknown keyword argument '{key}'. Known litellm parameters: {known}; "
                 "pass anything else as extra={...}."
             )
+    try:
+        _TypedParams(**params)
+    except ValidationError as exc:
+        raise ModelError(invalid_argument(exc, _TypedParams, where)) from None
     return params
+
+
+# What an environment variable's name looks like; api_key_env takes a name, never a key.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class Model(BaseModel):
@@ -74,18 +159,32 @@ class Model(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: str = Field(min_length=1)
-    name: str | None = None  # how the model is labelled in frames; the id by default
-    temperature: float | None = Field(default=None, ge=0)
-    max_tokens: int | None = Field(default=None, gt=0)
-    api_base: str | None = None
-    api_key_env: str | None = None
-    weight: float = Field(default=1.0, ge=0)
-    max_concurrency: int | None = Field(default=None, gt=0)
-    timeout: float | None = Field(default=None, gt=0)
-    fallbacks: tuple[Model | str, ...] = ()
-    params: dict[str, Any] = Field(default_factory=dict)
-    extra: dict[str, Any] = Field(default_factory=dict)
+    id: Text = Field(
+        min_length=1,
+        description="a litellm model id without spaces, e.g. 'gpt-4o-mini' or 'openai/my-model'",
+    )
+    # How the model is labelled in frames; the id by default.
+    name: Text | None = Field(default=None, description="a string, or None")
+    temperature: Number | None = Field(default=None, ge=0, description="a number, 0 or more")
+    max_tokens: Whole | None = Field(default=None, gt=0, description="a whole number above 0")
+    api_base: Text | None = Field(
+        default=None, description="the endpoint's URL, e.g. 'http://localhost:8000/v1'"
+    )
+    api_key_env: Text | None = Field(
+        default=None,
+        description="the NAME of the environment variable holding the key (e.g. 'MY_KEY'), "
+        "never the key itself",
+    )
+    weight: Number = Field(default=1.0, ge=0, description="a number, 0 or more")
+    max_concurrency: Whole | None = Field(
+        default=None, gt=0, description="a whole number above 0, or None"
+    )
+    timeout: Number | None = Field(default=None, gt=0, description="seconds above 0, or None")
+    fallbacks: tuple[Model | Text, ...] = Field(
+        default=(), description="a list of model ids or Model objects"
+    )
+    params: dict[Text, Any] = Field(default_factory=dict, description="a dict")
+    extra: dict[Text, Any] = Field(default_factory=dict, description="a dict")
 
     def __init__(self, id: str, /, **options: Any) -> None:
         known = set(type(self).model_fields) - {"id", "params"}
@@ -101,17 +200,29 @@ class Model(BaseModel):
         try:
             super().__init__(id=id, params=params, **options)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"])
-            raise ModelError(f"Model({id!r}): {field}: {first['msg']}") from None
+            raise ModelError(invalid_argument(exc, type(self), f"Model({id!r})")) from None
 
     @field_validator("id")
     @classmethod
     def _strip(cls, value: str) -> str:
         value = value.strip()
-        if not value:
-            raise ValueError("the model id is empty")
+        if not value or any(c.isspace() for c in value):
+            raise ValueError("a model id has no spaces")
         return value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.fullmatch(value):
+            raise ValueError("not a variable name")
+        return value
+
+    @field_validator("api_base")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"(?i)^https?://[^/\s]+", value.strip()):
+            raise ValueError("not an http(s) URL")
+        return value.strip() if value is not None else None
 
     @property
     def label(self) -> str:
@@ -132,11 +243,13 @@ class Model(BaseModel):
         return kwargs
 
     def __repr__(self) -> str:
-        shown = [repr(self.id)]
+        # Shown in notebooks and logs: header values are hidden and every text redacted
+        # (a token in extra_headers, credentials in api_base).
+        shown = [repr(public(self.id))]
         for key, field in type(self).model_fields.items():
             value = getattr(self, key)
             if key != "id" and value != field.get_default(call_default_factory=True):
-                shown.append(f"{key}={value!r}")
+                shown.append(f"{key}={public(value)!r}")
         return f"Model({', '.join(shown)})"
 
 

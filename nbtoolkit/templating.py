@@ -3,7 +3,9 @@
 ``str.format`` breaks on the first literal ``{`` of a JSON example, so templates are parsed
 here instead: ``{identifier}`` is a variable, ``{{`` and ``}}`` are literal braces (a ``}}``
 only when it closes a ``{{``, since nested JSON ends in ``}}``), and any other brace text
-(``{"answer": {"value": 42}}``, ``{ }``) is kept byte for byte.
+(``{"answer": {"value": 42}}``, ``{ }``) is kept byte for byte. ``{0}`` names the column
+``0`` of a frame read with ``pd.read_csv(header=None)``; where no column or variable has
+that name it is literal text too.
 
 >>> Template('Reply as {"label": ...} for: {review}').render({"review": "Great!"})
 'Reply as {"label": ...} for: Great!'
@@ -17,13 +19,13 @@ from typing import Any
 
 from .errors import TemplateError
 
-_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*|[0-9]+)\}")
 
 
 class Template:
     """A parsed prompt template; render it with a mapping of names to values."""
 
-    __slots__ = ("text", "_parts", "names")
+    __slots__ = ("text", "_parts", "names", "fields")
 
     def __init__(self, text: str) -> None:
         if not isinstance(text, str):
@@ -50,7 +52,9 @@ class Template:
         if pos < len(text):
             parts.append((False, text[pos:]))
         self._parts = tuple(parts)
-        self.names: tuple[str, ...] = tuple(dict.fromkeys(p for is_var, p in parts if is_var))
+        # Every name filled in; ``names`` are the ones that must exist (``{0}`` need not).
+        self.fields: tuple[str, ...] = tuple(dict.fromkeys(p for is_var, p in parts if is_var))
+        self.names: tuple[str, ...] = tuple(n for n in self.fields if not n.isdigit())
 
     def check(self, known: set[str] | frozenset[str]) -> None:
         """Raise ``TemplateError`` naming the first variable that is known nowhere."""
@@ -75,6 +79,9 @@ class Template:
                     out.append(_to_text(scope[part]))
                     break
             else:
+                if part.isdigit():
+                    out.append("{" + part + "}")
+                    continue
                 self.check(set().union(*(s.keys() for s in scopes)) if scopes else set())
         return "".join(out)
 

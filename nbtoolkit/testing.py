@@ -348,6 +348,7 @@ class FakeOpenAIServer:
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
         self._requests: list[dict[str, Any]] = []
+        self._authorizations: list[str | None] = []
         self._faults_served: list[tuple[int, Fault]] = []
         self._count = 0
         self._connections: set[socket.socket] = set()
@@ -423,6 +424,13 @@ class FakeOpenAIServer:
             return list(self._requests)
 
     @property
+    def authorizations(self) -> list[str | None]:
+        """The ``Authorization`` header of each chat-completion request (None when absent),
+        in arrival order: which key a client sent to this host."""
+        with self._lock:
+            return list(self._authorizations)
+
+    @property
     def request_count(self) -> int:
         """The number of chat-completion requests received, faulted ones included."""
         with self._lock:
@@ -438,6 +446,7 @@ class FakeOpenAIServer:
         """Forget all requests and faults; request indices and the random faults restart."""
         with self._lock:
             self._requests.clear()
+            self._authorizations.clear()
             self._faults_served.clear()
             self._count = 0
             self._rng = random.Random(self.seed)
@@ -468,6 +477,7 @@ class FakeOpenAIServer:
             index = self._count
             self._count += 1
             self._requests.append(request)
+            self._authorizations.append(handler.headers.get("Authorization"))
             # Drawn for every request, under the lock, so the same seed faults the same
             # indices whatever the scripted faults or the thread scheduling.
             random_fault: Fault | None = None

@@ -191,7 +191,7 @@ def test_sigkill_mid_run_leaves_a_sound_cache_and_the_rerun_makes_only_missing_c
         (dict(extract="digits"), "unknown extract"),
         (dict(prompt="Hello {missing}"), "{missing}"),
         (dict(max_cost_usd=-0.5), "max_cost_usd=-0.5"),
-        (dict(schema="Person"), "schema= must be a pydantic model class"),
+        (dict(schema="Person"), "schema='Person': must be a pydantic model class"),
         (
             dict(recordings="/nonexistent/rec.jsonl", models=["replay/x"]),
             "recordings file not found",

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ExtractionError
+from ..errors import ExtractionError, clip
 
 Extractor = Callable[[Any], Any]
 
@@ -43,5 +43,4 @@ def text_of(value: Any) -> str:
 
 
 def preview(text: str, width: int = 60) -> str:
-    flat = " ".join(text.split())
-    return repr(flat if len(flat) <= width else flat[: width - 1] + "…")
+    return repr(clip(" ".join(text.split()), width, "…"))

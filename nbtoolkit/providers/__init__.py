@@ -8,6 +8,7 @@ Register your own the same way with ``register_offline``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import MissingAPIKeyError, ModelError, NbtoolkitError
+from ..errors import MissingAPIKeyError, ModelError, NbtoolkitError, clip, redact
 from ..spec import Model
 
 __all__ = [
@@ -141,7 +142,8 @@ def check_model(model: Model, options: dict[str, Any]) -> None:
                 f"{model.label}: the environment variable {model.api_key_env} (api_key_env) is not set"
             )
         return
-    if model.api_base:
+    base = _api_base(model.litellm_kwargs())
+    if base and not own_endpoint(model, base):
         return  # a self-hosted endpoint (vLLM, Ollama, a proxy) often needs no key at all
     missing = get_litellm().validate_environment(routed).get("missing_keys") or []
     # *_API_BASE variables have defaults (Ollama's localhost) or come from api_base=.
@@ -294,21 +296,87 @@ async def complete(
     offline = is_offline(model.id)
     if not offline:
         call_kwargs["max_retries"] = 0  # the runner retries, with backoff and Retry-After
-        if model.api_key_env:
-            call_kwargs["api_key"] = os.environ[model.api_key_env]
-        elif model.api_base and "api_key" not in call_kwargs:
-            call_kwargs["api_key"] = _env_key_or_placeholder(model)
+        key = api_key_for(model, call_kwargs)
+        if key is not None:
+            call_kwargs["api_key"] = key
     if timeout is not None:
         call_kwargs["timeout"] = timeout
     response = await litellm.acompletion(
         model=model.id if offline else litellm_id(model), messages=messages, **call_kwargs
     )
-    return _reply(model, response)
+    reply = _reply(model, response)
+    reply.text = redact(reply.text)  # a server may echo a key back: it goes no further
+    return reply
 
 
-def _env_key_or_placeholder(model: Model) -> str:
-    # OpenAI-compatible clients refuse an empty key even when the server needs none.
-    return os.environ.get("OPENAI_API_KEY") or "no-key-needed"
+# Where a provider's own key, read from its usual environment variable, may be sent: the
+# provider's own API hosts ("." + suffix for per-customer hosts such as Azure's), over https.
+OWN_HOSTS: dict[str, tuple[str, ...]] = {
+    "openai": ("api.openai.com",),
+    "text-completion-openai": ("api.openai.com",),
+    "anthropic": ("api.anthropic.com",),
+    "gemini": ("generativelanguage.googleapis.com",),
+    "mistral": ("api.mistral.ai",),
+    "cohere": ("api.cohere.ai", "api.cohere.com"),
+    "cohere_chat": ("api.cohere.ai", "api.cohere.com"),
+    "groq": ("api.groq.com",),
+    "together_ai": ("api.together.xyz", "api.together.ai"),
+    "deepseek": ("api.deepseek.com",),
+    "xai": ("api.x.ai",),
+    "openrouter": ("openrouter.ai",),
+    "fireworks_ai": ("api.fireworks.ai",),
+    "perplexity": ("api.perplexity.ai",),
+    "azure": (".openai.azure.com", ".cognitiveservices.azure.com"),
+    "azure_ai": (".services.ai.azure.com", ".models.ai.azure.com", ".inference.ai.azure.com"),
+}
+# What a host without a key of its own is sent. Not a secret: litellm would otherwise fill
+# an empty or missing key from OPENAI_API_KEY (or the provider's variable), and the openai
+# client refuses to send no key at all. A server without auth ignores it.
+NO_KEY = "no-key-needed"
+
+
+def _api_base(kwargs: dict[str, Any]) -> str | None:
+    base = kwargs.get("api_base") or kwargs.get("base_url")
+    return str(base) if base else None
+
+
+def own_endpoint(model: Model, api_base: str) -> bool:
+    """Whether ``api_base`` is the model's provider's own API (where its key may go)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(api_base)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https" or not host:
+        return False
+    provider = _provider_of(model.id)
+    return any(
+        host.endswith(own) if own.startswith(".") else host == own
+        for own in OWN_HOSTS.get(provider, ())
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def _provider_of(model_id: str) -> str:
+    try:
+        return str(get_litellm().get_llm_provider(litellm_id(Model(model_id)))[1])
+    except Exception:
+        return ""
+
+
+def api_key_for(model: Model, kwargs: dict[str, Any]) -> str | None:
+    """The API key a live call sends: the variable the user named (``api_key_env``) to
+    wherever the model points; else None (litellm takes the provider's key from the
+    environment) when the call goes to the provider's own endpoint; else ``NO_KEY``.
+
+    So ``OPENAI_API_KEY`` goes to api.openai.com and nowhere else: not to a self-hosted
+    server, a proxy, or a fallback on another host, whatever their ``api_base``.
+    """
+    if model.api_key_env:
+        return os.environ[model.api_key_env]
+    base = _api_base(kwargs)
+    if base is None or own_endpoint(model, base):
+        return None
+    return NO_KEY
 
 
 def _reply(model: Model, response: Any) -> Reply:
@@ -444,6 +512,7 @@ def describe_error(exc: BaseException) -> str:
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     message = message.replace("litellm.", "")
     name = type(exc).__name__
+    # Redacted before it is cut short: a key cut in half would no longer be recognised.
     if message.startswith(name):
-        return message[:300]
-    return f"{name}: {message}"[:300] if message else name
+        return clip(message, 300)
+    return clip(f"{name}: {message}", 300) if message else name

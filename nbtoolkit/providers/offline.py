@@ -12,7 +12,7 @@ import math
 import os
 from typing import Any
 
-from ..errors import CallError, ModelError, RecordingsError
+from ..errors import CallError, ModelError, RecordingsError, clip
 from . import recordings, register_offline, sim
 
 # Simulated latencies are real sleeps, scaled so a demo feels alive without being slow.
@@ -64,7 +64,7 @@ def _make_replay_handler() -> Any:
             prompt = _prompt_of(messages)
             record = store.get(model, prompt)
             if record is None:
-                start = " ".join(prompt.split())[:60]
+                start = clip(" ".join(prompt.split()), 60)
                 raise CallError(f"no recording of replay/{model} for the prompt starting {start!r}")
             usage = {
                 "prompt_tokens": record.prompt_tokens,

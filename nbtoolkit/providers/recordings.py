@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,19 +59,42 @@ class RecordingStore:
         return os.pathsep.join(str(p) for p in self.paths)
 
 
-def _open(path: Path) -> Iterator[str]:
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of a plain or gzip file, decoded line by line, so that a
+    byte that is not UTF-8, a binary file or a gzip cut short is named with its line."""
     with path.open("rb") as raw:
         gz = raw.read(2) == b"\x1f\x8b"
-    opener = gzip.open if gz else open
-    with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
-        yield from fh
+    opener: Any = gzip.open if gz else open
+    number = 0
+    try:
+        with opener(path, "rb") as fh:
+            # Text never holds a NUL byte; images, pickles, parquet and zip files do early on.
+            binary = b"\x00" in fh.peek(8192)[:8192]
+            for number, data in enumerate(fh, start=1):
+                where = f"{path}:{number}"
+                if binary or b"\x00" in data:
+                    raise RecordingsError(
+                        f"{where}: a binary file, not JSON Lines text: pass a .jsonl or "
+                        ".jsonl.gz file of recordings"
+                    )
+                try:
+                    yield number, data.decode("utf-8-sig" if number == 1 else "utf-8")
+                except UnicodeDecodeError as exc:
+                    raise RecordingsError(
+                        f"{where}: not UTF-8 text (byte {data[exc.start : exc.start + 1]!r} at "
+                        f"column {exc.start + 1}; a latin-1 file?): save the recordings as UTF-8"
+                    ) from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise RecordingsError(
+            f"{path}:{number + 1}: the gzip data is cut short or damaged ({exc}): "
+            "write or download the file again"
+        ) from None
 
 
 def read(path: Path) -> Iterator[Recording]:
     """Parse one file, raising ``RecordingsError`` with file and line for a bad line."""
     try:
-        lines = _open(path)
-        for number, line in enumerate(lines, start=1):
+        for number, line in _lines(path):
             if not line.strip():
                 continue
             where = f"{path}:{number}"

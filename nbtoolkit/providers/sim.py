@@ -12,7 +12,7 @@ Everything here is pure and deterministic. All randomness comes from SHA-256 of 
 inputs (profile, prompt, seed, sample), never from the global ``random`` state or
 the clock, so a notebook re-run gives the same table, and the on-disk cache and the
 tests see stable replies. This module does not sleep, does no I/O and imports only
-the standard library; the litellm custom provider that wraps it decides whether to
+the standard library (and nbtoolkit's redaction); the litellm custom provider that wraps it decides whether to
 actually wait ``SimReply.latency_s``.
 
 Public API::
@@ -41,6 +41,8 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from ..errors import redact
 
 __all__ = [
     "DEFAULT_SEED",
@@ -654,7 +656,7 @@ _GENERIC = (
 
 
 def _generic_reply(call: _Call) -> str:
-    text = _squash(call.prompt)
+    text = redact(_squash(call.prompt))  # before the cut, which could split a key
     excerpt = text[:60] + ("..." if len(text) > 60 else "")
     phrase = _GENERIC[int(call.unit("generic") * len(_GENERIC))]
     return f"[simulated {call.profile.name}] " + phrase.format(excerpt=excerpt)
