@@ -28,7 +28,7 @@ import pandas as pd
 
 from .errors import ConfigError, ExtractionError
 from .extract import canonical_number
-from .results import RunResult
+from .results import RunResult, data_column
 from .strategies import Candidate, answer_key
 from .strategies.cascade import Cascade
 from .strategies.vote import FirstValid, Vote, Weighted
@@ -51,7 +51,8 @@ def _norm(value: Any) -> str:
 def _candidates(result: RunResult) -> dict[int, list[Candidate]]:
     position = {m: i for i, m in enumerate(result.models)}
     out = result.outputs
-    skipped = result.skipped_mask()
+    # Neither a skipped nor a cancelled call was an answer the panel gave: not candidates.
+    skipped = result.skipped_mask() | result.cancelled_mask()
     by_row: dict[int, list[Candidate]] = {}
     for row, model, sample, answer, valid, text, skip in zip(
         out["row"],
@@ -73,8 +74,7 @@ def _candidates(result: RunResult) -> dict[int, list[Candidate]]:
 
 def _gold(result: RunResult, gold: Any) -> dict[int, str]:
     if isinstance(gold, str):
-        names = [gold, f"{gold}_input"]
-        column = next((n for n in names if n in result.consensus.columns), None)
+        column = data_column(result.consensus, gold)
         if column is None:
             raise ConfigError(
                 f"gold={gold!r} is not a column of the run's data; columns: "

@@ -16,7 +16,15 @@ from typing import Any
 
 from . import extract as extract_mod
 from . import providers
-from .runner import Call, Outcome, Runner, is_skipped, skipped
+from .runner import (
+    Call,
+    Outcome,
+    Runner,
+    cancelled_outcome,
+    is_cancelled,
+    is_skipped,
+    skipped,
+)
 from .spec import Model, as_model
 from .strategies import Candidate, FollowUp, ModelInfo, RowContext, Verdict
 
@@ -58,11 +66,12 @@ def extract_all(
 def candidates_of(
     calls: list[Call], outcomes: list[Outcome | None], extracted: dict[int, Extracted]
 ) -> dict[int, list[Candidate]]:
-    """Each row's candidates from the calls made so far (skipped and pending ones left out)."""
+    """Each row's candidates from the calls made so far (skipped, cancelled and pending ones
+    left out: none of them is an answer the panel gave, so none lowers a row's confidence)."""
     by_row: dict[int, list[Candidate]] = {}
     for call in calls:
         outcome = outcomes[call.index]
-        if outcome is None or is_skipped(outcome.error):
+        if outcome is None or is_skipped(outcome.error) or is_cancelled(outcome.error):
             continue
         answer, valid, _ = extracted[call.index]
         by_row.setdefault(call.row, []).append(
@@ -114,7 +123,7 @@ async def execute(
         if outcomes[call.index] is not None:
             continue
         if runner.cancelled:
-            outcomes[call.index] = Outcome(error="Cancelled: the run was stopped first")
+            outcomes[call.index] = cancelled_outcome()
         elif call.model.label not in in_stages:
             outcomes[call.index] = skipped(f"{call.model.label} is not among the strategy's models")
         else:
@@ -172,7 +181,7 @@ def decide(
     """One row's verdict, from the candidates and the strategy's follow-up call if any."""
     conclude = getattr(strategy, "conclude", None)
     if callable(conclude) and followup is not None:
-        outcome = followup.outcome or Outcome(error="Cancelled: the run was stopped first")
+        outcome = followup.outcome or cancelled_outcome()
         return conclude(  # type: ignore[no-any-return]
             row_context(row, prompt, seed),
             candidates,

@@ -16,10 +16,10 @@ from typing import Any
 import pandas as pd
 
 from . import providers
-from .display import format_cost
+from .display import format_cost, sim_time_note
 from .errors import ExtractionError
 from .extract import canonical_number
-from .results import CONSENSUS_COLUMNS, EXTRA_CONSENSUS_COLUMNS, RunResult
+from .results import CONSENSUS_COLUMNS, EXTRA_CONSENSUS_COLUMNS, RunResult, data_column
 from .spec import Model
 from .strategies import answer_key
 from .strategies.cascade import Cascade
@@ -56,6 +56,25 @@ def short(answer: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def points(share: float) -> int:
+    """A share as the whole percent it is shown as (``f"{share:.0%}"``)."""
+    return int(f"{share * 100:.0f}")
+
+
+def compared(share: float, other: float, what: str) -> str:
+    """``"better than WHAT, by 5 points"``, ``"worse than ..."`` or ``"as good as ..."``.
+
+    The gap is between the percentages as shown, so the words agree with the numbers
+    printed beside them.
+    """
+    gap = points(share) - points(other)
+    if gap > 0:
+        return f"better than {what}, by {gap} point{'s' if gap != 1 else ''}"
+    if gap < 0:
+        return f"worse than {what}, by {-gap} point{'s' if gap != -1 else ''}"
+    return f"as good as {what}"
+
+
 def cost_total(values: Iterable[float]) -> float:
     """The sum, or NaN when any part is unknown (an unknown price is not $0)."""
     values = list(values)
@@ -79,13 +98,23 @@ def jsonable(value: Any) -> Any:
     return None if missing(value) else str(value)
 
 
+def price_note(runs: Sequence[tuple[str, RunResult]]) -> str:
+    """`` at simulated prices`` when every model is simulated; which ones, when some are."""
+    models = {m for _, r in runs for m in r.models}
+    simulated = {m for _, r in runs for m in r.simulated}
+    if not simulated:
+        return ""
+    if simulated >= models:
+        return " at simulated prices"
+    return f" (simulated prices for {', '.join(sorted(simulated))})"
+
+
 # ------------------------------------------------------------------------------ gold
 
 
 def gold_column(res: RunResult, gold: str) -> str | None:
-    if not gold:
-        return None
-    return next((c for c in (gold, f"{gold}_input") if c in res.consensus.columns), None)
+    """The consensus column holding the user's gold column ``gold`` (never the consensus's)."""
+    return data_column(res.consensus, gold) if gold else None
 
 
 def gold_of(res: RunResult, gold: str) -> pd.Series | None:
@@ -298,6 +327,7 @@ def usage(res: RunResult, gold: pd.Series | None) -> pd.DataFrame:
     rows = []
     for model in res.models:
         mine = out[out["model"] == model]
+        sim = " (simulated)" if model in res.simulated else ""
         cost = cost_total(mine["cost_usd"])
         lat = mine["latency_s"].dropna()
         rec = {
@@ -307,8 +337,8 @@ def usage(res: RunResult, gold: pd.Series | None) -> pd.DataFrame:
             "completion tokens": int(mine["completion_tokens"].sum(skipna=True)),
             "cost": format_cost(cost),
             "cost per row": format_cost(cost / rows_n),
-            "median latency": f"{lat.median():.2f} s" if len(lat) else "—",
-            "p90 latency": f"{lat.quantile(0.9):.2f} s" if len(lat) else "—",
+            "median latency": f"{lat.median():.2f} s{sim}" if len(lat) else "—",
+            "p90 latency": f"{lat.quantile(0.9):.2f} s{sim}" if len(lat) else "—",
             "agrees with consensus": f"{1 - changed(table[model], consensus) / rows_n:.0%}",
         }
         if gold is not None:
@@ -329,7 +359,8 @@ def drop_each(res: RunResult, gold: pd.Series | None) -> pd.DataFrame:
             "drop": model,
             "consensus answers changed": f"{changed(base.answers, after.answers)} of {len(base.answers)}",
             "saves": format_cost(saved),
-            "median row wait after": f"{after.wait.median():.2f} s (now {base.wait.median():.2f} s)",
+            "median row wait after": f"{after.wait.median():.2f} s (now "
+            f"{base.wait.median():.2f} s){waits_note(res)}",
         }
         if gold is not None:
             rec["accuracy after"] = (
@@ -380,8 +411,17 @@ def cascade_note(res: RunResult, gold: pd.Series | None) -> str:
         )
     return text + (
         f"; rows wait for its stages one after another (median {cascade.wait.median():.2f} s "
-        f"vs {base.wait.median():.2f} s)."
+        f"vs {base.wait.median():.2f} s{waits_note(res)})."
     )
+
+
+def waits_note(res: RunResult) -> str:
+    """Beside waits summed from recorded latencies: whose latencies were simulated."""
+    if not res.simulated:
+        return ""
+    if set(res.simulated) >= set(res.models):
+        return ", simulated latency"
+    return f", simulated latency for {', '.join(res.simulated)}"
 
 
 def strategy_table(res: RunResult, gold: pd.Series | None) -> pd.DataFrame:
@@ -593,6 +633,8 @@ def summary(runs: Sequence[tuple[str, RunResult]], gold: pd.Series | None) -> di
         "cached": sum(t["cached"] for t in totals),
         "wall_s": sum(t["wall_s"] for t in totals),
         "accuracy": None,
+        "price_note": price_note(runs),
+        "time_note": sim_time_note(final),
     }
     if gold is not None:
         out["accuracy"] = accuracy(c.set_index("row")["answer"], gold)

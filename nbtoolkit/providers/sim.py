@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,6 +59,20 @@ __all__ = [
 
 #: What ``seed=None`` means: a fixed value, so "no seed" is still reproducible.
 DEFAULT_SEED = 0
+
+#: A simulated call sleeps its simulated latency times this (``NBTOOLKIT_SIM_TIME_SCALE``):
+#: the ``latency_s`` a run records is the simulated one, its wall-clock time the scaled one.
+TIME_SCALE_ENV = "NBTOOLKIT_SIM_TIME_SCALE"
+DEFAULT_TIME_SCALE = 0.1
+
+
+def time_scale() -> float:
+    """The share of its simulated latency a simulated call really waits (0: none)."""
+    raw = os.environ.get(TIME_SCALE_ENV, "").strip()
+    try:
+        return max(0.0, float(raw)) if raw else DEFAULT_TIME_SCALE
+    except ValueError:
+        raise ValueError(f"{TIME_SCALE_ENV}={raw!r} is not a number; use e.g. 0.1 or 0") from None
 
 
 # --------------------------------------------------------------------------- hashing
