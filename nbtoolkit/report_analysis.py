@@ -20,6 +20,7 @@ from .display import format_cost, sim_time_note
 from .errors import ExtractionError
 from .extract import canonical_number
 from .results import CONSENSUS_COLUMNS, EXTRA_CONSENSUS_COLUMNS, RunResult, data_column
+from .runner import is_cancelled, is_skipped
 from .spec import Model
 from .strategies import answer_key
 from .strategies.cascade import Cascade
@@ -195,7 +196,8 @@ class Replayed:
 
 
 def _per_call(res: RunResult) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    out = res.outputs[~res.outputs["error"].fillna("").str.startswith("Skipped:")]
+    error = res.outputs["error"]
+    out = res.outputs[~error.map(is_skipped).astype(bool) & ~error.map(is_cancelled).astype(bool)]
     cost = out.groupby(["row", "model"])["cost_usd"].agg(lambda s: cost_total(s)).unstack()
     wait = out.groupby(["row", "model"])["latency_s"].max().unstack()
     samples = int(res.outputs["sample"].max()) + 1 if len(res.outputs) else 1
@@ -268,8 +270,11 @@ def kinds(res: RunResult) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "model": out["model"],
-            "skipped": error.str.startswith("Skipped:"),
-            "failed": out["output"].isna() & ~error.str.startswith("Skipped:"),
+            "skipped": error.map(is_skipped).astype(bool),
+            "cancelled": error.map(is_cancelled).astype(bool),
+            "failed": out["output"].isna()
+            & ~error.map(is_skipped).astype(bool)
+            & ~error.map(is_cancelled).astype(bool),
             "unreadable": out["output"].notna() & ~out["valid"].astype(bool),
             "valid": out["valid"].astype(bool),
             "retried": out["attempts"] > 1,
@@ -284,7 +289,7 @@ def health(res: RunResult) -> pd.DataFrame:
     rows = []
     for model in res.models:
         k = table[table["model"] == model]
-        made = int((~k["skipped"]).sum())
+        made = int((~k["skipped"] & ~k["cancelled"]).sum())
         rows.append(
             {
                 "model": model,
@@ -295,24 +300,83 @@ def health(res: RunResult) -> pd.DataFrame:
                 "retried or repaired": int(k["retried"].sum()),
                 "answered by fallback": int(k["fallback"].sum()),
                 "not needed (skipped)": int(k["skipped"].sum()),
+                "cancelled": int(k["cancelled"].sum()),
                 "valid share": f"{k['valid'].sum() / made:.0%}" if made else "—",
             }
         )
     return pd.DataFrame(rows)
 
 
+# What an extraction message says, as a kind of failure a reader can act on. The messages
+# carry a preview of the reply, so grouping by message would give one group per reply.
+_EXTRACT_KINDS = (
+    ("the reply is empty", "empty reply"),
+    ("no JSON object", "no JSON object in the reply"),
+    ("has no field", "JSON without the asked field"),
+    ("is empty", "JSON field empty"),
+    ("no number", "no number in the reply"),
+    ("not a number", "not a number"),
+    ("no answer letter", "no answer letter in the reply"),
+    ("does not match", "regex did not match"),
+    ("validation failed", "schema validation failed"),
+)
+
+
+def json_cut_off(output: Any) -> bool:
+    """True when the reply ends inside a JSON object (more ``{`` than ``}`` after the first)."""
+    if not isinstance(output, str) or "{" not in output:
+        return False
+    tail = output[output.index("{") :]
+    depth, in_string, escaped = 0, False, False
+    for ch in tail:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+    return depth > 0 or in_string
+
+
+def failure_kind(error: Any, output: Any = None) -> str:
+    """The kind of a failed call or unreadable reply: ``JSON cut off``, ``Timeout``..."""
+    text = "" if missing(error) else str(error)
+    if text.startswith("extract:") or (not missing(output) and text):
+        if json_cut_off(output):
+            return "JSON cut off (the reply ends inside it: max_tokens?)"
+        for needle, kind in _EXTRACT_KINDS:
+            if needle in text:
+                return kind
+        if "[simulated" in text or "simulated models only know" in text:
+            return "outside the simulated models' question bank"
+        return "unreadable reply"
+    head = text.split(":", 1)[0].strip()
+    return head if head and len(head) <= 40 else "failed call"
+
+
 def problems(res: RunResult, top: int = 10) -> pd.DataFrame:
-    """Each distinct error or unreadable-reply message: how often, and from which models."""
+    """Each kind of failure (a failed call's error kind, or why a reply could not be read):
+    how often, from which models, and one example message."""
     out = res.outputs
     error = out["error"].fillna("")
-    bad = out[(error != "") & ~error.str.startswith("Skipped:")]
+    skipped = error.map(is_skipped).astype(bool) | error.map(is_cancelled).astype(bool)
+    bad = out[(error != "") & ~skipped & ~error.str.startswith("answered by fallback")]
     if bad.empty:
-        return pd.DataFrame(columns=["message", "count", "models"])
-    grouped = bad.assign(message=bad["error"].str.slice(0, 160)).groupby("message", sort=False)
+        return pd.DataFrame(columns=["kind", "count", "models", "example"])
+    kinds = [failure_kind(e, o) for e, o in zip(bad["error"], bad["output"], strict=True)]
+    grouped = bad.assign(kind=kinds).groupby("kind", sort=False)
     table = pd.DataFrame(
         {
             "count": grouped.size(),
             "models": grouped["model"].agg(lambda s: ", ".join(dict.fromkeys(s))),
+            "example": grouped["error"].first().map(lambda e: short(e, 140)),
         }
     ).reset_index()
     return table.sort_values("count", ascending=False, kind="stable").head(top)
@@ -323,7 +387,8 @@ def usage(res: RunResult, gold: pd.Series | None) -> pd.DataFrame:
     rows_n = max(1, len(res.consensus))
     consensus = res.consensus.set_index("row")["answer"]
     table = res.answers
-    out = res.outputs[~res.outputs["error"].fillna("").str.startswith("Skipped:")]
+    error = res.outputs["error"]
+    out = res.outputs[~error.map(is_skipped).astype(bool) & ~error.map(is_cancelled).astype(bool)]
     rows = []
     for model in res.models:
         mine = out[out["model"] == model]
@@ -373,7 +438,7 @@ def drop_each(res: RunResult, gold: pd.Series | None) -> pd.DataFrame:
 def cascade_note(res: RunResult, gold: pd.Series | None) -> str:
     """What a cheapest-first cascade (stop once 2 agree) would have saved on this run."""
     if res.strategy == "cascade":
-        skipped = int(res.outputs["error"].fillna("").str.startswith("Skipped:").sum())
+        skipped = int(res.outputs["error"].map(is_skipped).sum())
         return (
             f"This run already used a cascade: it made {len(res.outputs) - skipped} of "
             f"{len(res.outputs)} possible calls."

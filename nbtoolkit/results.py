@@ -155,13 +155,19 @@ class RunResult:
             }
         )
         table = table.reindex(self.models)
-        table["calls"] = table["calls"].fillna(0).astype(int)
-        table["failed"] = table["failed"].fillna(0).astype(int)
+        # A model none of whose calls was made spent nothing: 0 calls, tokens and dollars.
+        unasked = table["calls"].isna()
+        for column in ("calls", "failed", "prompt_tokens", "completion_tokens", "cost_usd"):
+            table.loc[unasked, column] = 0
+        table["calls"] = table["calls"].astype(int)
+        table["failed"] = table["failed"].astype(int)
         return table
 
     def _summary_line(self) -> str:
+        from .display import format_cost  # the one way a cost is written (NaN: unknown)
+
         t = self.totals()
-        cost = "unknown" if math.isnan(t["cost_usd"]) else f"${t['cost_usd']:.4f}"
+        cost = format_cost(t["cost_usd"])
         parts = [
             f"{len(self.consensus)} row(s) x {len(self.models)} model(s)",
             f"strategy={self.strategy}",
