@@ -25,6 +25,7 @@ from __future__ import annotations
 import inspect
 import keyword
 import os
+import re
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_
 from traitlets import Bool, Dict, Enum, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 
-from .errors import ConfigError, RunFailedError
+from .errors import ConfigError, ModelError, RunFailedError
 
 __all__ = [
     "DEFAULT_ALIASES",
@@ -137,6 +138,30 @@ def _one_line(text: object) -> str:
 
 def _usage(message: object) -> UsageError:
     return UsageError(_one_line(f"%%orchestrate: {message}"))
+
+
+_LINE_COMMANDS = ("models", "last", "ui", "help")
+_UNKNOWN_MODEL = re.compile(r"^unknown model '([^']+)': litellm cannot tell")
+
+
+def _unknown_model(message: str, aliases: dict[str, str]) -> str:
+    """The core's unknown-model line, in forms a cell accepts: a close alias or simulated
+    model first (``did you mean oracle?``); never ``api_base=``, which a cell cannot set."""
+    found = _UNKNOWN_MODEL.match(message)
+    if found is None:
+        return message
+    from .providers import sim
+    from .suggest import closest
+
+    name = found.group(1)
+    forms = {**{a: a for a in aliases}, **{p: f"sim/{p}" for p in sim.PROFILES}}
+    near = closest(name, forms)
+    hint = f" Did you mean {forms[near]}?" if near else ""
+    return (
+        f"unknown model '{name}'.{hint} Use an alias (%orchestrate models lists them), a "
+        "simulated model such as sim/oracle-large, or a litellm id with its provider, e.g. "
+        "openai/gpt-4o-mini"
+    )
 
 
 def _resolve(name: str, aliases: dict[str, str]) -> str:
@@ -249,7 +274,23 @@ def parse_options(line: str) -> Any:
     try:
         return parser.parse_args(argv)
     except UsageError as exc:
-        raise _usage(exc) from None
+        raise _usage(_flag_hint(str(exc), parser)) from None
+
+
+def _flag_hint(message: str, parser: Any) -> str:
+    """argparse's "unrecognized arguments: --extrct number", with "did you mean --extract?"."""
+    if "unrecognized arguments:" not in message:
+        return message
+    from .suggest import closest
+
+    flags = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+    words = message.split("unrecognized arguments:", 1)[1].split()
+    hints = [
+        f"{w} -> {near}"
+        for w in words
+        if w.startswith("-") and (near := closest(w.split("=")[0], flags)) is not None
+    ]
+    return message + (f". Did you mean: {', '.join(hints)}?" if hints else "")
 
 
 def prepare(line: str, body: str, namespace: dict[str, Any], settings: Orchestrate) -> CellRun:
@@ -471,6 +512,10 @@ class OrchestrateMagics(Magics):
         """Run ``step``; a ``ConfigError`` (a user mistake) becomes one ``UsageError`` line."""
         try:
             return step()
+        except ModelError as exc:
+            if not self.settings.short_errors:
+                raise
+            raise _usage(_unknown_model(str(exc), self.settings.aliases)) from None
         except ConfigError as exc:
             if not self.settings.short_errors:
                 raise
@@ -502,8 +547,11 @@ class OrchestrateMagics(Magics):
             from .widgets import ui
 
             return ui(shell=self.shell)
+        from .suggest import did_you_mean
+
         raise UsageError(
-            f"%orchestrate {command}: unknown command; use models, last, ui or help "
+            f"%orchestrate {command}: unknown command.{did_you_mean(command, _LINE_COMMANDS)} "
+            "Use models, last, ui or help "
             "(a run is a cell: %%orchestrate -m MODEL ...)"
         )
 

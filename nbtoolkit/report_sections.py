@@ -395,7 +395,9 @@ class Report:
             parts.append(_table(an.health(r), models=self.simulated))
             problems = an.problems(r)
             if len(problems):
-                parts.append("<p>What went wrong, by kind (one example of each):</p>" + _table(problems))
+                parts.append(
+                    "<p>What went wrong, by kind (one example of each):</p>" + _table(problems)
+                )
             else:
                 parts.append("<p>Every call answered and every answer could be read.</p>")
             if r.warnings:

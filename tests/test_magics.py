@@ -347,3 +347,31 @@ def test_line_magic_ui_builds_the_app(ip: InteractiveShell) -> None:
     app = ip.run_line_magic("orchestrate", "ui")
     assert isinstance(app, App)
     assert "questions" in [value for _label, value in app.data.options]
+
+
+# ------------------------------------------------------------------ did you mean
+
+
+@pytest.mark.parametrize(
+    ("line", "hint"),
+    [
+        ("-m oracel", "Did you mean oracle?"),
+        ("-m oracle-large", "Did you mean sim/oracle-large?"),
+        ("-m sim/oracel-large", "Did you mean 'sim/oracle-large'?"),
+        ("-m oracle --extrct number", "Did you mean: --extrct -> --extract?"),
+        ("-m oracle -s votee", "Did you mean 'vote'?"),
+        ("-m oracle --judge oracel", "Did you mean oracle?"),
+    ],
+)
+def test_a_mistyped_name_gets_the_closest_accepted_form(
+    ip: InteractiveShell, line: str, hint: str
+) -> None:
+    message = usage(ip, line, "What is 2+2?")
+    assert hint in message
+    # never a form a cell cannot take
+    assert "api_base=..." not in message and "openai/oracel" not in message
+
+
+def test_a_mistyped_line_command_gets_a_suggestion(ip: InteractiveShell) -> None:
+    with pytest.raises(UsageError, match="Did you mean 'models'"):
+        ip.run_line_magic("orchestrate", "modles")

@@ -152,8 +152,12 @@ def _make_sim_handler() -> Any:
 
 def _check_sim(name: str, options: dict[str, Any]) -> None:
     if name not in sim.PROFILES:
+        from ..suggest import closest
+
         known = ", ".join(f"sim/{p}" for p in sim.PROFILES)
-        raise ModelError(f"unknown simulated model 'sim/{name}'. Known: {known}")
+        near = closest(name, sim.PROFILES)
+        hint = f" Did you mean 'sim/{near}'?" if near else ""
+        raise ModelError(f"unknown simulated model 'sim/{name}'.{hint} Known: {known}")
 
 
 def register_builtins() -> None:

@@ -509,8 +509,12 @@ def get_profile(name: str) -> Profile:
     try:
         return PROFILES[key]
     except KeyError:
+        from ..suggest import closest
+
         known = ", ".join(sorted(PROFILES))
-        raise KeyError(f"unknown simulated model {name!r}; known profiles: {known}") from None
+        near = closest(key, PROFILES)
+        hint = f" Did you mean 'sim/{near}'?" if near else ""
+        raise KeyError(f"unknown simulated model {name!r};{hint} known profiles: {known}") from None
 
 
 # ----------------------------------------------------------------------- simulation
