@@ -16,6 +16,7 @@ from typing import Any
 
 from . import extract as extract_mod
 from . import providers
+from .providers import sim
 from .runner import (
     Call,
     Outcome,
@@ -59,8 +60,16 @@ def extract_all(
     for call in calls:
         outcome = outcomes[call.index]
         if outcome is not None and call.index not in memo:
-            memo[call.index] = extract_mod.apply(extractor, outcome.output)
+            memo[call.index] = read_reply(call.model.id, extractor, outcome.output)
     return memo
+
+
+def read_reply(model_id: str, extractor: Callable[[Any], Any], output: str | None) -> Extracted:
+    """``(answer, valid, error)`` of one reply; a simulated reply to a prompt outside the
+    bank is no answer, whatever the extractor would read out of it."""
+    if model_id.startswith("sim/") and sim.outside_bank(output):
+        return None, False, sim.OUTSIDE_BANK_REASON
+    return extract_mod.apply(extractor, output)
 
 
 def candidates_of(

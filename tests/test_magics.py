@@ -375,3 +375,28 @@ def test_a_mistyped_name_gets_the_closest_accepted_form(
 def test_a_mistyped_line_command_gets_a_suggestion(ip: InteractiveShell) -> None:
     with pytest.raises(UsageError, match="Did you mean 'models'"):
         ip.run_line_magic("orchestrate", "modles")
+
+
+def test_the_readmes_first_jupyter_example_runs_as_written() -> None:
+    """Every cell of the README's "In Jupyter" example, in order, in a fresh shell."""
+    import re as _re
+
+    from IPython.testing import globalipapp
+
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## In Jupyter", 1)[1].split("\n## ", 1)[0]
+    blocks = _re.findall(r"```(?:python)?\n(.*?)```", section, _re.S)
+    assert len(blocks) >= 2 and "%%orchestrate" in blocks[1]
+    globalipapp.start_ipython()
+    shell = globalipapp.get_ipython()
+    shell.user_ns.pop("questions", None)
+    try:
+        for block in blocks[:2]:
+            executed = shell.run_cell(block)
+            assert executed.success, executed.error_in_exec or executed.error_before_exec
+        res = shell.user_ns["res"]
+        assert res.outputs["valid"].mean() > 0.8 and len(res.consensus) == 8
+    finally:
+        shell.run_line_magic("unload_ext", "nbtoolkit")
+        for name in ("questions", "res", "pd", "sim"):
+            shell.user_ns.pop(name, None)

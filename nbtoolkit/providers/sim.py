@@ -665,18 +665,92 @@ def _choice_reply(call: _Call, labels: list[str]) -> str:
     return f"{tag} The answer is {shown}.\n\n```json\n{body}\n```"
 
 
-_GENERIC = (
-    "A short reply to: {excerpt}",
-    "Here is a brief answer about: {excerpt}",
-    "No real model was called; this stands in for an answer to: {excerpt}",
+#: The start of a simulated reply to a prompt outside the bank: ``outside_bank`` spots it, and
+#: the run marks the reply as no valid answer, with ``OUTSIDE_BANK_REASON``.
+OUTSIDE_BANK_TAG = "outside its question bank"
+OUTSIDE_BANK_REASON = (
+    "simulated: the simulated models only answer the questions of their built-in bank "
+    "(see them with pandas.DataFrame(nbtoolkit.providers.sim.question_bank())); this prompt "
+    "is not one of them, so this reply is no answer. Ask a bank question, or use a real model"
 )
 
 
+def outside_bank(output: object) -> bool:
+    """True for a simulated reply to a prompt its bank does not hold (not an answer)."""
+    return (
+        isinstance(output, str)
+        and output.startswith("[simulated ")
+        and (f": {OUTSIDE_BANK_TAG}]" in output.split("\n", 1)[0])
+    )
+
+
 def _generic_reply(call: _Call) -> str:
-    text = _squash(call.prompt)
-    excerpt = text[:60] + ("..." if len(text) > 60 else "")
-    phrase = _GENERIC[int(call.unit("generic") * len(_GENERIC))]
-    return f"[simulated {call.profile.name}] " + phrase.format(excerpt=excerpt)
+    # No echo of the prompt: a number in it would be read as the model's answer.
+    return (
+        f"[simulated {call.profile.name}: {OUTSIDE_BANK_TAG}] A simulated model only knows "
+        "the questions of its bank; this prompt is not one of them, so there is no answer here."
+    )
+
+
+# Judge and fuse prompts: a simulated judge or aggregator reads the task and the panel's
+# answers out of them and acts on the bank's right answer, with the profile's accuracy.
+_SECTION = re.compile(r"^### (?:Answer|Response) (\d+)\n", re.MULTILINE)
+_JSON_ANSWER = re.compile(r'"answer"\s*:\s*"?(-?[\d.,]+)')
+_NUMBER_IN = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def _role(prompt: str) -> str | None:
+    from ..strategies.judge import FUSE_PROMPT, JUDGE_PROMPT
+
+    for role, template in (("judge", JUDGE_PROMPT), ("fuse", FUSE_PROMPT)):
+        if prompt.startswith(template.split("\n", 1)[0]):
+            return role
+    return None
+
+
+def _sections(prompt: str) -> tuple[str, list[str]]:
+    """The task and the numbered answers of a judge or fuse prompt."""
+    task = prompt.split("## Task", 1)[-1]
+    task = re.split(r"\n## (?:Answers|Responses)\n", task, maxsplit=1)[0].strip()
+    parts = _SECTION.split(prompt)
+    answers = [parts[i + 1].strip() for i in range(1, len(parts) - 1, 2)]
+    return task, answers
+
+
+def _number_of(text: str) -> int | None:
+    found = _JSON_ANSWER.search(text)
+    numbers = [found.group(1)] if found else _NUMBER_IN.findall(text)[-1:]
+    try:
+        return int(float(numbers[0].replace(",", ""))) if numbers else None
+    except ValueError:
+        return None
+
+
+def _judge_reply(call: _Call, question: Question, answers: list[str]) -> str:
+    right = [i for i, a in enumerate(answers, 1) if _number_of(a) == question.answer]
+    knows = call.mixed("judge", question.id) < call.profile.accuracy
+    if knows:
+        choice: object = right[0] if right else "none"
+        why = "it reaches the right result" if right else "no answer reaches the right result"
+    else:
+        wrong = [i for i in range(1, len(answers) + 1) if i not in right] or [1]
+        choice = wrong[int(call.unit("judge:pick") * len(wrong))]
+        why = "its working looks sound"
+    rationale = f"Answer {choice} is best: {why}." if choice != "none" else f"None: {why}."
+    return json.dumps({"choice": choice, "rationale": rationale})
+
+
+def _fuse_reply(call: _Call, question: Question, answers: list[str]) -> str:
+    # An aggregator that sees the panel is right more often than alone: it is right when
+    # it would be, or when most of the panel is.
+    votes = [_number_of(a) for a in answers]
+    majority_right = votes.count(question.answer) * 2 > len(votes)
+    if majority_right or call.mixed("wrong", question.id) >= 1.0 - call.profile.accuracy:
+        value, working = _ITEMS[question.id].right
+    else:
+        value, working = _wrong_answers(question.id)[0][0]
+    body = json.dumps({"reasoning": working, "answer": str(value)}, ensure_ascii=False)
+    return f"Weighing the {len(answers)} responses: {working}.\n\n```json\n{body}\n```"
 
 
 def simulate(
@@ -706,8 +780,15 @@ def simulate(
         sample=0 if temperature == 0 else sample,
     )
 
-    question = find_question(prompt)
-    if question is not None:
+    role = _role(prompt)
+    question = find_question(_sections(prompt)[0] if role else prompt)
+    if role is not None and question is not None:
+        answers = _sections(prompt)[1]
+        reply = _judge_reply if role == "judge" else _fuse_reply
+        text = reply(call, question, answers)
+    elif role is not None:
+        text = _generic_reply(call)
+    elif question is not None:
         text = _bank_reply(call, question)
     elif (labels := _choice_labels(prompt)) is not None:
         text = _choice_reply(call, labels)
