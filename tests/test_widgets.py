@@ -221,3 +221,24 @@ def test_progress_mode_guess(monkeypatch: pytest.MonkeyPatch) -> None:
     Kernel._allow_stdin = True
     monkeypatch.setenv("NBTOOLKIT_PROGRESS", "none")
     assert resolve_mode("auto", Shell()) == "none"
+
+
+def test_the_app_keeps_the_users_model_order(app: App) -> None:
+    app.models.value = ["swift", "oracle", "budget-a"]  # not alphabetical: a tie goes first
+    app.prompt.value = "{question}"
+    assert app.model_list() == ["swift", "oracle", "budget-a"]
+    assert app.cell_text().startswith("%%orchestrate -m swift -m oracle -m budget-a")
+    app.models.value = ["budget-a", "swift", "oracle"]  # reordered (a drag in the browser)
+    assert app.model_list()[0] == "budget-a"
+
+
+def test_after_an_error_no_stale_progress_or_result_is_shown(app: App) -> None:
+    fill(app)
+    assert app.run(wait=True) is not None
+    assert "nbtoolkit-consensus" in html_of(app.result_output)
+    assert app.progress_box.children
+    app.other_models.value = "sim/nope"  # fails when the run starts
+    assert app.run(wait=True) is None
+    assert "unknown simulated model" in text_of(app.messages)
+    assert html_of(app.result_output) == ""  # not the previous run's table under the error
+    assert not app.progress_box.children  # not a bar stuck at "starting…"
