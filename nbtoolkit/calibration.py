@@ -297,14 +297,15 @@ def calibrate(
     recommendation = _families(weights, order)[best_name]()
     if beats:
         message = (
-            f"The best single model ({best_single}, {single_acc:.2%} held out) is at least as "
-            f"accurate as every panel (best {panel_acc:.2%}): use it alone."
+            f"The best single model ({best_single}, {single_acc:.0%} held out) is "
+            f"{_compared(single_acc, panel_acc, f'the best panel ({panel_acc:.0%})')}: use it alone."
         )
     else:
+        best_acc = candidates.loc[best_name, "accuracy"]
         message = (
-            f"Recommended: {best_name} ({candidates.loc[best_name, 'accuracy']:.2%} held out, "
-            f"{candidates.loc[best_name, 'calls_per_row']:.1f} calls per row) vs. the best single "
-            f"model {best_single} at {single_acc:.2%}."
+            f"Recommended: {best_name} ({best_acc:.0%} held out, "
+            f"{candidates.loc[best_name, 'calls_per_row']:.1f} calls per row), "
+            f"{_compared(best_acc, single_acc, f'the best single model {best_single} ({single_acc:.0%})')}."
         )
     return Calibration(
         per_model=table,
@@ -316,6 +317,16 @@ def calibrate(
         single_beats_panels=beats,
         message=message,
     )
+
+
+def _compared(share: float, other: float, what: str) -> str:
+    """``better than WHAT, by N points`` / ``worse ...`` / ``as good as ...``, in whole points
+    as the shares are shown, so the words agree with the numbers beside them."""
+    gap = int(f"{share * 100:.0f}") - int(f"{other * 100:.0f}")
+    if gap == 0:
+        return f"as good as {what}"
+    word = "better" if gap > 0 else "worse"
+    return f"{word} than {what}, by {abs(gap)} point{'s' if abs(gap) != 1 else ''}"
 
 
 def _pick(candidates: pd.DataFrame, tolerance: float = 0.0005) -> str:

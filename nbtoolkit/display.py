@@ -101,8 +101,8 @@ def sim_time_note(result: RunResult) -> str:
 
         scale = sim.time_scale()
     return (
-        f"real time; simulated models waited {float(scale):g}x their simulated latency "
-        "(NBTOOLKIT_SIM_TIME_SCALE)"
+        f"simulated models slept {float(scale):g}x their simulated latency, "
+        f"NBTOOLKIT_SIM_TIME_SCALE={float(scale):g}"
     )
 
 

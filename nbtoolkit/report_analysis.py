@@ -57,23 +57,15 @@ def short(answer: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def points(share: float) -> int:
-    """A share as the whole percent it is shown as (``f"{share:.0%}"``)."""
-    return int(f"{share * 100:.0f}")
-
-
 def compared(share: float, other: float, what: str) -> str:
     """``"better than WHAT, by 5 points"``, ``"worse than ..."`` or ``"as good as ..."``.
 
     The gap is between the percentages as shown, so the words agree with the numbers
     printed beside them.
     """
-    gap = points(share) - points(other)
-    if gap > 0:
-        return f"better than {what}, by {gap} point{'s' if gap != 1 else ''}"
-    if gap < 0:
-        return f"worse than {what}, by {-gap} point{'s' if gap != -1 else ''}"
-    return f"as good as {what}"
+    from .calibration import _compared
+
+    return _compared(share, other, what)
 
 
 def cost_total(values: Iterable[float]) -> float:

@@ -155,6 +155,11 @@ def test_every_comparative_sentence_matches_its_numbers(models: list[str]) -> No
     summary = an.summary(report.runs, an.gold_of(res, "gold"))
     consensus_line = next(x for x in summary_lines(summary, 1.0) if "consensus" in x)
     _check_comparative(consensus_line, acc, per_model[best])
+    # calibrate's recommendation: its comparative agrees with the shares it prints
+    cal = calibrate(res, gold="gold", folds=4)
+    shares = [int(x) / 100 for x in re.findall(r"(\d+)%", cal.message)]
+    assert len(shares) >= 2, cal.message
+    _check_comparative(cal.message, shares[0], shares[-1])
     # the cascade note: the cost change's sign agrees with the two costs it names
     note = an.cascade_note(res, an.gold_of(res, "gold"))
     m = re.search(r"cost \$([\d.e-]+) instead of \$([\d.e-]+) \(([+-]\d+)%\)", note)
