@@ -395,7 +395,8 @@ def _warn(result: RunResult, runner: Runner) -> None:
     failed = int(result.failed_mask().sum())
     if failed and not runner.cancelled:
         result.warnings.append(
-            f"{failed} of {len(out)} calls failed; see res.errors for each error"
+            f"{failed} of {int((~result.skipped_mask()).sum())} calls failed; "
+            "see res.errors for each error"
         )
     skipped = result.skipped
     if len(skipped):

@@ -489,7 +489,8 @@ class OrchestrateMagics(Magics):
             reporter.close()
         namespace[run.out] = result
         self.last = result
-        failed = result.totals()["failed"]
+        totals = result.totals()
+        failed = totals["failed"]
         if result.cancelled:
             print(
                 f"nbtoolkit: cancelled; the finished rows are in {run.out}",
@@ -497,7 +498,7 @@ class OrchestrateMagics(Magics):
             )
         elif failed:
             print(
-                f"nbtoolkit: {failed} of {len(result.outputs)} calls failed; see {run.out}.errors",
+                f"nbtoolkit: {failed} of {totals['calls']} calls failed; see {run.out}.errors",
                 file=sys.stderr,
             )
         return result

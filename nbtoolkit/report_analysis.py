@@ -430,10 +430,9 @@ def drop_each(res: RunResult, gold: pd.Series | None) -> pd.DataFrame:
 def cascade_note(res: RunResult, gold: pd.Series | None) -> str:
     """What a cheapest-first cascade (stop once 2 agree) would have saved on this run."""
     if res.strategy == "cascade":
-        skipped = int(res.outputs["error"].map(is_skipped).sum())
+        made = int((~res.skipped_mask() & ~res.cancelled_mask()).sum())
         return (
-            f"This run already used a cascade: it made {len(res.outputs) - skipped} of "
-            f"{len(res.outputs)} possible calls."
+            f"This run already used a cascade: it made {made} of {len(res.outputs)} possible calls."
         )
     order = cheapest_first(res, res.models)
     cascade = replay(res, Cascade(order=order, threshold=2))
