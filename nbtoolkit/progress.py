@@ -167,6 +167,8 @@ class WidgetProgress:
                 self.bars.children = (*self.bars.children, w.HBox([name, bar, text]))
             bar, text = self._rows[label]
             done, failed = state.done.get(label, 0), state.failed.get(label, 0)
+            if state.finished:  # a full bar: the calls not made (skipped, cancelled) are no gap
+                total -= state.skipped.get(label, 0) + state.cancelled.get(label, 0)
             bar.max = max(total, 1)
             bar.value = min(done + failed, bar.max)
             if failed and not done:
@@ -188,8 +190,8 @@ def bar_text(state: Any, label: str) -> str:
     """
     done, failed = state.done.get(label, 0), state.failed.get(label, 0)
     total = state.total.get(label, 0)
-    skipped = getattr(state, "skipped", {}).get(label, 0)
-    cancelled = getattr(state, "cancelled", {}).get(label, 0)
+    skipped = state.skipped.get(label, 0)
+    cancelled = state.cancelled.get(label, 0)
     notes = [
         f"{n} {word}"
         for n, word in ((failed, "failed"), (skipped, "skipped"), (cancelled, "cancelled"))
@@ -203,7 +205,7 @@ def money_spent(state: Any) -> str:
     """The money spent so far: ``$0.0031``, ``at least $0.0031`` or ``unknown``."""
     from .display import format_cost  # pandas is loaded by now: a run is going
 
-    unpriced = getattr(state, "unpriced", 0)
+    unpriced = state.unpriced
     if not unpriced:
         return format_cost(state.cost_usd)
     if state.cost_usd:
@@ -214,8 +216,8 @@ def money_spent(state: Any) -> str:
 def status_line(state: Any, *, cancelled: bool = False) -> str:
     """``12/40 calls, 1 failed, $0.0031 spent``; after the run, ``done`` or ``cancelled``."""
     failed = sum(state.failed.values())
-    skipped = sum(getattr(state, "skipped", {}).values())
-    stopped = sum(getattr(state, "cancelled", {}).values())
+    skipped = sum(state.skipped.values())
+    stopped = sum(state.cancelled.values())
     if state.finished:
         status = "cancelled" if cancelled or stopped else "done"
         status += f", {state.completed} calls"

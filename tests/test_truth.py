@@ -356,3 +356,42 @@ def test_problems_are_grouped_by_kind_with_one_example() -> None:
     assert "no JSON object" not in " ".join(
         table[table["kind"].str.startswith("JSON cut off")]["kind"]
     )
+
+
+# --------------------------------------------------------- the README's report command
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("template", ["batch_eval", "compare_models", "pipeline"])
+def test_a_report_with_gold_named_answer_scores_against_the_users_column(
+    template: str, tmp_path: Any
+) -> None:
+    """`nbtoolkit report batch_eval -p data questions.csv -p gold answer`: the README's own
+    example once reported "100 %" by scoring the consensus against itself."""
+    import html as html_mod
+    import importlib.util
+
+    from nbtoolkit import report
+
+    if importlib.util.find_spec("ipykernel") is None:
+        pytest.skip("ipykernel is not installed")
+    data = tmp_path / "questions.csv"
+    pd.DataFrame(sim.question_bank()[:10]).to_csv(data, index=False)  # gold column: "answer"
+    out = tmp_path / f"{template}.ipynb"
+    params: dict[str, Any] = {"data": str(data), "gold": "answer", "rows": 10}
+    if template == "batch_eval":
+        params["folds"] = 3
+    run = report.run_report(template, out, parameters=params, progress=False)
+    page = html_mod.unescape(re.sub(r"<[^>]+>", " ", run.html.read_text() if run.html else ""))
+    consensus = report.collect_frames(out)["consensus"]
+    if template == "pipeline":
+        consensus = consensus[consensus["step"] == "final"]
+    right = sum(
+        _norm(a) == _norm(g)
+        for a, g in zip(consensus["answer"], consensus["answer_input"], strict=True)
+    )
+    acc = right / len(consensus)
+    m = re.search(r"right on (\d+)% of (\d+) row\(s\)", page)
+    assert m, page[:2000]
+    assert int(m.group(1)) == round(acc * 100) and int(m.group(2)) == len(consensus)
+    assert "No gold answers" not in page

@@ -242,3 +242,34 @@ def test_after_an_error_no_stale_progress_or_result_is_shown(app: App) -> None:
     assert "unknown simulated model" in text_of(app.messages)
     assert html_of(app.result_output) == ""  # not the previous run's table under the error
     assert not app.progress_box.children  # not a bar stuck at "starting…"
+
+
+def test_progress_bars_after_a_cancel_say_cancelled_not_failed() -> None:
+    from nbtoolkit.progress import WidgetProgress
+
+    reporter = WidgetProgress()
+    state = Progress(
+        total={"a": 12, "b": 12},
+        done={"a": 6, "b": 5},
+        failed={"a": 0, "b": 0},
+        cancelled={"a": 6, "b": 7},
+        cost_usd=0.004,
+        finished=True,
+    )
+    reporter.cancel_requested = True
+    reporter(state)
+    bar, text = reporter._rows["b"]
+    assert text.value == "5/5 (7 cancelled)" and "failed" not in text.value
+    assert bar.bar_style == "success" and bar.value == bar.max == 5
+    assert reporter.cost.value.startswith("cancelled") and "unknown" not in reporter.cost.value
+    assert "$0.004 spent" in reporter.cost.value
+
+
+def test_progress_of_a_cascade_names_its_skipped_calls() -> None:
+    from nbtoolkit.progress import WidgetProgress
+
+    reporter = WidgetProgress()
+    reporter(
+        Progress(total={"a": 6}, done={"a": 2}, failed={"a": 0}, skipped={"a": 4}, finished=True)
+    )
+    assert reporter._rows["a"][1].value == "2/2 (4 skipped)"
