@@ -520,7 +520,11 @@ def text_repr(result: RunResult, *, max_rows: int = 20) -> str:
     if result.cancelled:
         lines.append("CANCELLED: the calls not finished are rows whose error says 'Cancelled'")
     if result.simulated:
-        lines.append("simulated models (not real LLMs): " + ", ".join(result.simulated))
+        lines.append(
+            "simulated models (not real LLMs): "
+            + ", ".join(result.simulated)
+            + f"; wall-clock time: {sim_time_note(result)}"
+        )
     lines += [f"warning: {w}" for w in result.warnings]
     n_rows = len(result.consensus)
     disagreements = len(result.disagreements())

@@ -449,7 +449,8 @@ class Report:
                     list(matrix.index),
                     matrix.to_numpy().tolist(),
                     title="How often two models gave the same answer",
-                    note="share of rows where both gave a valid answer and it was the same",
+                    note="share of rows where both gave a valid answer and it was the same; "
+                    "n/a: they never both answered one row",
                 )
             )
         assumptions = [html.escape(a) for a in an.assumptions(self.runs, self.gold, self.cache)]

@@ -268,6 +268,12 @@ def test_pairs_that_never_both_answered_show_n_a() -> None:
     table = page[page.index("nbtoolkit-agreement") :]
     assert ">n/a</td>" in table and ">0%</td>" not in table
     assert "n/a" in text_repr(res).split("agreement between models")[1]
+    from nbtoolkit import report_svg
+
+    drawing = report_svg.heatmap(["a", "b"], [[1.0, float("nan")], [float("nan"), 1.0]], title="t")
+    assert ">n/a<" in drawing and ">0%<" not in drawing
+    section = rs.Report(res).key_questions()._repr_html_()
+    assert ">n/a<" in section
 
 
 # ---------------------------------------------------------------------------- digest
