@@ -76,9 +76,19 @@ def _gold(result: RunResult, gold: Any) -> dict[int, str]:
     if isinstance(gold, str):
         column = data_column(result.consensus, gold)
         if column is None:
+            from .results import RESERVED_COLUMNS
+
+            data = [
+                str(c).removesuffix("_input")
+                for c in result.consensus.columns
+                if c not in RESERVED_COLUMNS
+            ]
+            from .suggest import did_you_mean
+
             raise ConfigError(
-                f"gold={gold!r} is not a column of the run's data; columns: "
-                f"{', '.join(map(str, result.consensus.columns))}"
+                f"gold={gold!r} is not a column of the run's data.{did_you_mean(gold, data)} "
+                "Its columns: "
+                f"{', '.join(data) or '(none: the run had no data=)'}"
             )
         values = list(result.consensus[column])
     else:
