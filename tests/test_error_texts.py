@@ -69,3 +69,16 @@ def test_a_json_error_body_is_read_for_its_message() -> None:
         'litellm.NotFoundError: NotFoundError: {"error": {"message": "no route for POST /x"}}'
     )
     assert describe_error(exc) == "NotFoundError: no route for POST /x"
+
+
+def test_a_timeout_names_the_url_and_the_limit_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_KEY", "sk-test")
+    with FakeOpenAIServer(faults=lambda i, req: "hang", hang_seconds=5) as server:
+        model = nbt.Model("openai/x", api_base=server.base_url, api_key_env="FAKE_KEY")
+        with pytest.raises(nbt.RunFailedError) as info:
+            nbt.orchestrate("hi", [model], retries=0, audit=False, cache="off", timeout=1)
+    assert info.value.result is not None
+    text = str(info.value.result.outputs["error"].iloc[0])
+    assert text.startswith("Timeout: http://127.0.0.1:") and "within 1 s" in text, text
+    assert text.count("timed out") <= 1
+    _no_doubling(text)

@@ -448,6 +448,10 @@ def _transport_failure(chain: list[BaseException]) -> str | None:
             f"Cannot connect: {where} {what}; check that the server is running and that "
             "api_base (scheme, host, port and path, e.g. http://127.0.0.1:8000/v1) is right"
         )
+    if names & {"APITimeoutError", "TimeoutException", "ReadTimeout", "Timeout"}:
+        limit = re.search(r"timeout value=([\d.]+)", text)
+        within = f" within {float(limit.group(1)):g} s" if limit else " within the timeout"
+        return f"Timeout: {where} sent no reply{within}; raise timeout= if the model is slow"
     if names & _DROPPED_TYPES:
         return (
             f"Connection dropped: {where} closed the connection without a reply; check the "
@@ -484,7 +488,7 @@ _NOISE = (
     (re.compile(r"\blitellm\."), ""),
     (re.compile(r"\s*ssl:<[^>]*>"), ""),
     (re.compile(r"\s*Handle with `\w+`\.?"), ""),
-    (re.compile(r"^\w+Exception - "), ""),
+    (re.compile(r"^\w+(?:Exception|Error) - "), ""),
 )
 
 
