@@ -279,7 +279,10 @@ def _row_details(
     n = int(made.sum())
     unmade = len(rows) - n
     n_valid = sum(keys.values())
-    if not n_valid:
+    if not n:
+        summary = "not asked (skipped or cancelled)"
+        unmade = 0
+    elif not n_valid:
         summary = f"no valid answer ({n} asked)"
     elif len(keys) == 1:
         summary = f"{n_valid}/{n} agree"

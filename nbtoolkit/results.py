@@ -130,7 +130,7 @@ class RunResult:
             "completion_tokens": int(out["completion_tokens"].sum(skipna=True)),
             "cost_usd": float(cost.sum()) if cost.notna().all() else math.nan,
             "known_cost_usd": float(cost.sum(skipna=True)),
-            "spent_usd": float(cost[~out["cached"][~unmade].astype(bool)].sum(skipna=True)),
+            "spent_usd": float(cost[~out["cached"].astype(bool)[~unmade]].sum(skipna=True)),
             "wall_s": self.wall_s,
         }
 
