@@ -37,7 +37,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_
 from traitlets import Bool, Dict, Enum, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 
-from .errors import ConfigError, ModelError, RunFailedError
+from .errors import ConfigError, MissingAPIKeyError, ModelError, RunFailedError
 
 __all__ = [
     "DEFAULT_ALIASES",
@@ -517,6 +517,11 @@ class OrchestrateMagics(Magics):
             if not self.settings.short_errors:
                 raise
             raise _usage(_unknown_model(str(exc), self.settings.aliases)) from None
+        except MissingAPIKeyError as exc:
+            if not self.settings.short_errors:
+                raise
+            # A cell cannot pass Model(api_key_env=...): only the way a cell can is named.
+            raise _usage(re.sub(r" or pass Model\(.*?\)$", "", str(exc))) from None
         except ConfigError as exc:
             if not self.settings.short_errors:
                 raise

@@ -400,3 +400,12 @@ def test_the_readmes_first_jupyter_example_runs_as_written() -> None:
         shell.run_line_magic("unload_ext", "nbtoolkit")
         for name in ("questions", "res", "pd", "sim"):
             shell.user_ns.pop(name, None)
+
+
+def test_a_missing_key_names_only_what_a_cell_can_do(
+    ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    message = usage(ip, "-m gpt-4o-mini", "What is 2+2?")
+    assert "OPENAI_API_KEY" in message and "os.environ" in message
+    assert "api_key_env" not in message and "Model(" not in message
