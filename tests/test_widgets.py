@@ -273,3 +273,9 @@ def test_progress_of_a_cascade_names_its_skipped_calls() -> None:
         Progress(total={"a": 6}, done={"a": 2}, failed={"a": 0}, skipped={"a": 4}, finished=True)
     )
     assert reporter._rows["a"][1].value == "2/2 (4 skipped)"
+
+
+def test_the_app_starts_from_the_default_models_in_their_order(ip: InteractiveShell) -> None:
+    ip.run_line_magic("config", 'Orchestrate.default_models = ["swift", "oracle", "sim/coin-flip"]')
+    app = ui(shell=ip)
+    assert app.model_list() == ["swift", "oracle", "sim/coin-flip"]  # not sorted, none dropped
