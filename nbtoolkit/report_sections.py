@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from . import report_analysis as an
+from . import report_failures as failures
 from . import report_figures as fig
 from . import report_svg as svg
 from .display import agreement_matrix, format_cost, sim_time_note, unpriced_calls
@@ -393,7 +394,7 @@ class Report:
             if name:
                 parts.append(f"<h3>Step {html.escape(name)}</h3>")
             parts.append(_table(an.health(r), models=self.simulated))
-            problems = an.problems(r)
+            problems = failures.problems(r)
             if len(problems):
                 parts.append(
                     "<p>What went wrong, by kind (one example of each):</p>" + _table(problems)

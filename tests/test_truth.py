@@ -12,6 +12,7 @@ import pytest
 
 import nbtoolkit as nbt
 from nbtoolkit import report_analysis as an
+from nbtoolkit import report_failures as failures
 from nbtoolkit import report_sections as rs
 from nbtoolkit.calibration import calibrate
 from nbtoolkit.cli import summary_lines
@@ -350,12 +351,12 @@ def test_simulated_prices_are_named_only_for_the_simulated_models() -> None:
 
 def test_problems_are_grouped_by_kind_with_one_example() -> None:
     res = _run(rows=40, models=["sim/budget-a", "sim/budget-b", "sim/coin-flip"])
-    table = an.problems(res)
+    table = failures.problems(res)
     invalid = res.outputs[res.invalid_mask()]
     assert len(invalid) > 3
     assert table["count"].sum() == len(invalid)
     assert len(table) <= 4 and table["kind"].is_unique
-    cut = [o for o in invalid["output"] if an.json_cut_off(o)]
+    cut = [o for o in invalid["output"] if failures.json_cut_off(o)]
     if cut:
         row = table.set_index("kind").filter(like="JSON cut off", axis=0)
         assert int(row["count"].sum()) == len(cut)
