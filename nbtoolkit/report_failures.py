@@ -78,12 +78,22 @@ def problems(res: RunResult, top: int = 10) -> pd.DataFrame:
     if bad.empty:
         return pd.DataFrame(columns=["kind", "count", "models", "example"])
     kinds = [failure_kind(e, o) for e, o in zip(bad["error"], bad["output"], strict=True)]
-    grouped = bad.assign(kind=kinds).groupby("kind", sort=False)
+    examples = [_example(e, o) for e, o in zip(bad["error"], bad["output"], strict=True)]
+    grouped = bad.assign(kind=kinds, example=examples).groupby("kind", sort=False)
     table = pd.DataFrame(
         {
             "count": grouped.size(),
             "models": grouped["model"].agg(lambda s: ", ".join(dict.fromkeys(s))),
-            "example": grouped["error"].first().map(lambda e: short(e, 140)),
+            "example": grouped["example"].first(),
         }
     ).reset_index()
     return table.sort_values("count", ascending=False, kind="stable").head(top)
+
+
+def _example(error: Any, output: Any) -> str:
+    """One line that shows the kind: for a cut-off reply its end, where the cut is (the
+    extractor's own message would only say it found no JSON object)."""
+    if json_cut_off(output):
+        tail = " ".join(str(output).split())[-100:]
+        return f"the reply ends: …{tail}"
+    return short(error, 140)
