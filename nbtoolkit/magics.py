@@ -164,6 +164,16 @@ def _unknown_model(message: str, aliases: dict[str, str]) -> str:
     )
 
 
+def for_a_cell(exc: ConfigError, aliases: dict[str, str]) -> str:
+    """A user mistake's line, naming only what a cell (or the app) can do: a close alias for
+    an unknown model, and no ``Model(api_key_env=...)`` for a missing key."""
+    if isinstance(exc, ModelError):
+        return _unknown_model(str(exc), aliases)
+    if isinstance(exc, MissingAPIKeyError):
+        return re.sub(r" or pass Model\(.*?\)$", "", str(exc))
+    return str(exc)
+
+
 def _resolve(name: str, aliases: dict[str, str]) -> str:
     return aliases.get(name, name)
 
@@ -513,19 +523,10 @@ class OrchestrateMagics(Magics):
         """Run ``step``; a ``ConfigError`` (a user mistake) becomes one ``UsageError`` line."""
         try:
             return step()
-        except ModelError as exc:
-            if not self.settings.short_errors:
-                raise
-            raise _usage(_unknown_model(str(exc), self.settings.aliases)) from None
-        except MissingAPIKeyError as exc:
-            if not self.settings.short_errors:
-                raise
-            # A cell cannot pass Model(api_key_env=...): only the way a cell can is named.
-            raise _usage(re.sub(r" or pass Model\(.*?\)$", "", str(exc))) from None
         except ConfigError as exc:
             if not self.settings.short_errors:
                 raise
-            raise _usage(exc) from None
+            raise _usage(for_a_cell(exc, self.settings.aliases)) from None
 
     @line_magic("orchestrate")  # type: ignore[arg-type]
     def orchestrate_line(self, line: str) -> Any:

@@ -280,9 +280,7 @@ class App:
         except ConfigError as exc:
             self._clear()
             self._say(
-                " ".join(
-                    f"%%orchestrate: {magics._unknown_model(str(exc), self.settings.aliases)}".split()
-                )
+                " ".join(f"%%orchestrate: {magics.for_a_cell(exc, self.settings.aliases)}".split())
             )
         except Exception:  # a bug: show it where the user looks
             self._clear()
