@@ -22,6 +22,7 @@ import ipywidgets as w
 from IPython.core.error import UsageError
 
 from . import magics
+from .cell_messages import for_a_cell
 from .errors import ConfigError, RunFailedError
 from .progress import WidgetProgress
 
@@ -279,9 +280,7 @@ class App:
             self._say(f"Every call failed: {exc}")
         except ConfigError as exc:
             self._clear()
-            self._say(
-                " ".join(f"%%orchestrate: {magics.for_a_cell(exc, self.settings.aliases)}".split())
-            )
+            self._say(" ".join(f"%%orchestrate: {for_a_cell(exc, self.settings.aliases)}".split()))
         except Exception:  # a bug: show it where the user looks
             self._clear()
             self.messages.append_stderr(traceback.format_exc())
