@@ -84,8 +84,15 @@ def manifest(plan: Plan, outcomes: list[Outcome]) -> dict[str, Any]:
     """
     from . import __version__
     from .audit import prompt_hash
+    from .cache import call_key
+    from .providers import sim
 
-    keys = sorted(c.key for c in plan.calls if c.key)
+    # Every call's inputs, cached or not: a simulated or replayed call has no cache key, yet
+    # its prompt, parameters and sample still decide its answer.
+    keys = sorted(
+        c.key or call_key(c.model.id, c.messages, c.params, c.sample, c.model.label)
+        for c in plan.calls
+    )
     recordings = sorted({str(c.params["nbt_store"]) for c in plan.calls if "nbt_store" in c.params})
     return {
         "nbtoolkit": __version__,
@@ -106,6 +113,10 @@ def manifest(plan: Plan, outcomes: list[Outcome]) -> dict[str, Any]:
             for p in key.split(os.pathsep)
         ],
         "cached_calls": sum(1 for o in outcomes if o.cached),
+        # Simulated models sleep only this share of their (recorded) simulated latency.
+        "sim_time_scale": sim.time_scale()
+        if any(m.id.startswith("sim/") for m in plan.models)
+        else None,
     }
 
 
@@ -406,7 +417,8 @@ def _warn(result: RunResult, runner: Runner) -> None:
     failed = int(result.failed_mask().sum())
     if failed and not runner.cancelled:
         result.warnings.append(
-            f"{failed} of {len(out)} calls failed; see res.errors for each error"
+            f"{failed} of {int((~result.skipped_mask()).sum())} calls failed; "
+            "see res.errors for each error"
         )
     skipped = result.skipped
     if len(skipped):

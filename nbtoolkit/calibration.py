@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import ConfigError
-from .results import RunResult
+from .results import RunResult, data_column
 from .strategies import Candidate, answer_key
 from .strategies.cascade import Cascade
 from .strategies.vote import FirstValid, Vote, Weighted
@@ -46,7 +46,8 @@ def _norm(value: Any) -> str:
 def _candidates(result: RunResult) -> dict[int, list[Candidate]]:
     position = {m: i for i, m in enumerate(result.models)}
     out = result.outputs
-    skipped = result.skipped_mask()
+    # Neither a skipped nor a cancelled call was an answer the panel gave: not candidates.
+    skipped = result.skipped_mask() | result.cancelled_mask()
     by_row: dict[int, list[Candidate]] = {}
     for row, model, sample, answer, valid, text, skip in zip(
         out["row"],
@@ -68,12 +69,21 @@ def _candidates(result: RunResult) -> dict[int, list[Candidate]]:
 
 def _gold(result: RunResult, gold: Any) -> dict[int, str]:
     if isinstance(gold, str):
-        names = [gold, f"{gold}_input"]
-        column = next((n for n in names if n in result.consensus.columns), None)
+        column = data_column(result.consensus, gold)
         if column is None:
+            from .results import RESERVED_COLUMNS
+
+            data = [
+                str(c).removesuffix("_input")
+                for c in result.consensus.columns
+                if c not in RESERVED_COLUMNS
+            ]
+            from .suggest import did_you_mean
+
             raise ConfigError(
-                f"gold={gold!r} is not a column of the run's data; columns: "
-                f"{', '.join(map(str, result.consensus.columns))}"
+                f"gold={gold!r} is not a column of the run's data.{did_you_mean(gold, data)} "
+                "Its columns: "
+                f"{', '.join(data) or '(none: the run had no data=)'}"
             )
         values = list(result.consensus[column])
     else:
@@ -292,14 +302,15 @@ def calibrate(
     recommendation = _families(weights, order)[best_name]()
     if beats:
         message = (
-            f"The best single model ({best_single}, {single_acc:.2%} held out) is at least as "
-            f"accurate as every panel (best {panel_acc:.2%}): use it alone."
+            f"The best single model ({best_single}, {single_acc:.0%} held out) is "
+            f"{_compared(single_acc, panel_acc, f'the best panel ({panel_acc:.0%})')}: use it alone."
         )
     else:
+        best_acc = candidates.loc[best_name, "accuracy"]
         message = (
-            f"Recommended: {best_name} ({candidates.loc[best_name, 'accuracy']:.2%} held out, "
-            f"{candidates.loc[best_name, 'calls_per_row']:.1f} calls per row) vs. the best single "
-            f"model {best_single} at {single_acc:.2%}."
+            f"Recommended: {best_name} ({best_acc:.0%} held out, "
+            f"{candidates.loc[best_name, 'calls_per_row']:.1f} calls per row), "
+            f"{_compared(best_acc, single_acc, f'the best single model {best_single} ({single_acc:.0%})')}."
         )
     return Calibration(
         per_model=table,
@@ -311,6 +322,16 @@ def calibrate(
         single_beats_panels=beats,
         message=message,
     )
+
+
+def _compared(share: float, other: float, what: str) -> str:
+    """``better than WHAT, by N points`` / ``worse ...`` / ``as good as ...``, in whole points
+    as the shares are shown, so the words agree with the numbers beside them."""
+    gap = int(f"{share * 100:.0f}") - int(f"{other * 100:.0f}")
+    if gap == 0:
+        return f"as good as {what}"
+    word = "better" if gap > 0 else "worse"
+    return f"{word} than {what}, by {abs(gap)} point{'s' if abs(gap) != 1 else ''}"
 
 
 def _pick(candidates: pd.DataFrame, tolerance: float = 0.0005) -> str:

@@ -37,8 +37,9 @@ class TerminalProgress:
         if done == self.last and not state.finished:
             return
         self.last = done
-        failed = sum(state.failed.values())
-        line = f"  {done}/{state.all} calls, {failed} failed, ${state.cost_usd:.4f} spent"
+        from .progress import status_line
+
+        line = "  " + status_line(state)
         end = "\n" if state.finished else ""
         self.stream.write("\r" + line + end)
         self.stream.flush()
@@ -88,10 +89,13 @@ def summary_lines(s: dict[str, Any], elapsed: float) -> list[str]:
     kind = f"{simulated} simulated" if simulated == len(models) else f"{len(models)}"
     lines = [f"  asked       {rows} row(s) of {kind} model(s), strategy {s.get('strategy')}"]
     if s.get("accuracy") is not None:
+        from .report_analysis import compared
+
         acc, best = s["accuracy"], s.get("best_model_accuracy") or 0.0
         lines.append(
-            f"  consensus   right on {round(acc * rows)} of {rows} ({acc:.0%}); best single model "
-            f"{s.get('best_model')}: {round(best * rows)} of {rows} ({best:.0%})"
+            f"  consensus   right on {round(acc * rows)} of {rows} ({acc:.0%}), "
+            + compared(acc, best, f"the best single model {s.get('best_model')}")
+            + f": {round(best * rows)} of {rows} ({best:.0%})"
         )
     else:
         lines.append(f"  consensus   {rows - s.get('disagreements', 0)} of {rows} row(s) unanimous")
@@ -104,12 +108,13 @@ def summary_lines(s: dict[str, Any], elapsed: float) -> list[str]:
     )
     cost = s.get("cost_usd")
     money = format_cost(cost) if cost is not None else "unknown (a price is not known)"
-    if simulated:
-        money += " at simulated prices"
+    money += s.get("price_note", " at simulated prices" if simulated else "")
     lines.append(f"  cost        {money}, {s.get('calls', 0)} calls, {s.get('tokens', 0):,} tokens")
+    note = s.get("time_note") or ""
     lines.append(
-        f"  time        {s.get('wall_s', 0.0):.1f} s of calls; {elapsed:.1f} s in all "
-        "(kernel start and HTML included)"
+        f"  time        {s.get('wall_s', 0.0):.1f} s of calls, wall-clock"
+        + (f" ({note})" if note else "")
+        + f"; {elapsed:.1f} s in all (kernel start and HTML included)"
     )
     return lines
 

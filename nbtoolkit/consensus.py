@@ -16,7 +16,16 @@ from typing import Any
 
 from . import extract as extract_mod
 from . import providers
-from .runner import Call, Outcome, Runner, is_skipped, skipped
+from .providers import sim
+from .runner import (
+    Call,
+    Outcome,
+    Runner,
+    cancelled_outcome,
+    is_cancelled,
+    is_skipped,
+    skipped,
+)
 from .spec import Model, as_model
 from .strategies import Candidate, FollowUp, ModelInfo, RowContext, Verdict
 
@@ -51,18 +60,27 @@ def extract_all(
     for call in calls:
         outcome = outcomes[call.index]
         if outcome is not None and call.index not in memo:
-            memo[call.index] = extract_mod.apply(extractor, outcome.output)
+            memo[call.index] = read_reply(call.model.id, extractor, outcome.output)
     return memo
+
+
+def read_reply(model_id: str, extractor: Callable[[Any], Any], output: str | None) -> Extracted:
+    """``(answer, valid, error)`` of one reply; a simulated reply to a prompt outside the
+    bank is no answer, whatever the extractor would read out of it."""
+    if model_id.startswith("sim/") and sim.outside_bank(output):
+        return None, False, sim.OUTSIDE_BANK_REASON
+    return extract_mod.apply(extractor, output)
 
 
 def candidates_of(
     calls: list[Call], outcomes: list[Outcome | None], extracted: dict[int, Extracted]
 ) -> dict[int, list[Candidate]]:
-    """Each row's candidates from the calls made so far (skipped and pending ones left out)."""
+    """Each row's candidates from the calls made so far (skipped, cancelled and pending ones
+    left out: none of them is an answer the panel gave, so none lowers a row's confidence)."""
     by_row: dict[int, list[Candidate]] = {}
     for call in calls:
         outcome = outcomes[call.index]
-        if outcome is None or is_skipped(outcome.error):
+        if outcome is None or is_skipped(outcome.error) or is_cancelled(outcome.error):
             continue
         answer, valid, _ = extracted[call.index]
         by_row.setdefault(call.row, []).append(
@@ -114,7 +132,7 @@ async def execute(
         if outcomes[call.index] is not None:
             continue
         if runner.cancelled:
-            outcomes[call.index] = Outcome(error="Cancelled: the run was stopped first")
+            outcomes[call.index] = cancelled_outcome()
         elif call.model.label not in in_stages:
             outcomes[call.index] = skipped(f"{call.model.label} is not among the strategy's models")
         else:
@@ -172,7 +190,7 @@ def decide(
     """One row's verdict, from the candidates and the strategy's follow-up call if any."""
     conclude = getattr(strategy, "conclude", None)
     if callable(conclude) and followup is not None:
-        outcome = followup.outcome or Outcome(error="Cancelled: the run was stopped first")
+        outcome = followup.outcome or cancelled_outcome()
         return conclude(  # type: ignore[no-any-return]
             row_context(row, prompt, seed),
             candidates,

@@ -26,6 +26,7 @@ import pandas as pd
 
 from . import results as _results
 from .errors import clip
+from .runner import is_cancelled, is_skipped
 from .strategies.base import answer_key
 
 if TYPE_CHECKING:
@@ -85,6 +86,39 @@ def _seconds(value: Any) -> str:
     except (TypeError, ValueError):
         return "—"
     return "—" if math.isnan(x) else f"{x:.2f} s"
+
+
+def sim_time_note(result: RunResult) -> str:
+    """Words for beside a wall-clock time when simulated models slept a scaled latency.
+
+    A simulated call records its simulated latency (``latency_s``) but waits only
+    ``NBTOOLKIT_SIM_TIME_SCALE`` times it, so the wall-clock time is not their sum.
+    """
+    if not result.simulated:
+        return ""
+    scale = result.meta.get("sim_time_scale")
+    if scale is None:
+        from .providers import sim
+
+        scale = sim.time_scale()
+    return (
+        f"simulated models slept {float(scale):g}x their simulated latency, "
+        f"NBTOOLKIT_SIM_TIME_SCALE={float(scale):g}"
+    )
+
+
+def latency_label(result: RunResult) -> str:
+    """``latency`` or ``simulated latency`` (all models simulated) or a mixed note."""
+    if not result.simulated:
+        return "latency"
+    if set(result.simulated) >= set(result.models):
+        return "simulated latency"
+    return "latency (simulated for " + ", ".join(result.simulated) + ")"
+
+
+def unpriced_calls(result: RunResult) -> int:
+    """Answered calls whose cost is not known (NaN): a total over them is a lower bound."""
+    return int(result.totals()["unknown_cost_calls"])
 
 
 def _share(value: Any) -> str:
@@ -236,9 +270,15 @@ def _row_details(
             f"<td class='num'>{format_cost(rec.cost_usd)}</td>"
             "</tr>"
         )
-    n = len(rows)
+    error = rows["error"]
+    made = ~error.map(is_skipped).astype(bool) & ~error.map(is_cancelled).astype(bool)
+    n = int(made.sum())
+    unmade = len(rows) - n
     n_valid = sum(keys.values())
-    if not n_valid:
+    if not n:
+        summary = "not asked (skipped or cancelled)"
+        unmade = 0
+    elif not n_valid:
         summary = f"no valid answer ({n} asked)"
     elif len(keys) == 1:
         summary = f"{n_valid}/{n} agree"
@@ -246,6 +286,8 @@ def _row_details(
         ranked = sorted(keys, key=lambda k: -keys[k])
         spread = ", ".join(f"{shown[k]} ×{keys[k]}" for k in ranked[:3])
         summary = f"split: {spread}" + (", …" if len(ranked) > 3 else "")
+    if unmade:
+        summary += f" ({unmade} not asked: skipped or cancelled)"
     head = "".join(
         f"<th{_L}>{h}</th>" for h in ("model", "answer", "error", "reply", "latency", "cost")
     )
@@ -316,16 +358,27 @@ def _totals(result: RunResult) -> str:
     median = float(latency.median()) if latency.notna().any() else math.nan
     cost = format_cost(t["cost_usd"])
     if math.isnan(t["cost_usd"]) and t["known_cost_usd"]:
-        cost += f" (at least {format_cost(t['known_cost_usd'])})"
+        cost += (
+            f" (at least {format_cost(t['known_cost_usd'])}; "
+            f"no price known for {unpriced_calls(result)} call(s))"
+        )
+    unmade = [
+        f"{t[k]} {k}" for k in ("skipped", "cancelled") if t.get(k)
+    ]  # not calls: never among the failed
     items = [
         (
             "calls",
-            f"{t['calls']} ({t['failed']} failed, {t['invalid']} invalid, {t['cached']} cached)",
+            f"{t['calls']} ({t['failed']} failed, {t['invalid']} invalid, {t['cached']} cached)"
+            + (f"; not made: {', '.join(unmade)}" if unmade else ""),
         ),
         ("tokens", f"{tokens:,} ({t['prompt_tokens']:,} in, {t['completion_tokens']:,} out)"),
         ("cost", cost),
         ("spent now", _spent(result, t["spent_usd"])),
-        ("latency", f"median {_seconds(median)} per call, {_seconds(t['wall_s'])} wall"),
+        (latency_label(result), f"median {_seconds(median)} per call"),
+        (
+            "wall-clock",
+            _seconds(t["wall_s"]) + (f" ({note})" if (note := sim_time_note(result)) else ""),
+        ),
     ]
     cells = "".join(
         f"<tr><th{_L}>{html.escape(k)}</th><td{_L}>{html.escape(v)}</td></tr>" for k, v in items
@@ -381,6 +434,11 @@ def _heatmap(result: RunResult) -> str:
             value = float(matrix.loc[a, b])
             if a == b:
                 cells.append(f"<td style='background-color:{_MUTED};color:{_INK}'>—</td>")
+            elif math.isnan(value):
+                cells.append(
+                    f"<td style='background-color:{_MUTED};color:{_INK}' title='{html.escape(a)} "
+                    f"and {html.escape(b)} never both gave a valid answer to one row'>n/a</td>"
+                )
             else:
                 cells.append(
                     _coloured(value, _share(value), f"{a} and {b} agree on {_share(value)} of rows")
@@ -389,7 +447,7 @@ def _heatmap(result: RunResult) -> str:
     return (
         "<div><strong>Agreement between models</strong> "
         "<span style='font-size:0.85em'>(share of rows where both gave the same valid "
-        "answer; red = they often disagree)</span>"
+        "answer; red = they often disagree; n/a = never both answered one row)</span>"
         f"<table class='nbtoolkit-agreement' style='{_TABLE}'><thead><tr>{header}</tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
@@ -401,7 +459,8 @@ def _notes(result: RunResult) -> str:
         parts.append(
             "<div class='nbtoolkit-cancelled' style='padding:4px 8px;margin:4px 0;"
             "border-left:4px solid #dc2626;background-color:#fef2f2;color:#7f1d1d'>"
-            "<strong>Cancelled</strong>: the unfinished calls are error rows.</div>"
+            "<strong>Cancelled</strong>: the calls not finished are rows whose error says "
+            "'Cancelled' (not failures: they were stopped).</div>"
         )
     if result.warnings:
         items = "".join(f"<li>{html.escape(w)}</li>" for w in result.warnings)
@@ -458,9 +517,13 @@ def text_repr(result: RunResult, *, max_rows: int = 20) -> str:
     """The plain-text repr: summary, warnings, the consensus table and the agreement matrix."""
     lines = [result._summary_line()]
     if result.cancelled:
-        lines.append("CANCELLED: the unfinished calls are error rows")
+        lines.append("CANCELLED: the calls not finished are rows whose error says 'Cancelled'")
     if result.simulated:
-        lines.append("simulated models (not real LLMs): " + ", ".join(result.simulated))
+        lines.append(
+            "simulated models (not real LLMs): "
+            + ", ".join(result.simulated)
+            + f"; wall-clock time: {sim_time_note(result)}"
+        )
     lines += [f"warning: {w}" for w in result.warnings]
     n_rows = len(result.consensus)
     disagreements = len(result.disagreements())
@@ -481,6 +544,6 @@ def text_repr(result: RunResult, *, max_rows: int = 20) -> str:
         lines.append(f"... {n_rows} rows in all")
     if len(result.models) > 1:
         lines.append("agreement between models (share of rows with the same answer):")
-        lines.append(agreement_matrix(result).round(2).to_string())
+        lines.append(agreement_matrix(result).round(2).to_string(na_rep="n/a"))
     lines.append("-> .outputs for every model's reply, .consensus for every row")
     return "\n".join(lines)

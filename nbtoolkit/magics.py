@@ -36,6 +36,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_
 from traitlets import Bool, Dict, Enum, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 
+from .cell_messages import flag_hint, for_a_cell
 from .errors import ConfigError, RunFailedError
 
 __all__ = [
@@ -137,6 +138,9 @@ def _one_line(text: object) -> str:
 
 def _usage(message: object) -> UsageError:
     return UsageError(_one_line(f"%%orchestrate: {message}"))
+
+
+_LINE_COMMANDS = ("models", "last", "ui", "help")
 
 
 def _resolve(name: str, aliases: dict[str, str]) -> str:
@@ -249,7 +253,7 @@ def parse_options(line: str) -> Any:
     try:
         return parser.parse_args(argv)
     except UsageError as exc:
-        raise _usage(exc) from None
+        raise _usage(flag_hint(str(exc), parser)) from None
 
 
 def prepare(line: str, body: str, namespace: dict[str, Any], settings: Orchestrate) -> CellRun:
@@ -448,7 +452,8 @@ class OrchestrateMagics(Magics):
             reporter.close()
         namespace[run.out] = result
         self.last = result
-        failed = result.totals()["failed"]
+        totals = result.totals()
+        failed = totals["failed"]
         if result.cancelled:
             print(
                 f"nbtoolkit: cancelled; the finished rows are in {run.out}",
@@ -456,7 +461,7 @@ class OrchestrateMagics(Magics):
             )
         elif failed:
             print(
-                f"nbtoolkit: {failed} of {len(result.outputs)} calls failed; see {run.out}.errors",
+                f"nbtoolkit: {failed} of {totals['calls']} calls failed; see {run.out}.errors",
                 file=sys.stderr,
             )
         return result
@@ -474,7 +479,7 @@ class OrchestrateMagics(Magics):
         except ConfigError as exc:
             if not self.settings.short_errors:
                 raise
-            raise _usage(exc) from None
+            raise _usage(for_a_cell(exc, self.settings.aliases)) from None
 
     @line_magic("orchestrate")  # type: ignore[arg-type]
     def orchestrate_line(self, line: str) -> Any:
@@ -502,8 +507,11 @@ class OrchestrateMagics(Magics):
             from .widgets import ui
 
             return ui(shell=self.shell)
+        from .suggest import did_you_mean
+
         raise UsageError(
-            f"%orchestrate {command}: unknown command; use models, last, ui or help "
+            f"%orchestrate {command}: unknown command.{did_you_mean(command, _LINE_COMMANDS)} "
+            "Use models, last, ui or help "
             "(a run is a cell: %%orchestrate -m MODEL ...)"
         )
 

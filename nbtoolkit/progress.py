@@ -167,6 +167,8 @@ class WidgetProgress:
                 self.bars.children = (*self.bars.children, w.HBox([name, bar, text]))
             bar, text = self._rows[label]
             done, failed = state.done.get(label, 0), state.failed.get(label, 0)
+            if state.finished:  # a full bar: the calls not made (skipped, cancelled) are no gap
+                total -= state.skipped.get(label, 0) + state.cancelled.get(label, 0)
             bar.max = max(total, 1)
             bar.value = min(done + failed, bar.max)
             if failed and not done:
@@ -175,13 +177,59 @@ class WidgetProgress:
                 bar.bar_style = "warning"
             elif state.finished:
                 bar.bar_style = "success"
-            text.value = f"{done + failed}/{total}" + (f" ({failed} failed)" if failed else "")
-        from .display import format_cost  # pandas is loaded by now: a run is going
+            text.value = bar_text(state, label)
+        self.cost.value = status_line(
+            state, cancelled=self.cancel_requested or getattr(self.runner, "cancelled", False)
+        )
 
-        status = "done" if state.finished else f"{state.completed}/{state.all} calls"
-        if state.finished and (self.cancel_requested or getattr(self.runner, "cancelled", False)):
-            status = "cancelled"
-        self.cost.value = f"{status}, {format_cost(state.cost_usd)} spent"
+
+def bar_text(state: Any, label: str) -> str:
+    """``3/8 (1 failed, 4 cancelled)``: answered + failed of the calls asked for one model.
+
+    Skipped and cancelled calls were not made: they are named, never counted as failures.
+    """
+    done, failed = state.done.get(label, 0), state.failed.get(label, 0)
+    total = state.total.get(label, 0)
+    skipped = state.skipped.get(label, 0)
+    cancelled = state.cancelled.get(label, 0)
+    notes = [
+        f"{n} {word}"
+        for n, word in ((failed, "failed"), (skipped, "skipped"), (cancelled, "cancelled"))
+        if n
+    ]
+    made = total - skipped - cancelled if state.finished else total
+    return f"{done + failed}/{made}" + (f" ({', '.join(notes)})" if notes else "")
+
+
+def money_spent(state: Any) -> str:
+    """The money spent so far: ``$0.0031``, ``at least $0.0031`` or ``unknown``."""
+    from .display import format_cost  # pandas is loaded by now: a run is going
+
+    unpriced = state.unpriced
+    if not unpriced:
+        return format_cost(state.cost_usd)
+    if state.cost_usd:
+        return f"at least {format_cost(state.cost_usd)} (cost unknown for {unpriced} call(s))"
+    return "unknown (no price known)"
+
+
+def status_line(state: Any, *, cancelled: bool = False) -> str:
+    """``12/40 calls, 1 failed, $0.0031 spent``; after the run, ``done`` or ``cancelled``."""
+    failed = sum(state.failed.values())
+    skipped = sum(state.skipped.values())
+    stopped = sum(state.cancelled.values())
+    if state.finished:
+        status = "cancelled" if cancelled or stopped else "done"
+        status += f", {state.completed} calls"
+    else:
+        status = f"{state.completed}/{state.all} calls"
+    parts = [status]
+    parts += [
+        f"{n} {word}"
+        for n, word in ((failed, "failed"), (skipped, "skipped"), (stopped, "cancelled"))
+        if n
+    ]
+    return ", ".join(parts) + f", {money_spent(state)} spent"
 
 
 _STOP_HINT = "to stop: interrupt the kernel (&#9632;); the finished rows are kept"

@@ -449,6 +449,16 @@ def _kernel_manager_class() -> type:
                 )
             return self._kernel_spec
 
+        async def _async_interrupt_kernel(self) -> None:
+            # jupyter_client interrupts a kernel before asking it to shut down. After the last
+            # cell the kernel has sent its reply but may not have left the handler yet; the
+            # SIGINT then lands there and ipykernel logs "KeyboardInterrupt caught in kernel"
+            # on the terminal (a race: about one run in two on a busy machine). A kernel being
+            # shut down has no cell to stop: the shutdown request (then SIGTERM) is enough.
+            if self.shutting_down:
+                return
+            await super()._async_interrupt_kernel()
+
     return ThisInterpreter
 
 

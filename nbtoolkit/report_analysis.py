@@ -16,9 +16,10 @@ from typing import Any
 import pandas as pd
 
 from . import providers
-from .display import format_cost
+from .display import format_cost, sim_time_note
 from .errors import clip, redact
-from .results import CONSENSUS_COLUMNS, EXTRA_CONSENSUS_COLUMNS, RunResult
+from .results import CONSENSUS_COLUMNS, EXTRA_CONSENSUS_COLUMNS, RunResult, data_column
+from .runner import is_cancelled, is_skipped
 from .spec import Model
 from .strategies import answer_key
 from .strategies.cascade import Cascade
@@ -50,6 +51,17 @@ def short(answer: Any, limit: int = 60) -> str:
     return clip(" ".join(str(answer).split()), limit, "…")
 
 
+def compared(share: float, other: float, what: str) -> str:
+    """``"better than WHAT, by 5 points"``, ``"worse than ..."`` or ``"as good as ..."``.
+
+    The gap is between the percentages as shown, so the words agree with the numbers
+    printed beside them.
+    """
+    from .calibration import _compared
+
+    return _compared(share, other, what)
+
+
 def cost_total(values: Iterable[float]) -> float:
     """The sum, or NaN when any part is unknown (an unknown price is not $0)."""
     values = list(values)
@@ -73,13 +85,23 @@ def jsonable(value: Any) -> Any:
     return None if missing(value) else str(value)
 
 
+def price_note(runs: Sequence[tuple[str, RunResult]]) -> str:
+    """`` at simulated prices`` when every model is simulated; which ones, when some are."""
+    models = {m for _, r in runs for m in r.models}
+    simulated = {m for _, r in runs for m in r.simulated}
+    if not simulated:
+        return ""
+    if simulated >= models:
+        return " at simulated prices"
+    return f" (simulated prices for {', '.join(sorted(simulated))})"
+
+
 # ------------------------------------------------------------------------------ gold
 
 
 def gold_column(res: RunResult, gold: str) -> str | None:
-    if not gold:
-        return None
-    return next((c for c in (gold, f"{gold}_input") if c in res.consensus.columns), None)
+    """The consensus column holding the user's gold column ``gold`` (never the consensus's)."""
+    return data_column(res.consensus, gold) if gold else None
 
 
 def gold_of(res: RunResult, gold: str) -> pd.Series | None:
@@ -160,7 +182,8 @@ class Replayed:
 
 
 def _per_call(res: RunResult) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    out = res.outputs[~res.outputs["error"].fillna("").str.startswith("Skipped:")]
+    error = res.outputs["error"]
+    out = res.outputs[~error.map(is_skipped).astype(bool) & ~error.map(is_cancelled).astype(bool)]
     cost = out.groupby(["row", "model"])["cost_usd"].agg(lambda s: cost_total(s)).unstack()
     wait = out.groupby(["row", "model"])["latency_s"].max().unstack()
     samples = int(res.outputs["sample"].max()) + 1 if len(res.outputs) else 1
@@ -233,8 +256,11 @@ def kinds(res: RunResult) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "model": out["model"],
-            "skipped": error.str.startswith("Skipped:"),
-            "failed": out["output"].isna() & ~error.str.startswith("Skipped:"),
+            "skipped": error.map(is_skipped).astype(bool),
+            "cancelled": error.map(is_cancelled).astype(bool),
+            "failed": out["output"].isna()
+            & ~error.map(is_skipped).astype(bool)
+            & ~error.map(is_cancelled).astype(bool),
             "unreadable": out["output"].notna() & ~out["valid"].astype(bool),
             "valid": out["valid"].astype(bool),
             "retried": out["attempts"] > 1,
@@ -249,7 +275,7 @@ def health(res: RunResult) -> pd.DataFrame:
     rows = []
     for model in res.models:
         k = table[table["model"] == model]
-        made = int((~k["skipped"]).sum())
+        made = int((~k["skipped"] & ~k["cancelled"]).sum())
         rows.append(
             {
                 "model": model,
@@ -260,27 +286,11 @@ def health(res: RunResult) -> pd.DataFrame:
                 "retried or repaired": int(k["retried"].sum()),
                 "answered by fallback": int(k["fallback"].sum()),
                 "not needed (skipped)": int(k["skipped"].sum()),
+                "cancelled": int(k["cancelled"].sum()),
                 "valid share": f"{k['valid'].sum() / made:.0%}" if made else "—",
             }
         )
     return pd.DataFrame(rows)
-
-
-def problems(res: RunResult, top: int = 10) -> pd.DataFrame:
-    """Each distinct error or unreadable-reply message: how often, and from which models."""
-    out = res.outputs
-    error = out["error"].fillna("")
-    bad = out[(error != "") & ~error.str.startswith("Skipped:")]
-    if bad.empty:
-        return pd.DataFrame(columns=["message", "count", "models"])
-    grouped = bad.assign(message=bad["error"].str.slice(0, 160)).groupby("message", sort=False)
-    table = pd.DataFrame(
-        {
-            "count": grouped.size(),
-            "models": grouped["model"].agg(lambda s: ", ".join(dict.fromkeys(s))),
-        }
-    ).reset_index()
-    return table.sort_values("count", ascending=False, kind="stable").head(top)
 
 
 def usage(res: RunResult, gold: pd.Series | None) -> pd.DataFrame:
@@ -288,10 +298,12 @@ def usage(res: RunResult, gold: pd.Series | None) -> pd.DataFrame:
     rows_n = max(1, len(res.consensus))
     consensus = res.consensus.set_index("row")["answer"]
     table = res.answers
-    out = res.outputs[~res.outputs["error"].fillna("").str.startswith("Skipped:")]
+    error = res.outputs["error"]
+    out = res.outputs[~error.map(is_skipped).astype(bool) & ~error.map(is_cancelled).astype(bool)]
     rows = []
     for model in res.models:
         mine = out[out["model"] == model]
+        sim = " (simulated)" if model in res.simulated else ""
         cost = cost_total(mine["cost_usd"])
         lat = mine["latency_s"].dropna()
         rec = {
@@ -301,8 +313,8 @@ def usage(res: RunResult, gold: pd.Series | None) -> pd.DataFrame:
             "completion tokens": int(mine["completion_tokens"].sum(skipna=True)),
             "cost": format_cost(cost),
             "cost per row": format_cost(cost / rows_n),
-            "median latency": f"{lat.median():.2f} s" if len(lat) else "—",
-            "p90 latency": f"{lat.quantile(0.9):.2f} s" if len(lat) else "—",
+            "median latency": f"{lat.median():.2f} s{sim}" if len(lat) else "—",
+            "p90 latency": f"{lat.quantile(0.9):.2f} s{sim}" if len(lat) else "—",
             "agrees with consensus": f"{1 - changed(table[model], consensus) / rows_n:.0%}",
         }
         if gold is not None:
@@ -323,7 +335,8 @@ def drop_each(res: RunResult, gold: pd.Series | None) -> pd.DataFrame:
             "drop": model,
             "consensus answers changed": f"{changed(base.answers, after.answers)} of {len(base.answers)}",
             "saves": format_cost(saved),
-            "median row wait after": f"{after.wait.median():.2f} s (now {base.wait.median():.2f} s)",
+            "median row wait after": f"{after.wait.median():.2f} s (now "
+            f"{base.wait.median():.2f} s){waits_note(res)}",
         }
         if gold is not None:
             rec["accuracy after"] = (
@@ -336,10 +349,9 @@ def drop_each(res: RunResult, gold: pd.Series | None) -> pd.DataFrame:
 def cascade_note(res: RunResult, gold: pd.Series | None) -> str:
     """What a cheapest-first cascade (stop once 2 agree) would have saved on this run."""
     if res.strategy == "cascade":
-        skipped = int(res.outputs["error"].fillna("").str.startswith("Skipped:").sum())
+        made = int((~res.skipped_mask() & ~res.cancelled_mask()).sum())
         return (
-            f"This run already used a cascade: it made {len(res.outputs) - skipped} of "
-            f"{len(res.outputs)} possible calls."
+            f"This run already used a cascade: it made {made} of {len(res.outputs)} possible calls."
         )
     order = cheapest_first(res, res.models)
     cascade = replay(res, Cascade(order=order, threshold=2))
@@ -374,8 +386,17 @@ def cascade_note(res: RunResult, gold: pd.Series | None) -> str:
         )
     return text + (
         f"; rows wait for its stages one after another (median {cascade.wait.median():.2f} s "
-        f"vs {base.wait.median():.2f} s)."
+        f"vs {base.wait.median():.2f} s{waits_note(res)})."
     )
+
+
+def waits_note(res: RunResult) -> str:
+    """Beside waits summed from recorded latencies: whose latencies were simulated."""
+    if not res.simulated:
+        return ""
+    if set(res.simulated) >= set(res.models):
+        return ", simulated latency"
+    return f", simulated latency for {', '.join(res.simulated)}"
 
 
 def strategy_table(res: RunResult, gold: pd.Series | None) -> pd.DataFrame:
@@ -587,6 +608,8 @@ def summary(runs: Sequence[tuple[str, RunResult]], gold: pd.Series | None) -> di
         "cached": sum(t["cached"] for t in totals),
         "wall_s": sum(t["wall_s"] for t in totals),
         "accuracy": None,
+        "price_note": price_note(runs),
+        "time_note": sim_time_note(final),
     }
     if gold is not None:
         out["accuracy"] = accuracy(c.set_index("row")["answer"], gold)

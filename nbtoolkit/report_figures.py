@@ -19,7 +19,7 @@ from .results import RunResult
 
 
 def latency_chart(res: RunResult) -> str:
-    out = res.outputs[~res.outputs["error"].fillna("").str.startswith("Skipped:")]
+    out = res.outputs[~res.skipped_mask() & ~res.cancelled_mask()]
     items = []
     for model in res.models:
         lat = out.loc[out["model"] == model, "latency_s"].dropna()

@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from . import report_analysis as an
+from . import report_failures as failures
 from . import report_figures as fig
 from . import report_svg as svg
-from .display import agreement_matrix, format_cost
+from .display import agreement_matrix, format_cost, sim_time_note, unpriced_calls
 from .errors import ConfigError, clip
 from .results import RunResult
 from .spec import Model
@@ -391,9 +392,11 @@ class Report:
             if name:
                 parts.append(f"<h3>Step {html.escape(name)}</h3>")
             parts.append(_table(an.health(r), models=self.simulated))
-            problems = an.problems(r)
+            problems = failures.problems(r)
             if len(problems):
-                parts.append("<p>What went wrong, by message:</p>" + _table(problems))
+                parts.append(
+                    "<p>What went wrong, by kind (one example of each):</p>" + _table(problems)
+                )
             else:
                 parts.append("<p>Every call answered and every answer could be read.</p>")
             if r.warnings:
@@ -445,7 +448,8 @@ class Report:
                     list(matrix.index),
                     matrix.to_numpy().tolist(),
                     title="How often two models gave the same answer",
-                    note="share of rows where both gave a valid answer and it was the same",
+                    note="share of rows where both gave a valid answer and it was the same; "
+                    "n/a: they never both answered one row",
                 )
             )
         assumptions = [html.escape(a) for a in an.assumptions(self.runs, self.gold, self.cache)]
@@ -483,7 +487,9 @@ class Report:
             _wrap(
                 _h2("Accuracy, cost and latency by model and strategy"),
                 "<p>Every strategy recombines the same recorded answers (<code>rescore</code>): "
-                "no new call. A cascade's calls are the ones it would have needed.</p>",
+                "no new call. A cascade's calls are the ones it would have needed; a row's "
+                f"wait is built from the recorded latencies{html.escape(an.waits_note(final))}."
+                "</p>",
                 _table(shown),
                 chart,
             ),
@@ -578,11 +584,8 @@ class Report:
         if gold is not None:
             acc = an.accuracy(final.consensus.set_index("row")["answer"], gold)
             best, best_acc = an.best_single(final, gold)
-            verdict = "no better than" if acc <= best_acc else f"{acc - best_acc:+.0%} better than"
-            return (
-                f"The consensus was right on {acc:.0%} of {rows} row(s), {verdict} the best "
-                f"single model ({best}, {best_acc:.0%}); {cost}."
-            )
+            verdict = an.compared(acc, best_acc, f"the best single model ({best}, {best_acc:.0%})")
+            return f"The consensus was right on {acc:.0%} of {rows} row(s), {verdict}; {cost}."
         low = int(final.consensus["low_confidence"].sum())
         full = int((final.consensus["agreement"] >= 1.0).sum())
         if rows == 1:
@@ -626,12 +629,16 @@ class Report:
         cached = sum(t["cached"] for t in totals)
         money = format_cost(cost)
         if math.isnan(cost):
-            money = f"unknown (at least {format_cost(known)}; some prices are not known)"
-        if self.simulated:
-            money += " at simulated prices"
+            unpriced = sum(unpriced_calls(r) for _, r in self.runs)
+            money = (
+                f"unknown (at least {format_cost(known)}; no price known for {unpriced} call(s))"
+            )
+        money += an.price_note(self.runs)
+        note = sim_time_note(self.final)
+        took = f"{wall:.1f} s of wall-clock time" + (f" ({note})" if note else "")
         if short:
-            return f"it cost {money} and took {wall:.1f} s"
+            return f"it cost {money} and took {took}"
         return (
             f"{money} for {calls} calls and {tokens:,} tokens ({cached} answered from the cache); "
-            f"{wall:.1f} s of wall-clock time."
+            f"{took}."
         )

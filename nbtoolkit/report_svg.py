@@ -164,7 +164,7 @@ def _colour(value: float) -> str:
 def heatmap(
     labels: Sequence[str], values: Sequence[Sequence[float]], *, title: str, note: str = ""
 ) -> str:
-    """A square matrix of shares in [0, 1], red (0) to green (1); NaN cells grey."""
+    """A square matrix of shares in [0, 1], red (0) to green (1); NaN cells grey, "n/a"."""
     n = len(labels)
     cell = 54.0
     name_w = 14 + 7.0 * max((len(f"{i + 1}. {m}") for i, m in enumerate(labels)), default=0)
@@ -182,7 +182,8 @@ def heatmap(
             value = values[i][j]
             missing = value is None or math.isnan(value)
             fill = "#e5e7eb" if i == j or missing else _colour(value)
-            shown = "—" if i == j or missing else f"{value:.0%}"
+            # n/a: the two never both answered one row (not 0 %: they never disagreed either)
+            shown = "—" if i == j else "n/a" if missing else f"{value:.0%}"
             parts.append(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{cell - 2}" height="{cell - 2}" '
                 f'fill="{fill}"><title>{_e(labels[i])} / {_e(labels[j])}: {_e(shown)}</title></rect>'

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from .runner import is_skipped
+from .runner import is_cancelled, is_skipped
 
 OUTPUT_COLUMNS = [
     "row",
@@ -34,6 +34,20 @@ CONSENSUS_COLUMNS = ["row", "answer", "confidence", "agreement", "n_valid", "str
 # After the contract's columns: the flag under confidence_threshold, and a strategy's note
 # (e.g. "judge failed (...): fell back to vote").
 EXTRA_CONSENSUS_COLUMNS = ["low_confidence", "note"]
+#: The consensus's own columns: an input column with one of these names gets ``_input``.
+RESERVED_COLUMNS = frozenset(CONSENSUS_COLUMNS + EXTRA_CONSENSUS_COLUMNS)
+
+
+def data_column(consensus: pd.DataFrame, name: str) -> str | None:
+    """The column of ``consensus`` that holds the user's data column ``name``, or None.
+
+    An input column named like one of the consensus's own (``answer``, ``row``,
+    ``confidence``...) is stored as ``<name>_input``; ``name`` itself then means the
+    consensus's value and must never be read as the user's data (gold scored against the
+    consensus would read 100 %).
+    """
+    stored = f"{name}_input" if name in RESERVED_COLUMNS else name
+    return stored if stored in consensus.columns else None
 
 
 @dataclass
@@ -58,9 +72,17 @@ class RunResult:
         """True for the calls a strategy or the budget did not need to make."""
         return self.outputs["error"].map(is_skipped).astype(bool)
 
+    def cancelled_mask(self) -> pd.Series:
+        """True for the calls a cancel stopped (or never started): not failures."""
+        return self.outputs["error"].map(is_cancelled).astype(bool)
+
     def failed_mask(self) -> pd.Series:
-        """True for the calls that were made and failed (not the ones skipped on purpose)."""
-        return self.outputs["output"].isna() & ~self.skipped_mask()
+        """True for the calls that were made and failed (not skipped, not cancelled)."""
+        return self.outputs["output"].isna() & ~self.skipped_mask() & ~self.cancelled_mask()
+
+    def invalid_mask(self) -> pd.Series:
+        """True for the replies that came back but could not be read as an answer."""
+        return self.outputs["output"].notna() & ~self.outputs["valid"].astype(bool)
 
     @property
     def errors(self) -> pd.DataFrame:
@@ -86,46 +108,50 @@ class RunResult:
     def totals(self) -> dict[str, Any]:
         """Calls, failures, tokens, cost (NaN if any price is unknown) and wall time.
 
+        ``calls`` are the calls made; ``failed`` (no reply), ``invalid`` (a reply that could
+        not be read), ``skipped`` (not needed) and ``cancelled`` (stopped by a cancel) never
+        overlap, and only ``failed`` and ``invalid`` are among ``calls``.
         ``unknown_cost_calls`` counts the calls made whose cost is unknown (no price, or no
         ``usage`` in the reply); ``unknown_token_calls`` those whose token counts are.
         """
         out = self.outputs
-        made = ~self.skipped_mask()
-        if not self.strategy_calls.empty:
-            made = pd.concat([made, pd.Series(True, index=self.strategy_calls.index)])
-        made = made.to_numpy()
         if not self.strategy_calls.empty:
             out = pd.concat([out, self.strategy_calls], ignore_index=True)
-        cost = out["cost_usd"]
-        skipped = int(self.skipped.shape[0])
+        error = out["error"]
+        unmade = error.map(is_skipped).astype(bool) | error.map(is_cancelled).astype(bool)
+        cost = out["cost_usd"][~unmade]
+        failed = out["output"].isna() & ~unmade
         return {
-            "calls": len(out) - skipped,
-            "failed": int(self.failed_mask().sum()),
-            "skipped": skipped,
-            "invalid": int((~self.outputs["valid"]).sum()) - skipped,
+            "calls": int((~unmade).sum()),
+            "failed": int(failed.sum()),
+            "skipped": int(error.map(is_skipped).sum()),
+            "cancelled": int(error.map(is_cancelled).sum()),
+            "invalid": int(self.invalid_mask().sum()),
             "cached": int(out["cached"].sum()),
             "prompt_tokens": int(out["prompt_tokens"].sum(skipna=True)),
             "completion_tokens": int(out["completion_tokens"].sum(skipna=True)),
             "cost_usd": float(cost.sum()) if cost.notna().all() else math.nan,
             "known_cost_usd": float(cost.sum(skipna=True)),
-            "spent_usd": float(cost[~out["cached"]].sum(skipna=True)),
+            "spent_usd": float(cost[~out["cached"].astype(bool)[~unmade]].sum(skipna=True)),
             "wall_s": self.wall_s,
-            "unknown_cost_calls": int((cost.isna().to_numpy() & made).sum()),
+            "unknown_cost_calls": int(cost.isna().sum()),
             "unknown_token_calls": int(
-                (
-                    out["prompt_tokens"].isna().to_numpy() & made & out["output"].notna().to_numpy()
-                ).sum()
+                (out["prompt_tokens"].isna() & out["output"].notna() & ~unmade).sum()
             ),
         }
 
     def per_model(self) -> pd.DataFrame:
-        """Per model: calls, valid share, errors, mean latency, tokens and cost."""
-        grouped = self.outputs.groupby("model", sort=False)
+        """Per model: calls made, valid share of them, failures, median latency, tokens, cost.
+
+        Skipped and cancelled calls were not made: they are in none of the columns.
+        """
+        made = self.outputs[~self.skipped_mask() & ~self.cancelled_mask()]
+        grouped = made.groupby("model", sort=False)
         table = pd.DataFrame(
             {
                 "calls": grouped.size(),
                 "valid": grouped["valid"].mean(),
-                "failed": self.failed_mask().groupby(self.outputs["model"], sort=False).sum(),
+                "failed": self.failed_mask()[made.index].groupby(made["model"], sort=False).sum(),
                 "latency_s": grouped["latency_s"].median(),
                 "prompt_tokens": grouped["prompt_tokens"].sum(),
                 "completion_tokens": grouped["completion_tokens"].sum(),
@@ -134,21 +160,32 @@ class RunResult:
                 ),
             }
         )
-        return table.reindex(self.models)
+        table = table.reindex(self.models)
+        # A model none of whose calls was made spent nothing: 0 calls, tokens and dollars.
+        unasked = table["calls"].isna()
+        for column in ("calls", "failed", "prompt_tokens", "completion_tokens", "cost_usd"):
+            table.loc[unasked, column] = 0
+        table["calls"] = table["calls"].astype(int)
+        table["failed"] = table["failed"].astype(int)
+        return table
 
     def _summary_line(self) -> str:
+        from .display import format_cost  # the one way a cost is written (NaN: unknown)
+
         t = self.totals()
-        cost = "unknown" if math.isnan(t["cost_usd"]) else f"${t['cost_usd']:.4f}"
+        cost = format_cost(t["cost_usd"])
         parts = [
             f"{len(self.consensus)} row(s) x {len(self.models)} model(s)",
             f"strategy={self.strategy}",
             f"{t['calls']} calls ({t['failed']} failed, {t['invalid']} invalid, {t['cached']} cached"
-            + (f", {t['skipped']} skipped)" if t["skipped"] else ")"),
+            + (f", {t['skipped']} skipped" if t["skipped"] else "")
+            + (f", {t['cancelled']} cancelled" if t["cancelled"] else "")
+            + ")",
             f"cost {cost}",
-            f"{self.wall_s:.2f}s",
+            f"{self.wall_s:.2f}s wall-clock",
         ]
         if self.cancelled:
-            parts.append("CANCELLED: unfinished calls are error rows")
+            parts.append("CANCELLED: the calls not finished are rows marked 'Cancelled'")
         return "RunResult: " + ", ".join(parts)
 
     def agreement_matrix(self) -> pd.DataFrame:

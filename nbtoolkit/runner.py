@@ -63,6 +63,18 @@ def is_skipped(error: Any) -> bool:
     return isinstance(error, str) and error.startswith(SKIPPED)
 
 
+CANCELLED = "Cancelled"  # the error prefix of a call the user's cancel stopped: not a failure
+
+
+def cancelled_outcome() -> Outcome:
+    """A call stopped by cancel: no reply, so nothing known was billed (like a failed call)."""
+    return Outcome(error=f"{CANCELLED}: the run was stopped first", cost_usd=0.0, attempts=0)
+
+
+def is_cancelled(error: Any) -> bool:
+    return isinstance(error, str) and error.startswith(CANCELLED)
+
+
 @dataclass
 class Progress:
     """Counts per model, handed to the progress callback after every finished call."""
@@ -70,12 +82,21 @@ class Progress:
     total: dict[str, int] = field(default_factory=dict)
     done: dict[str, int] = field(default_factory=dict)
     failed: dict[str, int] = field(default_factory=dict)
-    cost_usd: float = 0.0
+    # Neither is a failure: a call the strategy or budget did not need, one a cancel stopped.
+    skipped: dict[str, int] = field(default_factory=dict)
+    cancelled: dict[str, int] = field(default_factory=dict)
+    cost_usd: float = 0.0  # the known part; ``unpriced`` calls are not in it
+    unpriced: int = 0  # answered calls whose cost is unknown (NaN)
     finished: bool = False
 
     @property
     def completed(self) -> int:
         return sum(self.done.values()) + sum(self.failed.values())
+
+    @property
+    def ended(self) -> int:
+        """Calls that are over: answered, failed, skipped or cancelled."""
+        return self.completed + sum(self.skipped.values()) + sum(self.cancelled.values())
 
     @property
     def all(self) -> int:
@@ -156,7 +177,7 @@ class Runner:
         calls = [replace(c, index=i) for i, c in enumerate(calls)]
         outcomes: list[Outcome | None] = [None] * len(calls)
         if self.cancelled:
-            return [Outcome(error="Cancelled: the run was stopped first") for _ in calls]
+            return [cancelled_outcome() for _ in calls]
         for call in calls:
             label = call.model.label
             self.state.total[label] = self.state.total.get(label, 0) + 1
@@ -218,7 +239,7 @@ class Runner:
         finally:
             for call in calls:
                 if outcomes[call.index] is None:
-                    outcomes[call.index] = Outcome(error="Cancelled: the run was stopped first")
+                    outcomes[call.index] = cancelled_outcome()
                     self._finished(call, outcomes[call.index], report=False)  # type: ignore[arg-type]
             self._report()
         return [o for o in outcomes if o is not None]
@@ -432,9 +453,15 @@ class Runner:
         label = call.model.label
         if outcome.error is None:
             self.state.done[label] += 1
+        elif is_skipped(outcome.error):
+            self.state.skipped[label] = self.state.skipped.get(label, 0) + 1
+        elif is_cancelled(outcome.error):
+            self.state.cancelled[label] = self.state.cancelled.get(label, 0) + 1
         else:
             self.state.failed[label] += 1
-        if not outcome.cached and not math.isnan(outcome.cost_usd):
+        if not outcome.cached and math.isnan(outcome.cost_usd):
+            self.state.unpriced += 1
+        elif not outcome.cached:
             self.state.cost_usd += outcome.cost_usd
         if self.on_outcome is not None:
             self.on_outcome(call, outcome)

@@ -22,6 +22,7 @@ import ipywidgets as w
 from IPython.core.error import UsageError
 
 from . import magics
+from .cell_messages import for_a_cell
 from .errors import ConfigError, RunFailedError
 from .progress import WidgetProgress
 
@@ -75,11 +76,19 @@ class App:
         from . import strategies
 
         aliases = sorted(self.settings.aliases)
-        chosen = [a for a in aliases if a in self.settings.default_models]
-        self.models = w.SelectMultiple(
-            options=aliases, value=chosen, rows=min(6, max(len(aliases), 2)), description="models"
+        defaults = list(self.settings.default_models)
+        # The user's order, kept: it is the cell's -m order, and a vote's tie goes to the first.
+        # Tags can be dragged to reorder; typing one offers the aliases.
+        self.models = w.TagsInput(
+            value=[m for m in defaults if m in self.settings.aliases],
+            allowed_tags=aliases,
+            allow_duplicates=False,
+            description="models",
+            layout=_WIDE,
         )
+        self.models.add_class("nbtoolkit-models")
         self.other_models = w.Text(
+            value=", ".join(m for m in defaults if m not in self.settings.aliases),
             description="other ids",
             placeholder="litellm ids, comma-separated: gpt-4o-mini, claude-3-5-haiku-20241022",
             layout=_WIDE,
@@ -129,8 +138,13 @@ class App:
         self.root = w.VBox(
             [
                 w.HTML("<strong>nbtoolkit</strong>: one prompt, several models, a consensus"),
-                w.HBox([self.models, w.VBox([self.strategy, self.judge, self.samples])]),
+                w.HTML(
+                    "<small>models, in order (drag to reorder; a tie goes to the first): "
+                    "aliases " + html.escape(", ".join(aliases)) + "</small>"
+                ),
+                self.models,
                 self.other_models,
+                w.HBox([self.strategy, self.judge, self.samples]),
                 w.HBox([self.extract, self.temperature]),
                 w.HBox([self.seed, self.max_tokens]),
                 w.HBox([self.data, self.refresh_button, self.out]),
@@ -173,7 +187,7 @@ class App:
         self.data.value = current if current in ("", *names) else ""
 
     def model_list(self) -> list[str]:
-        """The chosen aliases, then the typed ids."""
+        """The chosen aliases in the order the user gave them, then the typed ids."""
         typed = [m.strip() for m in self.other_models.value.split(",") if m.strip()]
         return [*self.models.value, *typed]
 
@@ -213,6 +227,8 @@ class App:
             self._say("A run is going: cancel it first.")
             return None
         self.messages.outputs = ()
+        self._clear()  # the last run's progress and result must not sit under this run's news
+        self.result = None
         text = self.cell_text()
         header, _, body = text.partition("\n")
         try:
@@ -263,8 +279,10 @@ class App:
             result = exc.result
             self._say(f"Every call failed: {exc}")
         except ConfigError as exc:
-            self._say(" ".join(f"%%orchestrate: {exc}".split()))
+            self._clear()
+            self._say(" ".join(f"%%orchestrate: {for_a_cell(exc, self.settings.aliases)}".split()))
         except Exception:  # a bug: show it where the user looks
+            self._clear()
             self.messages.append_stderr(traceback.format_exc())
         finally:
             self.run_button.disabled = False
@@ -282,6 +300,11 @@ class App:
                 "metadata": {},
             },
         )
+
+    def _clear(self) -> None:
+        """No progress bars and no result shown: what a failed start leaves."""
+        self.progress_box.children = ()
+        self.result_output.outputs = ()
 
     def _say(self, text: str) -> None:
         self.messages.append_stderr(text.rstrip("\n") + "\n")

@@ -159,7 +159,15 @@ def test_a_utf8_bom_is_not_an_error(tmp_path) -> None:
 
 
 def test_a_frame_with_integer_column_names_works_everywhere(tmp_path) -> None:
-    data = pd.read_csv(io.StringIO("What is 2+2?,4\nWhat is 3+3?,6\n"), header=None)
+    # Two questions of the simulated models' bank, so that the models answer them.
+    data = pd.read_csv(
+        io.StringIO(
+            '"A baker makes 12 trays of 18 cookies and sells 150. How many cookies are left?",66\n'
+            '"Ivan buys 4 pens at $3 each and pays with a $20 bill. '
+            'How many dollars of change should Ivan get?",8\n'
+        ),
+        header=None,
+    )
     res = nbt.orchestrate(
         "{0} Reply with a number. Keep {braces} and {1x} as they are.",
         ["sim/swift-mini", "sim/oracle-large"],
@@ -171,15 +179,20 @@ def test_a_frame_with_integer_column_names_works_everywhere(tmp_path) -> None:
     )
     assert res.consensus.columns[:2].tolist() == [0, 1]
     text = repr(res)
-    assert "What is 2+2?" in text
-    assert "What is 3+3?" in res._repr_html_()
+    assert "A baker makes 12 trays" in text
+    assert "Ivan buys 4 pens" in res._repr_html_()
     assert res.outputs["error"].isna().all()
     res.consensus.to_csv(tmp_path / "c.csv")
 
 
 def test_a_digit_name_without_a_column_stays_literal() -> None:
-    res = nbt.orchestrate("Answer with a set like {1}", ["sim/swift-mini"], audit=False)
-    assert "{1}" in res.outputs["output"].iloc[0]
+    from nbtoolkit.templating import render
+
+    assert render("Answer with a set like {1}") == "Answer with a set like {1}"
+    data = pd.DataFrame({"q": ["x"]})
+    assert render("{q} as a set like {1}", {"q": "x"}) == "x as a set like {1}"
+    res = nbt.orchestrate("Answer with a set like {1}", ["sim/swift-mini"], data=data, audit=False)
+    assert res.outputs["output"].notna().all()
 
 
 def test_input_columns_that_would_collide_get_unique_names() -> None:

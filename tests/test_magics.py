@@ -347,3 +347,65 @@ def test_line_magic_ui_builds_the_app(ip: InteractiveShell) -> None:
     app = ip.run_line_magic("orchestrate", "ui")
     assert isinstance(app, App)
     assert "questions" in [value for _label, value in app.data.options]
+
+
+# ------------------------------------------------------------------ did you mean
+
+
+@pytest.mark.parametrize(
+    ("line", "hint"),
+    [
+        ("-m oracel", "Did you mean oracle?"),
+        ("-m oracle-large", "Did you mean sim/oracle-large?"),
+        ("-m sim/oracel-large", "Did you mean 'sim/oracle-large'?"),
+        ("-m oracle --extrct number", "Did you mean: --extrct -> --extract?"),
+        ("-m oracle -s votee", "Did you mean 'vote'?"),
+        ("-m oracle --judge oracel", "Did you mean oracle?"),
+    ],
+)
+def test_a_mistyped_name_gets_the_closest_accepted_form(
+    ip: InteractiveShell, line: str, hint: str
+) -> None:
+    message = usage(ip, line, "What is 2+2?")
+    assert hint in message
+    # never a form a cell cannot take
+    assert "api_base=..." not in message and "openai/oracel" not in message
+
+
+def test_a_mistyped_line_command_gets_a_suggestion(ip: InteractiveShell) -> None:
+    with pytest.raises(UsageError, match="Did you mean 'models'"):
+        ip.run_line_magic("orchestrate", "modles")
+
+
+def test_the_readmes_first_jupyter_example_runs_as_written() -> None:
+    """Every cell of the README's "In Jupyter" example, in order, in a fresh shell."""
+    import re as _re
+
+    from IPython.testing import globalipapp
+
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## In Jupyter", 1)[1].split("\n## ", 1)[0]
+    blocks = _re.findall(r"```(?:python)?\n(.*?)```", section, _re.S)
+    assert len(blocks) >= 2 and "%%orchestrate" in blocks[1]
+    globalipapp.start_ipython()
+    shell = globalipapp.get_ipython()
+    shell.user_ns.pop("questions", None)
+    try:
+        for block in blocks[:2]:
+            executed = shell.run_cell(block)
+            assert executed.success, executed.error_in_exec or executed.error_before_exec
+        res = shell.user_ns["res"]
+        assert res.outputs["valid"].mean() > 0.8 and len(res.consensus) == 8
+    finally:
+        shell.run_line_magic("unload_ext", "nbtoolkit")
+        for name in ("questions", "res", "pd", "sim"):
+            shell.user_ns.pop(name, None)
+
+
+def test_a_missing_key_names_only_what_a_cell_can_do(
+    ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    message = usage(ip, "-m gpt-4o-mini", "What is 2+2?")
+    assert "OPENAI_API_KEY" in message and "os.environ" in message
+    assert "api_key_env" not in message and "Model(" not in message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,9 @@ def test_an_interactive_kernel_shows_progress_bars_then_removes_them() -> None:
         states = [
             m["content"]["data"].get("state", {}) for m in seen if m["msg_type"] == "comm_msg"
         ]
-        assert any(str(s.get("value", "")).startswith("done, $") for s in states)
+        assert any(
+            re.match(r"done, \d+ calls, \$[\d.]+ spent$", str(s.get("value", ""))) for s in states
+        )
         assert kinds.index("update_display_data") < kinds.index("execute_result")
     finally:
         kc.stop_channels()

@@ -450,3 +450,24 @@ def test_replay_only_gives_the_same_report_without_a_call_and_no_key_is_written(
     assert len(written) >= 10
     for path in written:
         assert CANARY_KEY.encode() not in path.read_bytes(), path
+
+
+def test_a_report_kernel_is_not_interrupted_when_it_is_shut_down() -> None:
+    """jupyter_client sends SIGINT before a shutdown request; after the last cell the kernel
+    may still be in its handler, and prints "KeyboardInterrupt caught in kernel" (issue 11)."""
+    import asyncio
+
+    manager = report._kernel_manager_class()()
+    sent: list[object] = []
+
+    async def signal_kernel(signum: object) -> None:
+        sent.append(signum)
+
+    manager._async_signal_kernel = signal_kernel  # type: ignore[method-assign]
+    manager.provisioner = type("Running", (), {"has_process": True})()  # a kernel is running
+    manager.shutting_down = True
+    asyncio.run(manager._async_interrupt_kernel())
+    assert sent == []
+    manager.shutting_down = False  # a real interrupt (a cell timeout) still goes through
+    asyncio.run(manager._async_interrupt_kernel())
+    assert len(sent) == 1

@@ -345,8 +345,8 @@ def test_other_prompts_say_simulated() -> None:
     prompt = "Write a limerick about a cat who learns to play the trombone in a marching band."
     replies = {name: sim.simulate(name, prompt).text for name in sim.PROFILES}
     for name, text in replies.items():
-        assert "simulated" in text and name in text
-        assert "Write a limerick about a cat" in text
+        assert "simulated" in text and name in text and sim.outside_bank(text)
+        assert "limerick" not in text  # no echo: a number in the prompt would read as an answer
     assert sim.simulate("coin-flip", prompt) == sim.simulate("coin-flip", prompt)
 
 
@@ -393,3 +393,50 @@ def test_choice_prompts_agree_and_disagree() -> None:
         picks.append(m.group(1))
     # The letter is the same in prose and JSON, and it is always one of the options.
     assert set(picks) <= {"A", "B", "C", "D"}
+
+
+# ------------------------------------------------- prompts outside the bank, judge, fuse
+
+
+def test_a_prompt_outside_the_bank_gets_no_answer_and_says_why() -> None:
+    import nbtoolkit as nbt
+
+    res = nbt.orchestrate(
+        "What is 2+2?", ["sim/oracle-large", "sim/swift-mini"], extract="number", audit=False
+    )
+    assert not res.outputs["valid"].any()  # no "2" read out of an echo of the question
+    for error in res.outputs["error"]:
+        assert "only answer the questions of their built-in bank" in error
+        assert "question_bank()" in error  # how to see the bank
+    row = res.consensus.iloc[0]
+    assert row["n_valid"] == 0 and row["confidence"] == 0.0
+    assert res.totals()["failed"] == 0 and res.totals()["invalid"] == 2
+    # whatever the extractor: even the whole reply is not an answer
+    whole = nbt.orchestrate("Tell me a joke", ["sim/swift-mini"], audit=False)
+    assert not whole.outputs["valid"].iloc[0]
+
+
+def test_a_simulated_judge_and_fuser_work_offline_on_every_row() -> None:
+    import pandas as pd
+
+    import nbtoolkit as nbt
+    from nbtoolkit import strategies
+
+    data = pd.DataFrame(sim.question_bank()[:24])
+    prompt = "{question}\nReason briefly, then reply as JSON with an 'answer' field."
+    panel = ["sim/swift-mini", "sim/budget-a", "sim/budget-b"]
+    for name in ("judge", "fuse"):
+        res = nbt.orchestrate(
+            prompt,
+            panel,
+            data=data,
+            extract=["json:answer", "number"],
+            strategy=strategies.get(name, model="sim/oracle-large"),
+            audit=False,
+        )
+        notes = res.consensus["note"].dropna()
+        assert notes.empty, notes.tolist()  # read on every row: no fall-back to the vote
+        assert res.consensus["answer"].notna().all()
+        assert not res.strategy_calls.empty
+        right = (res.consensus["answer"].astype(str) == data["answer"].astype(str)).mean()
+        assert right > 0.6

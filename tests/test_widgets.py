@@ -221,3 +221,61 @@ def test_progress_mode_guess(monkeypatch: pytest.MonkeyPatch) -> None:
     Kernel._allow_stdin = True
     monkeypatch.setenv("NBTOOLKIT_PROGRESS", "none")
     assert resolve_mode("auto", Shell()) == "none"
+
+
+def test_the_app_keeps_the_users_model_order(app: App) -> None:
+    app.models.value = ["swift", "oracle", "budget-a"]  # not alphabetical: a tie goes first
+    app.prompt.value = "{question}"
+    assert app.model_list() == ["swift", "oracle", "budget-a"]
+    assert app.cell_text().startswith("%%orchestrate -m swift -m oracle -m budget-a")
+    app.models.value = ["budget-a", "swift", "oracle"]  # reordered (a drag in the browser)
+    assert app.model_list()[0] == "budget-a"
+
+
+def test_after_an_error_no_stale_progress_or_result_is_shown(app: App) -> None:
+    fill(app)
+    assert app.run(wait=True) is not None
+    assert "nbtoolkit-consensus" in html_of(app.result_output)
+    assert app.progress_box.children
+    app.other_models.value = "sim/nope"  # fails when the run starts
+    assert app.run(wait=True) is None
+    assert "unknown simulated model" in text_of(app.messages)
+    assert html_of(app.result_output) == ""  # not the previous run's table under the error
+    assert not app.progress_box.children  # not a bar stuck at "starting…"
+
+
+def test_progress_bars_after_a_cancel_say_cancelled_not_failed() -> None:
+    from nbtoolkit.progress import WidgetProgress
+
+    reporter = WidgetProgress()
+    state = Progress(
+        total={"a": 12, "b": 12},
+        done={"a": 6, "b": 5},
+        failed={"a": 0, "b": 0},
+        cancelled={"a": 6, "b": 7},
+        cost_usd=0.004,
+        finished=True,
+    )
+    reporter.cancel_requested = True
+    reporter(state)
+    bar, text = reporter._rows["b"]
+    assert text.value == "5/5 (7 cancelled)" and "failed" not in text.value
+    assert bar.bar_style == "success" and bar.value == bar.max == 5
+    assert reporter.cost.value.startswith("cancelled") and "unknown" not in reporter.cost.value
+    assert "$0.004 spent" in reporter.cost.value
+
+
+def test_progress_of_a_cascade_names_its_skipped_calls() -> None:
+    from nbtoolkit.progress import WidgetProgress
+
+    reporter = WidgetProgress()
+    reporter(
+        Progress(total={"a": 6}, done={"a": 2}, failed={"a": 0}, skipped={"a": 4}, finished=True)
+    )
+    assert reporter._rows["a"][1].value == "2/2 (4 skipped)"
+
+
+def test_the_app_starts_from_the_default_models_in_their_order(ip: InteractiveShell) -> None:
+    ip.run_line_magic("config", 'Orchestrate.default_models = ["swift", "oracle", "sim/coin-flip"]')
+    app = ui(shell=ip)
+    assert app.model_list() == ["swift", "oracle", "sim/coin-flip"]  # not sorted, none dropped

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import math
 import os
@@ -504,15 +505,119 @@ def _retry_after(exc: BaseException) -> float | None:
         return None  # an HTTP date: rare from LLM APIs; fall back to our own backoff
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(out) < 10 and current not in out:
+        out.append(current)
+        current = current.__cause__ or current.__context__
+    return out
+
+
+_CONNECT_TYPES = {"ConnectError", "ClientConnectorError", "ConnectionRefusedError", "gaierror"}
+_DROPPED_TYPES = {"ConnectionResetError", "ServerDisconnectedError", "RemoteProtocolError"}
+
+
+def _request_url(chain: list[BaseException]) -> str:
+    for c in reversed(chain):
+        if type(c).__module__.split(".")[0] == "litellm":
+            continue  # litellm's wrappers hold a stand-in request (api.openai.com), not the real one
+        try:
+            found = str(c.request.url)  # type: ignore[attr-defined]
+        except Exception:
+            continue
+        return found.split("?")[0]  # a query may carry a key (Azure's api-key=)
+    host = re.search(r"Cannot connect to host (\S+)", " ".join(str(c) for c in chain))
+    return host.group(1) if host else ""
+
+
+def _transport_failure(chain: list[BaseException]) -> str | None:
+    """``Cannot connect: ...`` (or a dropped connection, a reply that is not JSON) when the
+    chain says so, with the URL and what to check; else None."""
+    names = {t.__name__ for c in chain for t in type(c).__mro__}
+    text = " ".join(str(c) for c in chain)
+    url = _request_url(chain)
+    where = url or "the server"
+    if names & _CONNECT_TYPES or "Cannot connect to host" in text:
+        if "ConnectionRefusedError" in names:
+            what = "refused the connection (nothing listens there)"
+        elif "gaierror" in names or re.search(r"name or service not known|nodename", text, re.I):
+            what = "is on a host name that could not be resolved"
+        else:
+            what = "could not be reached"
+        return (
+            f"Cannot connect: {where} {what}; check that the server is running and that "
+            "api_base (scheme, host, port and path, e.g. http://127.0.0.1:8000/v1) is right"
+        )
+    if names & {"APITimeoutError", "TimeoutException", "ReadTimeout", "Timeout"}:
+        limit = re.search(r"timeout value=([\d.]+)", text)
+        within = f" within {float(limit.group(1)):g} s" if limit else " within the timeout"
+        return f"Timeout: {where} sent no reply{within}; raise timeout= if the model is slow"
+    if names & _DROPPED_TYPES:
+        return (
+            f"Connection dropped: {where} closed the connection without a reply; check the "
+            "server's log (a crash, an overloaded server or a proxy in between)"
+        )
+    if "JSONDecodeError" in names:
+        return (
+            f"Bad reply: {where} answered with a body that is not JSON; check that api_base "
+            "points at an OpenAI-compatible API (often it needs /v1 at the end)"
+        )
+    return None
+
+
+def _body_message(message: str) -> str:
+    """The ``error.message`` of a JSON error body quoted whole in a message, else the message."""
+    start = message.find("{")
+    if start < 0:
+        return message
+    try:
+        body = json.loads(message[start:])
+    except ValueError:
+        return message
+    error = body.get("error") if isinstance(body, dict) else None
+    inner = error.get("message") if isinstance(error, dict) else error
+    if isinstance(inner, str) and inner:
+        return (message[:start].rstrip(" :-") + ": " + inner).lstrip(": ")
+    return message
+
+
+# litellm wraps a provider's error in its own and repeats the class name, sometimes twice
+# ("litellm.InternalServerError: InternalServerError: OpenAIException - ..."): one prefix is
+# enough. Object reprs (an SSL context's address) and "Handle with `X`" are noise to a user.
+_NOISE = (
+    (re.compile(r"\blitellm\."), ""),
+    (re.compile(r"\s*ssl:<[^>]*>"), ""),
+    (re.compile(r"\s*Handle with `\w+`\.?"), ""),
+    (re.compile(r"^\w+(?:Exception|Error) - "), ""),
+)
+
+
 def describe_error(exc: BaseException) -> str:
-    """One readable line for an error row: the class name and the first line of its message."""
+    """One readable line for an error row: ``Kind: message``, with the kind named once.
+
+    A connection that could not be made reads ``Cannot connect: URL ...; check ...``.
+    """
     if isinstance(exc, asyncio.TimeoutError):
         return "Timeout: no reply within the timeout"
     exc = _own_error(exc) or exc
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    message = message.replace("litellm.", "")
+    transport = _transport_failure(_chain(exc))
+    if transport is not None:
+        return clip(transport, 300)
     name = type(exc).__name__
+    kinds = {cls.__name__ for cls in type(exc).__mro__} | {name}
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    changed = True
+    while changed:
+        before = message
+        for pattern, repl in _NOISE:
+            message = pattern.sub(repl, message).strip()
+        head = re.match(r"(\w+):\s*", message)
+        if head and (head.group(1) in kinds or head.group(1).endswith(("Error", "Exception"))):
+            if head.group(1) != name and name in ("Exception", "RuntimeError"):
+                name = head.group(1)  # a bare wrapper: the inner kind says more
+            message = message[head.end() :]
+        changed = message != before
+    message = _body_message(message)
     # Redacted before it is cut short: a key cut in half would no longer be recognised.
-    if message.startswith(name):
-        return clip(message, 300)
     return clip(f"{name}: {message}", 300) if message else name

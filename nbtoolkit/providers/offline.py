@@ -16,8 +16,8 @@ from ..errors import CallError, ModelError, RecordingsError, clip
 from . import recordings, register_offline, sim
 
 # Simulated latencies are real sleeps, scaled so a demo feels alive without being slow.
-SIM_TIME_SCALE_ENV = "NBTOOLKIT_SIM_TIME_SCALE"
-DEFAULT_SIM_TIME_SCALE = 0.1
+SIM_TIME_SCALE_ENV = sim.TIME_SCALE_ENV
+DEFAULT_SIM_TIME_SCALE = sim.DEFAULT_TIME_SCALE
 
 
 def _prompt_of(messages: list[dict[str, Any]]) -> str:
@@ -134,7 +134,7 @@ def _make_sim_handler() -> Any:
                 sample=int(optional.get("nbt_sample") or 0),
                 temperature=optional.get("temperature"),
             )
-            scale = float(os.environ.get(SIM_TIME_SCALE_ENV, DEFAULT_SIM_TIME_SCALE))
+            scale = sim.time_scale()
             if scale > 0:
                 await asyncio.sleep(reply.latency_s * scale)
             usage = {
@@ -152,8 +152,12 @@ def _make_sim_handler() -> Any:
 
 def _check_sim(name: str, options: dict[str, Any]) -> None:
     if name not in sim.PROFILES:
+        from ..suggest import closest
+
         known = ", ".join(f"sim/{p}" for p in sim.PROFILES)
-        raise ModelError(f"unknown simulated model 'sim/{name}'. Known: {known}")
+        near = closest(name, sim.PROFILES)
+        hint = f" Did you mean 'sim/{near}'?" if near else ""
+        raise ModelError(f"unknown simulated model 'sim/{name}'.{hint} Known: {known}")
 
 
 def register_builtins() -> None:

@@ -36,13 +36,23 @@ with probability ``correlation``, otherwise a private pick among plausible slips
 
 from __future__ import annotations
 
-import hashlib
 import json
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..errors import redact
+# The bank is part of this module's API: sim.QUESTIONS, sim.find_question...
+from .sim_bank import (  # noqa: F401
+    _ITEMS,
+    QUESTIONS,
+    Question,
+    _squash,
+    _unit,
+    _wrong_answers,
+    find_question,
+    question_bank,
+)
 
 __all__ = [
     "DEFAULT_SEED",
@@ -61,320 +71,19 @@ __all__ = [
 #: What ``seed=None`` means: a fixed value, so "no seed" is still reproducible.
 DEFAULT_SEED = 0
 
-
-# --------------------------------------------------------------------------- hashing
-
-
-def _unit(*parts: object) -> float:
-    """A uniform float in [0, 1) that depends only on *parts*.
-
-    The parts are joined with a control character (absent from tags, names and
-    numbers) so that ("ab", "c") and ("a", "bc") hash differently. Only the top 53 bits are used: a
-    64-bit integer divided by 2**64 can round up to exactly 1.0 as a float.
-    """
-    data = "\x1f".join(str(p) for p in parts).encode("utf-8")
-    digest = hashlib.sha256(data).digest()
-    return (int.from_bytes(digest[:8], "big") >> 11) / float(1 << 53)
+#: A simulated call sleeps its simulated latency times this (``NBTOOLKIT_SIM_TIME_SCALE``):
+#: the ``latency_s`` a run records is the simulated one, its wall-clock time the scaled one.
+TIME_SCALE_ENV = "NBTOOLKIT_SIM_TIME_SCALE"
+DEFAULT_TIME_SCALE = 0.1
 
 
-class _Draw:
-    """A tiny deterministic number source for building the question bank.
-
-    Hash-based rather than ``random.Random(seed)`` so the bank cannot change with
-    the Python version or with anything else that touches the ``random`` module.
-    """
-
-    def __init__(self, *key: object) -> None:
-        self._key = key
-        self._n = 0
-
-    def unit(self) -> float:
-        self._n += 1
-        return _unit("bank", *self._key, self._n)
-
-    def integer(self, lo: int, hi: int) -> int:
-        """An integer in [lo, hi], both ends included."""
-        return lo + int(self.unit() * (hi - lo + 1))
-
-    def pick(self, options: Sequence[str]) -> str:
-        return options[int(self.unit() * len(options))]
-
-
-# --------------------------------------------------------------------- question bank
-
-
-@dataclass(frozen=True)
-class Question:
-    """One arithmetic word problem of the built-in bank."""
-
-    id: str
-    question: str
-    answer: int
-    topic: str
-
-
-# A number and the working that leads to it, as a model would write it.
-_Worked = tuple[int, str]
-
-
-@dataclass(frozen=True)
-class _Item:
-    """A generated problem with its right working and its plausible slips.
-
-    Kept apart from ``Question`` so the public dataclass stays the four fields users
-    see in a DataFrame, while the simulation still knows *how* each wrong answer
-    comes about (a dropped step, a wrong operation...) and can explain it.
-    """
-
-    question: str
-    topic: str
-    right: _Worked
-    slips: tuple[_Worked, ...]  # template-specific mistakes, most plausible first
-
-
-_NAMES = ("Maya", "Omar", "Lena", "Kofi", "Priya", "Tom", "Aiko", "Diego", "Sara", "Ivan")
-
-
-def _baking(d: _Draw, variant: int) -> _Item:
-    if variant == 0:
-        # The README's example, kept literal so the docs can quote it.
-        a, b, c, food = 12, 18, 150, "cookies"
-    else:
-        food = d.pick(("cookies", "muffins", "bagels", "rolls"))
-        a, b = d.integer(6, 15), d.integer(12, 24)
-        c = 5 * d.integer(8, (a * b - 20) // 5)  # leaves at least 20, so the answer is positive
-    total = a * b
-    ans = total - c
-    return _Item(
-        question=f"A baker makes {a} trays of {b} {food} and sells {c}. How many {food} are left?",
-        topic="baking",
-        right=(ans, f"{a} × {b} = {total} {food}, and {total} - {c} = {ans}"),
-        slips=(
-            (total, f"{a} × {b} = {total}"),  # forgot the ones sold
-            (total + c, f"{a} × {b} = {total} {food}, and {total} + {c} = {total + c}"),
-            (
-                (a - 1) * b - c,
-                f"{a - 1} × {b} = {(a - 1) * b} {food}, and {(a - 1) * b} - {c} = {(a - 1) * b - c}",
-            ),
-        ),
-    )
-
-
-def _money(d: _Draw, variant: int) -> _Item:
-    name = d.pick(_NAMES)
-    thing = d.pick(("notebooks", "pens", "folders", "markers"))
-    a, b = d.integer(3, 9), d.integer(2, 9)
-    cost = a * b
-    c = next(bill for bill in (20, 50, 100) if bill > cost + 1)
-    ans = c - cost
-    return _Item(
-        question=(
-            f"{name} buys {a} {thing} at ${b} each and pays with a ${c} bill. "
-            f"How many dollars of change should {name} get?"
-        ),
-        topic="money",
-        right=(ans, f"{a} × ${b} = ${cost}, and ${c} - ${cost} = ${ans}"),
-        slips=(
-            (cost, f"{a} × ${b} = ${cost}"),  # answered the cost, not the change
-            (c - b, f"${c} - ${b} = ${c - b}"),  # paid for one item only
-        ),
-    )
-
-
-def _speed(d: _Draw, variant: int) -> _Item:
-    vehicle = d.pick(("train", "coach", "truck"))
-    a, b, c = 5 * d.integer(8, 18), d.integer(2, 6), d.integer(12, 75)
-    ans = a * b + c
-    return _Item(
-        question=(
-            f"A {vehicle} travels at {a} km per hour for {b} hours, then another {c} km. "
-            "How many kilometres does it travel in total?"
-        ),
-        topic="speed",
-        right=(ans, f"{a} × {b} = {a * b} km, and {a * b} + {c} = {ans}"),
-        slips=(
-            (a * b, f"{a} × {b} = {a * b}"),  # dropped the last leg
-            (a * b - c, f"{a} × {b} = {a * b} km, and {a * b} - {c} = {a * b - c}"),
-            (a + c, f"{a} + {c} = {a + c}"),  # ignored the hours
-        ),
-    )
-
-
-def _division(d: _Draw, variant: int) -> _Item:
-    name = d.pick(_NAMES)
-    thing = d.pick(("stickers", "marbles", "cards"))
-    k, each = d.integer(3, 8), d.integer(6, 15)
-    g = d.integer(1, each - 2)
-    n = k * each
-    ans = each - g
-    return _Item(
-        question=(
-            f"{name} shares {n} {thing} equally among {k} friends, and each friend then "
-            f"gives {g} away. How many {thing} does each friend have left?"
-        ),
-        topic="division",
-        right=(ans, f"{n} ÷ {k} = {each} each, and {each} - {g} = {ans}"),
-        slips=(
-            (each, f"{n} ÷ {k} = {each}"),  # forgot the ones given away
-            (n - g, f"{n} - {g} = {n - g}"),  # forgot to share
-            (each + g, f"{n} ÷ {k} = {each} each, and {each} + {g} = {each + g}"),
-        ),
-    )
-
-
-def _time(d: _Draw, variant: int) -> _Item:
-    a, b = d.integer(4, 7), 5 * d.integer(7, 11)
-    c, m = d.integer(2, 3), 5 * d.integer(1, 4)
-    lessons, breaks = a * b, c * m
-    ans = lessons + breaks
-    return _Item(
-        question=(
-            f"A school day has {a} lessons of {b} minutes each and {c} breaks of {m} minutes "
-            "each. How many minutes is that altogether?"
-        ),
-        topic="time",
-        right=(
-            ans,
-            f"{a} × {b} = {lessons} minutes of lessons, {c} × {m} = {breaks} minutes of "
-            f"breaks, and {lessons} + {breaks} = {ans}",
-        ),
-        slips=(
-            (
-                lessons + m,
-                f"{a} × {b} = {lessons}, plus one break: {lessons} + {m} = {lessons + m}",
-            ),
-            (lessons, f"{a} × {b} = {lessons}"),  # forgot the breaks
-            ((a + c) * b, f"{a + c} periods × {b} = {(a + c) * b}"),  # breaks as long as lessons
-        ),
-    )
-
-
-def _ages(d: _Draw, variant: int) -> _Item:
-    name = d.pick(_NAMES)
-    a, b, c = d.integer(6, 14), d.integer(2, 9), d.integer(2, 10)
-    now = 3 * a + b
-    ans = now + c
-    return _Item(
-        question=(
-            f"{name} is {a} years old. {name}'s aunt is {b} years older than three times "
-            f"{name}'s age. How old will the aunt be in {c} years?"
-        ),
-        topic="ages",
-        right=(ans, f"3 × {a} = {3 * a}, {3 * a} + {b} = {now} now, and {now} + {c} = {ans}"),
-        slips=(
-            (now, f"3 × {a} = {3 * a}, and {3 * a} + {b} = {now}"),  # answered "now"
-            (3 * (a + c) + b, f"{a} + {c} = {a + c}, 3 × {a + c} = {3 * (a + c)}, plus {b}"),
-            (3 * a + c, f"3 × {a} = {3 * a}, and {3 * a} + {c} = {3 * a + c}"),
-        ),
-    )
-
-
-def _percent(d: _Draw, variant: int) -> _Item:
-    thing = d.pick(("jacket", "lamp", "backpack", "pair of boots"))
-    r = int(d.pick(("10", "20", "25", "30", "40", "50")))
-    p = 20 * d.integer(2, 10)  # a multiple of 20 keeps every discount above a whole dollar
-    off = p * r // 100
-    ans = p - off
-    return _Item(
-        question=f"A {thing} costs ${p} and is on sale for {r}% off. What is the sale price in dollars?",
-        topic="percent",
-        right=(ans, f"{r}% of ${p} is ${off}, and ${p} - ${off} = ${ans}"),
-        slips=(
-            (off, f"{r}% of ${p} is ${off}"),  # answered the discount
-            (p - r, f"${p} - {r} = ${p - r}"),  # took the percent as dollars
-            (p + off, f"{r}% of ${p} is ${off}, and ${p} + ${off} = ${p + off}"),
-        ),
-    )
-
-
-def _rounding(d: _Draw, variant: int) -> _Item:
-    k = int(d.pick(("24", "30", "36", "40", "45", "48", "52")))
-    full = d.integer(2, 6)
-    extra = d.integer(1, k - 1)  # never a multiple of k: the leftover is the whole point
-    n = k * full + extra
-    ans = full + 1
-    return _Item(
-        question=(
-            f"A school is taking {n} students on a trip. Each bus holds {k} students. "
-            "How many buses are needed?"
-        ),
-        topic="rounding",
-        right=(ans, f"{n} ÷ {k} = {full} remainder {extra}, so one more bus: {ans}"),
-        slips=((full, f"{n} ÷ {k} = {full} remainder {extra}, so {full}"),),
-    )
-
-
-_TEMPLATES = (_baking, _money, _speed, _division, _time, _ages, _percent, _rounding)
-_VARIANTS = 5  # 8 templates x 5 = 40 questions
-
-
-def _build_bank() -> tuple[tuple[Question, ...], dict[str, _Item]]:
-    questions: list[Question] = []
-    items: dict[str, _Item] = {}
-    # Variant-major order interleaves the topics, so any prefix of the bank
-    # (e.g. ``QUESTIONS[:8]`` in a quick demo) covers every kind of problem.
-    for variant in range(_VARIANTS):
-        for template in _TEMPLATES:
-            item = template(_Draw(template.__name__, variant), variant)
-            qid = f"sim-{len(questions) + 1:03d}"
-            value, working = item.right
-            # The generic slips rewrite the last number of the right working, so it must end with it.
-            assert working.endswith(str(value)), (qid, working)
-            questions.append(Question(qid, item.question, value, item.topic))
-            items[qid] = item
-    return tuple(questions), items
-
-
-_BANK = _build_bank()
-QUESTIONS: tuple[Question, ...] = _BANK[0]
-_ITEMS: dict[str, _Item] = _BANK[1]
-
-
-def question_bank() -> list[dict[str, object]]:
-    """The bank as rows, ready for ``pandas.DataFrame(question_bank())``."""
-    return [{"id": q.id, "question": q.question, "answer": q.answer} for q in QUESTIONS]
-
-
-def _squash(text: str) -> str:
-    # Prompt templates re-wrap text; comparing whitespace-collapsed strings keeps a
-    # question recognisable after "{question}\n\nAnswer with a number." and the like.
-    return " ".join(text.split())
-
-
-_SQUASHED = tuple((_squash(q.question), q) for q in QUESTIONS)
-
-
-def find_question(prompt: str) -> Question | None:
-    """The bank question whose text appears in *prompt* (whitespace-insensitive), else None."""
-    text = _squash(prompt)
-    found = [(len(s), q) for s, q in _SQUASHED if s in text]
-    # If a prompt quotes several, the longest is the most specific match.
-    return max(found, key=lambda pair: pair[0])[1] if found else None
-
-
-def _wrong_answers(qid: str) -> tuple[list[_Worked], list[float]]:
-    """Plausible wrong answers for one question, with their relative weights.
-
-    Template slips (a dropped step, a wrong operation) come first and weigh more,
-    as those are what models get wrong most; then generic arithmetic slips on the
-    last step (off by one, and off by ten, a carry, for multi-digit answers).
-    """
-    item = _ITEMS[qid]
-    value, working = item.right
-    head = working[: -len(str(value))]
-    generic = [(value + 1, head + str(value + 1)), (value - 1, head + str(value - 1))]
-    if value >= 20:
-        generic += [(value + 10, head + str(value + 10)), (value - 10, head + str(value - 10))]
-    seen = {value}
-    out: list[_Worked] = []
-    weights: list[float] = []
-    for weight, group in ((3.0, item.slips), (1.0, tuple(generic))):
-        for number, text in group:
-            if number > 0 and number not in seen:  # a negative count is not plausible
-                seen.add(number)
-                out.append((number, text))
-                weights.append(weight)
-    return out, weights
+def time_scale() -> float:
+    """The share of its simulated latency a simulated call really waits (0: none)."""
+    raw = os.environ.get(TIME_SCALE_ENV, "").strip()
+    try:
+        return max(0.0, float(raw)) if raw else DEFAULT_TIME_SCALE
+    except ValueError:
+        raise ValueError(f"{TIME_SCALE_ENV}={raw!r} is not a number; use e.g. 0.1 or 0") from None
 
 
 # ------------------------------------------------------------------------- profiles
@@ -496,8 +205,12 @@ def get_profile(name: str) -> Profile:
     try:
         return PROFILES[key]
     except KeyError:
+        from ..suggest import closest
+
         known = ", ".join(sorted(PROFILES))
-        raise KeyError(f"unknown simulated model {name!r}; known profiles: {known}") from None
+        near = closest(key, PROFILES)
+        hint = f" Did you mean 'sim/{near}'?" if near else ""
+        raise KeyError(f"unknown simulated model {name!r};{hint} known profiles: {known}") from None
 
 
 # ----------------------------------------------------------------------- simulation
@@ -648,18 +361,92 @@ def _choice_reply(call: _Call, labels: list[str]) -> str:
     return f"{tag} The answer is {shown}.\n\n```json\n{body}\n```"
 
 
-_GENERIC = (
-    "A short reply to: {excerpt}",
-    "Here is a brief answer about: {excerpt}",
-    "No real model was called; this stands in for an answer to: {excerpt}",
+#: The start of a simulated reply to a prompt outside the bank: ``outside_bank`` spots it, and
+#: the run marks the reply as no valid answer, with ``OUTSIDE_BANK_REASON``.
+OUTSIDE_BANK_TAG = "outside its question bank"
+OUTSIDE_BANK_REASON = (
+    "simulated: the simulated models only answer the questions of their built-in bank "
+    "(see them with pandas.DataFrame(nbtoolkit.providers.sim.question_bank())); this prompt "
+    "is not one of them, so this reply is no answer. Ask a bank question, or use a real model"
 )
 
 
+def outside_bank(output: object) -> bool:
+    """True for a simulated reply to a prompt its bank does not hold (not an answer)."""
+    return (
+        isinstance(output, str)
+        and output.startswith("[simulated ")
+        and (f": {OUTSIDE_BANK_TAG}]" in output.split("\n", 1)[0])
+    )
+
+
 def _generic_reply(call: _Call) -> str:
-    text = redact(_squash(call.prompt))  # before the cut, which could split a key
-    excerpt = text[:60] + ("..." if len(text) > 60 else "")
-    phrase = _GENERIC[int(call.unit("generic") * len(_GENERIC))]
-    return f"[simulated {call.profile.name}] " + phrase.format(excerpt=excerpt)
+    # No echo of the prompt: a number in it would be read as the model's answer.
+    return (
+        f"[simulated {call.profile.name}: {OUTSIDE_BANK_TAG}] A simulated model only knows "
+        "the questions of its bank; this prompt is not one of them, so there is no answer here."
+    )
+
+
+# Judge and fuse prompts: a simulated judge or aggregator reads the task and the panel's
+# answers out of them and acts on the bank's right answer, with the profile's accuracy.
+_SECTION = re.compile(r"^### (?:Answer|Response) (\d+)\n", re.MULTILINE)
+_JSON_ANSWER = re.compile(r'"answer"\s*:\s*"?(-?[\d.,]+)')
+_NUMBER_IN = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def _role(prompt: str) -> str | None:
+    from ..strategies.judge import FUSE_PROMPT, JUDGE_PROMPT
+
+    for role, template in (("judge", JUDGE_PROMPT), ("fuse", FUSE_PROMPT)):
+        if prompt.startswith(template.split("\n", 1)[0]):
+            return role
+    return None
+
+
+def _sections(prompt: str) -> tuple[str, list[str]]:
+    """The task and the numbered answers of a judge or fuse prompt."""
+    task = prompt.split("## Task", 1)[-1]
+    task = re.split(r"\n## (?:Answers|Responses)\n", task, maxsplit=1)[0].strip()
+    parts = _SECTION.split(prompt)
+    answers = [parts[i + 1].strip() for i in range(1, len(parts) - 1, 2)]
+    return task, answers
+
+
+def _number_of(text: str) -> int | None:
+    found = _JSON_ANSWER.search(text)
+    numbers = [found.group(1)] if found else _NUMBER_IN.findall(text)[-1:]
+    try:
+        return int(float(numbers[0].replace(",", ""))) if numbers else None
+    except ValueError:
+        return None
+
+
+def _judge_reply(call: _Call, question: Question, answers: list[str]) -> str:
+    right = [i for i, a in enumerate(answers, 1) if _number_of(a) == question.answer]
+    knows = call.mixed("judge", question.id) < call.profile.accuracy
+    if knows:
+        choice: object = right[0] if right else "none"
+        why = "it reaches the right result" if right else "no answer reaches the right result"
+    else:
+        wrong = [i for i in range(1, len(answers) + 1) if i not in right] or [1]
+        choice = wrong[int(call.unit("judge:pick") * len(wrong))]
+        why = "its working looks sound"
+    rationale = f"Answer {choice} is best: {why}." if choice != "none" else f"None: {why}."
+    return json.dumps({"choice": choice, "rationale": rationale})
+
+
+def _fuse_reply(call: _Call, question: Question, answers: list[str]) -> str:
+    # An aggregator that sees the panel is right more often than alone: it is right when
+    # it would be, or when most of the panel is.
+    votes = [_number_of(a) for a in answers]
+    majority_right = votes.count(question.answer) * 2 > len(votes)
+    if majority_right or call.mixed("wrong", question.id) >= 1.0 - call.profile.accuracy:
+        value, working = _ITEMS[question.id].right
+    else:
+        value, working = _wrong_answers(question.id)[0][0]
+    body = json.dumps({"reasoning": working, "answer": str(value)}, ensure_ascii=False)
+    return f"Weighing the {len(answers)} responses: {working}.\n\n```json\n{body}\n```"
 
 
 def simulate(
@@ -689,8 +476,15 @@ def simulate(
         sample=0 if temperature == 0 else sample,
     )
 
-    question = find_question(prompt)
-    if question is not None:
+    role = _role(prompt)
+    question = find_question(_sections(prompt)[0] if role else prompt)
+    if role is not None and question is not None:
+        answers = _sections(prompt)[1]
+        reply = _judge_reply if role == "judge" else _fuse_reply
+        text = reply(call, question, answers)
+    elif role is not None:
+        text = _generic_reply(call)
+    elif question is not None:
         text = _bank_reply(call, question)
     elif (labels := _choice_labels(prompt)) is not None:
         text = _choice_reply(call, labels)

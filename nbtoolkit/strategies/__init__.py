@@ -61,7 +61,12 @@ def get(spec: str | Strategy, **options: Any) -> Strategy:
             f"strategy= must be a name or an object with a combine() method, not {type(spec).__name__}"
         )
     if spec not in _REGISTRY:
-        raise StrategyError(f"unknown strategy {spec!r}. Known: {', '.join(sorted(_REGISTRY))}")
+        from ..suggest import did_you_mean
+
+        raise StrategyError(
+            f"unknown strategy {spec!r}.{did_you_mean(spec, _REGISTRY)} "
+            f"Known: {', '.join(sorted(_REGISTRY))}"
+        )
     try:
         return _REGISTRY[spec](**options)
     except TypeError as exc:
