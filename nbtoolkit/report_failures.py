@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from .extract.jsonread import ends_inside_json
 from .report_analysis import missing, short
 from .results import RunResult
 from .runner import is_cancelled, is_skipped
@@ -18,6 +19,7 @@ from .runner import is_cancelled, is_skipped
 # carry a preview of the reply, so grouping by message would give one group per reply.
 _EXTRACT_KINDS = (
     ("the reply is empty", "empty reply"),
+    ("JSON cut off", "JSON cut off (the reply ends inside it: max_tokens?)"),
     ("no JSON object", "no JSON object in the reply"),
     ("has no field", "JSON without the asked field"),
     ("is empty", "JSON field empty"),
@@ -29,34 +31,11 @@ _EXTRACT_KINDS = (
 )
 
 
-def json_cut_off(output: Any) -> bool:
-    """True when the reply ends inside a JSON object (more ``{`` than ``}`` after the first)."""
-    if not isinstance(output, str) or "{" not in output:
-        return False
-    tail = output[output.index("{") :]
-    depth, in_string, escaped = 0, False, False
-    for ch in tail:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-    return depth > 0 or in_string
-
-
 def failure_kind(error: Any, output: Any = None) -> str:
     """The kind of a failed call or unreadable reply: ``JSON cut off``, ``Timeout``..."""
     text = "" if missing(error) else str(error)
     if text.startswith("extract:") or (not missing(output) and text):
-        if json_cut_off(output):
+        if ends_inside_json(output):
             return "JSON cut off (the reply ends inside it: max_tokens?)"
         for needle, kind in _EXTRACT_KINDS:
             if needle in text:
@@ -93,7 +72,7 @@ def problems(res: RunResult, top: int = 10) -> pd.DataFrame:
 def _example(error: Any, output: Any) -> str:
     """One line that shows the kind: for a cut-off reply its end, where the cut is (the
     extractor's own message would only say it found no JSON object)."""
-    if json_cut_off(output):
+    if ends_inside_json(output):
         tail = " ".join(str(output).split())[-100:]
         return f"the reply ends: …{tail}"
     return short(error, 140)

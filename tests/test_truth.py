@@ -18,6 +18,7 @@ from nbtoolkit.calibration import calibrate
 from nbtoolkit.cli import summary_lines
 from nbtoolkit.display import html_repr, text_repr
 from nbtoolkit.extract import canonical_number
+from nbtoolkit.extract.jsonread import ends_inside_json
 from nbtoolkit.progress import status_line
 from nbtoolkit.providers import sim
 
@@ -356,12 +357,28 @@ def test_problems_are_grouped_by_kind_with_one_example() -> None:
     assert len(invalid) > 3
     assert table["count"].sum() == len(invalid)
     assert len(table) <= 4 and table["kind"].is_unique
-    cut = [o for o in invalid["output"] if failures.json_cut_off(o)]
+    cut = [o for o in invalid["output"] if ends_inside_json(o)]
     if cut:
         row = table.set_index("kind").filter(like="JSON cut off", axis=0)
         assert int(row["count"].sum()) == len(cut)
     cut_rows = table[table["kind"].str.startswith("JSON cut off")]
     assert "no JSON object" not in " ".join(cut_rows["kind"]) + " ".join(cut_rows["example"])
+
+
+def test_a_reply_cut_inside_its_json_says_so_in_its_error_row() -> None:
+    from nbtoolkit.extract import apply, build_extractor
+
+    cut = '```json\n{"reasoning": "12 trays of 18 is 216; 216 - 150 = 6'
+    for spec in ("json", "json:answer", ["json:answer", "number"]):
+        answer, valid, error = apply(build_extractor(spec), cut)
+        assert (answer, valid) == (None, False)
+        assert error is not None and error.startswith("extract: JSON cut off"), error
+        assert "no JSON object" not in error
+        assert failures.failure_kind(error, cut).startswith("JSON cut off")
+    # A whole object with a brace in a string is not cut off; prose without JSON is not either.
+    assert not ends_inside_json('{"answer": "a } and a {"}')
+    _, _, error = apply(build_extractor("json"), "I think it is 6.")
+    assert error is not None and "no JSON object" in error
 
 
 # --------------------------------------------------------- the README's report command

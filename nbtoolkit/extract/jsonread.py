@@ -39,7 +39,39 @@ def find_json(text: str) -> dict[str, Any]:
                 obj = None
             if isinstance(obj, dict):
                 return obj
+    if ends_inside_json(text):
+        tail = " ".join(text.split())[-40:]
+        raise ExtractionError(
+            f"JSON cut off: the reply ends inside its JSON object (…{tail!r}); "
+            "raise max_tokens if the model ran out of room"
+        )
     raise ExtractionError(f"no JSON object in {preview(text)}")
+
+
+def ends_inside_json(text: Any) -> bool:
+    """True when ``text`` ends inside a JSON object: after its first ``{`` (that opens a key),
+    an object or a string is still open. A reply cut by ``max_tokens`` looks like this."""
+    if not isinstance(text, str):
+        return False
+    opening = _OBJECT_START.search(text)
+    if opening is None:
+        return False
+    depth, in_string, escaped = 0, False, False
+    for ch in text[opening.start() :]:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+    return depth > 0 or in_string
 
 
 @register("json")
