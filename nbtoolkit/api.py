@@ -24,13 +24,16 @@ from . import providers
 from .audit import AuditLog, call_record
 from .cache import Cache, cache_dir
 from .consensus import FollowUpCall
-from .errors import RunFailedError
+from .errors import ConfigError, RunFailedError
 from .loop import run_sync
 from .plan import Plan, plan_run
 from .results import CONSENSUS_COLUMNS, EXTRA_CONSENSUS_COLUMNS, OUTPUT_COLUMNS, RunResult
 from .runner import SKIPPED, Call, Outcome, Progress, RetryPolicy, Runner
 from .spec import Model
 from .strategies import Candidate
+
+# The note on a duplicate call's row (same prompt, model, parameters and sample as another).
+SHARED = "shared reply: identical to"
 
 
 def collect(
@@ -73,6 +76,7 @@ def collect(
     )
     result.warnings.extend(plan.notes)
     result.meta = manifest(plan, outcomes)
+    result.meta["shared_calls"] = sum(1 for o in outcomes if o.shared_from is not None)
     return result
 
 
@@ -140,6 +144,10 @@ def _record(call: Call, outcome: Outcome, extracted: consensus_mod.Extracted) ->
     error = outcome.error or extract_error
     if outcome.answered_by and outcome.output is not None:
         error = f"answered by fallback {outcome.answered_by} after: {outcome.fallback_error}"
+    if outcome.shared_from is not None:
+        # Not a failure (the output is there): a note, as for an answer given by a fallback.
+        note = f"{SHARED} row {outcome.shared_from}'s call, sent once"
+        error = f"{note}; {error}" if error else note
     return {
         "row": call.row,
         "model": call.model.label,
@@ -269,6 +277,7 @@ async def aorchestrate(
     ``on_start(runner)`` is called once the calls are planned; ``runner.cancel()`` (from any
     thread) stops the run and returns the rows finished so far, marked ``cancelled``.
     """
+    _check_encodable(prompt, data, variables, system)
     plan = plan_run(
         prompt,
         models,
@@ -344,7 +353,50 @@ async def aorchestrate(
     )
     _warn(result, runner)
     _raise_if_failed(plan, result, runner.cancelled)
+    if plan.strict and runner.unrecorded:
+        raise RunFailedError(
+            f"the run finished but not everything was recorded (strict=True): "
+            f"{runner.recording_warnings()[0]}; the frames are in .result",
+            result,
+        )
     return result
+
+
+def _check_encodable(
+    prompt: str, data: Any, variables: Mapping[str, Any] | None, system: str | None
+) -> None:
+    """Text that cannot be sent (not encodable as UTF-8: a lone surrogate such as "\\ud800")
+    is refused before any call, naming where it is."""
+
+    def bad(value: Any) -> bool:
+        if not isinstance(value, str):
+            return False
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+
+    def refuse(where: str) -> None:
+        raise ConfigError(
+            f"{where} holds text that cannot be sent (not valid Unicode: a lone surrogate "
+            "such as '\\ud800'); fix it, e.g. value.encode('utf-8', 'replace').decode()"
+        )
+
+    for name, value in (("prompt", prompt), ("system", system)):
+        if bad(value):
+            refuse(name)
+    for name, value in (variables or {}).items():
+        if bad(value):
+            refuse(f"variables[{name!r}]")
+    if isinstance(data, pd.DataFrame):
+        for position, column in enumerate(data.columns):
+            values = data.iloc[:, position]
+            if values.dtype != object and not pd.api.types.is_string_dtype(values.dtype):
+                continue
+            for row, value in enumerate(values.tolist()):
+                if bad(value):
+                    refuse(f"data row {row} (index {data.index[row]!r}), column {column!r}")
 
 
 def _validator(plan: Plan) -> Callable[[str], str | None]:
@@ -381,6 +433,13 @@ def _auditor(audit: bool | str, run_id: str) -> Callable[[Call, Outcome], None] 
 def _warn(result: RunResult, runner: Runner) -> None:
     out = result.outputs
     result.warnings.extend(runner.warnings)
+    result.warnings.extend(runner.recording_warnings())
+    if runner.shared:
+        result.warnings.append(
+            f"{runner.shared} calls were identical to another call of this run (duplicate "
+            "rows): each was sent once and its reply shared, at no extra cost "
+            f"(their error column says '{SHARED} row N')"
+        )
     failed = int(result.failed_mask().sum())
     if failed and not runner.cancelled:
         result.warnings.append(

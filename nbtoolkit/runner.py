@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import providers
+from .budget import worst_case_cost
 from .cache import Cache, Entry, call_key
 from .errors import CacheError, redact
 from .spec import Model
@@ -49,6 +50,7 @@ class Outcome:
     attempts: int = 0
     answered_by: str | None = None  # a fallback model's id, when one answered instead
     fallback_error: str | None = None  # what the original model failed with
+    shared_from: int | None = None  # the row whose identical call was sent for this one
 
 
 SKIPPED = "Skipped:"  # the error prefix of a call made on purpose never: not a failure
@@ -143,6 +145,12 @@ class Runner:
         self.state = Progress()
         self.cancelled = False
         self.warnings: list[str] = []
+        # What could not be recorded (audit, cache, progress), by kind: [message, count].
+        self.unrecorded: dict[str, list[Any]] = {}
+        self.shared = 0  # calls answered by an identical call of the same run
+        # Budget accounting per request sent: money spent, and money held by calls in flight.
+        self._spent = 0.0
+        self._held = 0.0
         self.started: float | None = None
         self.wall_s = 0.0
 
@@ -174,53 +182,57 @@ class Runner:
             for c in pending
             if c.model.max_concurrency
         }
+        leaders, followers = _share_identical(pending)
+        bugs: list[BaseException] = []
 
         async def one(call: Call) -> None:
-            model_limit = per_model.get(call.model.label)
-            async with limit:
-                if self._over_budget():
-                    outcome = skipped(
-                        f"the budget max_cost_usd={self.max_cost_usd} was spent "
-                        "before this call started"
-                    )
-                elif model_limit is not None:
-                    async with model_limit:
+            try:
+                model_limit = per_model.get(call.model.label)
+                async with limit:
+                    if model_limit is not None:
+                        async with model_limit:
+                            outcome = await self._call(call, seeds.get(call.index))
+                    else:
                         outcome = await self._call(call, seeds.get(call.index))
-                else:
-                    outcome = await self._call(call, seeds.get(call.index))
-            outcomes[call.index] = outcome
-            self._finished(call, outcome)
+                outcomes[call.index] = outcome
+                self._finished(call, outcome)
+                for twin in followers.get(call.index, []):
+                    outcomes[twin.index] = _shared(outcome, call)
+                    self.shared += 1
+                    self._finished(twin, outcomes[twin.index])  # type: ignore[arg-type]
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # A bug in our own code: stop the run (and every other call) and surface it.
+                bugs.append(exc)
+                self._stop.set()
 
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         if self.cancelled:  # a cancel() that came during set-up, before anyone listened
             self._stop.set()
-        tasks = [asyncio.ensure_future(one(c)) for c in pending]
+        tasks = [asyncio.ensure_future(one(c)) for c in leaders]
+        stopped: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
         try:
             if tasks:
                 everything: asyncio.Future[Any] = asyncio.gather(*tasks)
-                stopped: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
                 await asyncio.wait([everything, stopped], return_when=asyncio.FIRST_COMPLETED)
-                stopped.cancel()
-                if not everything.done():
+                if not everything.done() and not bugs:
                     self.cancelled = True
-                    everything.cancel()
-                results = await asyncio.gather(everything, return_exceptions=True)
-                # A bug in our own code must surface, not hide as a half-empty frame.
-                if not self.cancelled and isinstance(results[0], Exception):
-                    raise results[0]
         except asyncio.CancelledError:
             self.cancelled = True
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             raise
         finally:
+            # One exit for every path (done, Cancel, Ctrl-C, a bug): no call is left running,
+            # so nothing is sent or billed after the run has returned or raised.
+            await _settle([*tasks, stopped])
             for call in calls:
                 if outcomes[call.index] is None:
                     outcomes[call.index] = Outcome(error="Cancelled: the run was stopped first")
                     self._finished(call, outcomes[call.index], report=False)  # type: ignore[arg-type]
             self._report()
+        if bugs:
+            raise bugs[0]
         return [o for o in outcomes if o is not None]
 
     def finish(self) -> None:
@@ -251,7 +263,7 @@ class Runner:
                 call.key = _key(call)
         found: dict[str, Entry] = {}
         if self.cache is not None and self.cache_mode in ("use", "replay-only") and live:
-            found = self.cache.get_many(c.key for c in live)
+            found = self._lookup([c.key for c in live])
         pending: list[Call] = []
         seeds: dict[int, Outcome] = {}
         for call in calls:
@@ -280,9 +292,6 @@ class Runner:
             and output is not None
             and self.validator(output) is not None
         )
-
-    def _over_budget(self) -> bool:
-        return self.max_cost_usd is not None and self.state.cost_usd >= self.max_cost_usd
 
     async def _call(self, call: Call, start: Outcome | None = None) -> Outcome:
         """One call with its retries, then its fallbacks, then its repairs."""
@@ -323,8 +332,22 @@ class Runner:
     def _cached(self, call: Call) -> Outcome | None:
         if self.cache is None or self.cache_mode not in ("use", "replay-only") or not call.key:
             return None
-        entry = self.cache.get_many([call.key]).get(call.key)
+        entry = self._lookup([call.key]).get(call.key)
         return None if entry is None else _from_entry(entry)
+
+    def _lookup(self, keys: list[str]) -> dict[str, Entry]:
+        """Cached entries for ``keys``; a cache that cannot be read is a warning, and the
+        run goes on without it (the calls are made, nothing is cached)."""
+        if self.cache is None:
+            return {}
+        try:
+            return self.cache.get_many(keys)
+        except CacheError as exc:
+            self.not_recorded(
+                "cache-read", f"{redact(str(exc))}; the run went on without the cache"
+            )
+            self.cache = None
+            return {}
 
     async def _repair(self, call: Call, outcome: Outcome) -> Outcome:
         """Re-ask with the validation error, a bounded number of times and tokens.
@@ -367,31 +390,47 @@ class Runner:
         return outcome
 
     async def _attempt(self, call: Call) -> Outcome:
-        """One call with retries and backoff; stores a success in the cache."""
+        """One call with retries and backoff; stores a success in the cache.
+
+        Every request sent counts in ``attempts``; each one first holds its worst-case cost
+        against ``max_cost_usd`` (see ``_hold``), so calls in flight cannot overspend together.
+        """
         if call.key and self.cache_mode == "replay-only":
             return _not_in_cache()  # replay-only never reaches a provider
         timeout = call.model.timeout or self.timeout
         attempts = 0
+        failed: Outcome | None = None
         while True:
+            held = self._hold(call)
+            if held is None:
+                if failed is None:
+                    return skipped(
+                        f"the budget max_cost_usd={self.max_cost_usd} would be exceeded by "
+                        "this call's worst case (prompt + max_tokens)"
+                    )
+                failed.error = f"{failed.error} (not retried: the budget max_cost_usd is spent)"
+                return failed
             attempts += 1
             start = time.perf_counter()
             try:
-                coro = providers.complete(call.model, call.messages, call.params, timeout)
-                # litellm's own timeout covers the HTTP request; this one covers everything.
-                reply = await (asyncio.wait_for(coro, timeout + 1.0) if timeout else coro)
+                reply = await providers.complete(call.model, call.messages, call.params, timeout)
             except asyncio.CancelledError:
+                self._settle_cost(held, math.nan)  # sent, maybe billed: keep it held
                 raise
             except Exception as exc:
+                self._settle_cost(held, 0.0)
                 retryable, retry_after = providers.retry_hint(exc)
-                if not retryable or attempts > self.retry.retries or self._over_budget():
-                    return Outcome(
-                        error=redact(providers.describe_error(exc)),
-                        latency_s=time.perf_counter() - start,
-                        cost_usd=0.0 if providers.price_known(call.model) else math.nan,
-                        attempts=attempts,
-                    )
+                failed = Outcome(
+                    error=redact(providers.describe_error(exc)),
+                    latency_s=time.perf_counter() - start,
+                    cost_usd=0.0 if providers.price_known(call.model) else math.nan,
+                    attempts=attempts,
+                )
+                if not retryable or attempts > self.retry.retries:
+                    return failed
                 await self.sleep(self.retry.delay(attempts, retry_after, self.rng))
                 continue
+            self._settle_cost(held, reply.cost_usd)
             latency = time.perf_counter() - start
             outcome = Outcome(
                 output=reply.text,
@@ -403,6 +442,30 @@ class Runner:
             )
             self._store(call, outcome)
             return outcome
+
+    def _hold(self, call: Call) -> float | None:
+        """Reserve the call's worst-case cost before it is sent; None when that would pass
+        ``max_cost_usd``. The worst case is its prompt tokens plus ``max_tokens`` (or
+        ``DEFAULT_MAX_TOKENS`` when none is set) at the model's price; an unknown price
+        holds nothing, as its spend cannot be counted either."""
+        if self.max_cost_usd is None:
+            return 0.0
+        worst = worst_case_cost(call.model, call.messages, call.params)
+        if math.isnan(worst):
+            worst = 0.0
+        if self._spent + self._held + worst > self.max_cost_usd:
+            return None
+        self._held += worst
+        return worst
+
+    def _settle_cost(self, held: float, cost: float) -> None:
+        """Release a reservation for what the request really cost (NaN: keep it held)."""
+        if self.max_cost_usd is None:
+            return
+        if math.isnan(cost):
+            return
+        self._held -= held
+        self._spent += cost
 
     def _store(self, call: Call, outcome: Outcome) -> None:
         if self.cache is None or not call.key or self.cache_mode not in ("use", "refresh"):
@@ -422,13 +485,14 @@ class Runner:
         )
         try:
             self.cache.put(entry)
-        except CacheError as exc:
-            # A full disk must not cost the user the answer they just paid for: keep the
-            # answer, and say once that it was not recorded.
-            if not self.warnings:
-                self.warnings.append(f"{exc}; answers were kept but not cached")
+        except Exception as exc:
+            # A full disk must not cost the user the answer they just paid for.
+            text = redact(str(exc)) if isinstance(exc, CacheError) else f"the cache: {_say(exc)}"
+            self.not_recorded("cache", text)
 
     def _finished(self, call: Call, outcome: Outcome, report: bool = True) -> None:
+        """Count a finished call and record it; a record that cannot be written is a warning,
+        never the loss of the answer (the frames are built from the outcomes, not the log)."""
         label = call.model.label
         if outcome.error is None:
             self.state.done[label] += 1
@@ -437,13 +501,95 @@ class Runner:
         if not outcome.cached and not math.isnan(outcome.cost_usd):
             self.state.cost_usd += outcome.cost_usd
         if self.on_outcome is not None:
-            self.on_outcome(call, outcome)
+            try:
+                self.on_outcome(call, outcome)
+            except Exception as exc:
+                self.not_recorded("audit", f"the audit log could not be written ({_say(exc)})")
         if report:
             self._report()
 
+    def not_recorded(self, kind: str, message: str) -> None:
+        """Note that something could not be recorded; said once per kind, with a count."""
+        entry = self.unrecorded.setdefault(kind, [message, 0])
+        entry[1] += 1
+
+    def recording_warnings(self) -> list[str]:
+        """One line per kind of record that could not be written."""
+        what = {"audit": "calls are not in the audit log", "cache": "replies were not cached"}
+        lines = []
+        for kind, (message, count) in self.unrecorded.items():
+            if kind in what:
+                lines.append(f"{message}: {count} {what[kind]}; the answers are kept in the frames")
+            else:
+                lines.append(message)
+        return lines
+
     def _report(self) -> None:
-        if self.progress_cb is not None:
+        if self.progress_cb is None:
+            return
+        try:
             self.progress_cb(self.state)
+        except Exception as exc:
+            # The user's display failed, not the run: it is not called again.
+            self.progress_cb = None
+            self.not_recorded(
+                "progress",
+                f"the progress callback raised {_say(exc)}; it was not called again",
+            )
+
+
+def _say(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return redact(f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__)[:300]
+
+
+async def _settle(tasks: list[asyncio.Future[Any]]) -> None:
+    """Cancel ``tasks`` and wait until every one has ended, even if we are cancelled meanwhile:
+    a call task that outlives the run would go on sending (and billing) requests."""
+    for task in tasks:
+        task.cancel()
+    interrupted = False
+    while True:
+        running = [t for t in tasks if not t.done()]
+        if not running:
+            break
+        try:
+            await asyncio.wait(running)
+        except asyncio.CancelledError:
+            interrupted = True  # finish settling first; the cancellation is raised after
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not log it as never retrieved
+    if interrupted:
+        raise asyncio.CancelledError
+
+
+def _share_identical(calls: list[Call]) -> tuple[list[Call], dict[int, list[Call]]]:
+    """Identical calls (same model, messages, parameters and sample: duplicate rows) are sent
+    once; returns the calls to send and, by a sent call's index, the calls that share it."""
+    leaders: list[Call] = []
+    first: dict[str, Call] = {}
+    followers: dict[int, list[Call]] = {}
+    for call in calls:
+        key = call.key or _key(call)
+        leader = first.get(key)
+        if leader is None:
+            first[key] = call
+            leaders.append(call)
+        else:
+            followers.setdefault(leader.index, []).append(call)
+    return leaders, followers
+
+
+def _shared(outcome: Outcome, leader: Call) -> Outcome:
+    """A duplicate call's outcome: the reply of the call sent for it, neither sent nor billed
+    again (its tokens are the reply's, its cost and attempts 0)."""
+    return replace(
+        outcome,
+        cost_usd=0.0 if not math.isnan(outcome.cost_usd) else math.nan,
+        attempts=0,
+        shared_from=leader.row,
+    )
 
 
 def _from_entry(entry: Entry) -> Outcome:

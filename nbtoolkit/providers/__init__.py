@@ -8,6 +8,9 @@ Register your own the same way with ``register_offline``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
+import email.utils
 import logging
 import math
 import os
@@ -289,7 +292,35 @@ async def complete(
     response = await litellm.acompletion(
         model=model.id if offline else litellm_id(model), messages=messages, **call_kwargs
     )
+    _check_content(response)
     return _reply(model, response)
+
+
+class NoContentError(ValueError):
+    """A reply with a choice but no text: retried like empty ``choices``, never cached."""
+
+
+def _check_content(response: Any) -> None:
+    # A 200 whose message content is null (a refusal, a tool call, a gateway under load) has
+    # no answer in it: taking it for an empty answer would bill it, cache it and serve it on
+    # every re-run.
+    choices = getattr(response, "choices", None) or []
+    if not choices:
+        return  # _reply says "no choices"
+    message = getattr(choices[0], "message", None)
+    if getattr(message, "content", None) is not None:
+        return
+    why = []
+    refusal = getattr(message, "refusal", None)
+    if refusal:
+        why.append(f"refusal: {str(refusal)[:120]}")
+    if getattr(message, "tool_calls", None):
+        why.append("a tool call instead of text")
+    reason = getattr(choices[0], "finish_reason", None)
+    if reason:
+        why.append(f"finish_reason={reason}")
+    detail = f" ({'; '.join(why)})" if why else ""
+    raise NoContentError(f"the provider's reply has no message content{detail}")
 
 
 def _env_key_or_placeholder(model: Model) -> str:
@@ -385,22 +416,44 @@ def retry_hint(exc: BaseException) -> tuple[bool, float | None]:
 
 
 def _retry_after(exc: BaseException) -> float | None:
-    headers: Any = getattr(exc, "litellm_response_headers", None)
-    if headers is None:
-        response = getattr(exc, "response", None)
-        headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    try:
-        value = headers.get("retry-after") or headers.get("Retry-After")
-    except AttributeError:
-        return None
+    """Seconds a server asked us to wait, in any of its forms: ``retry-after-ms`` (OpenAI),
+    ``Retry-After`` as seconds or as an HTTP date; None when it says nothing usable."""
+    for headers in (
+        getattr(exc, "litellm_response_headers", None),
+        getattr(getattr(exc, "response", None), "headers", None),
+    ):
+        if not headers:
+            continue
+        try:
+            ms = _header(headers, "retry-after-ms")
+            value = _header(headers, "retry-after")
+        except AttributeError:
+            continue
+        if ms is not None:
+            with contextlib.suppress(ValueError):
+                return _finite(float(ms) / 1000.0)
+        if value is None:
+            continue
+        with contextlib.suppress(ValueError):
+            return _finite(float(value))
+        with contextlib.suppress(TypeError, ValueError, IndexError, OverflowError):
+            when = email.utils.parsedate_to_datetime(str(value))
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=datetime.timezone.utc)
+            return _finite((when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
+    return None
+
+
+def _header(headers: Any, name: str) -> Any:
+    value = headers.get(name)
     if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: rare from LLM APIs; fall back to our own backoff
+        value = headers.get(name.title())
+    return value
+
+
+def _finite(seconds: float) -> float | None:
+    # The cap (RetryPolicy.max_retry_after_s) is applied where the wait is made.
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def describe_error(exc: BaseException) -> str:
