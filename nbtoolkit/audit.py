@@ -44,6 +44,12 @@ class AuditLog:
         except UnicodeEncodeError:
             # A lone surrogate in a reply: JSON's \u escapes keep the record whole and valid.
             data = (redact(json.dumps(_clean(record), default=str)) + "\n").encode("ascii")
+        try:
+            self._append(data)
+        except OSError as exc:
+            raise OSError(f"{self.path}: {exc.strerror or exc}") from exc
+
+    def _append(self, data: bytes) -> None:
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections.abc
 import concurrent.futures
 import contextlib
+import inspect
 import threading
+import types
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -57,66 +60,44 @@ def _close_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> No
         loop.close()
 
 
-class _CancelAwareFuture(concurrent.futures.Future):  # type: ignore[type-arg]
-    """Remembers a cancel() that came while its function was already running."""
-
-    cancel_requested = False
-
-    def cancel(self) -> bool:
-        self.cancel_requested = True
-        return super().cancel()
-
-
 class _ClosingExecutor(concurrent.futures.ThreadPoolExecutor):
-    """The loop's default executor, closing coroutines that nobody will await.
+    """The loop's default executor; a coroutine a function returns is closed if dropped.
 
     litellm's ``acompletion`` builds its request in ``run_in_executor``, and that function
-    returns a coroutine (the provider's own ``acompletion``). When the call is cancelled while
-    the function runs (Cancel, Ctrl-C), asyncio drops the returned coroutine and Python prints
-    "coroutine ... was never awaited" in the user's cell. Closing it here ends it cleanly.
+    returns a coroutine (the provider's own ``acompletion``) for it to await next. When the
+    call is cancelled around that moment (Cancel, Ctrl-C, a run that stops), the coroutine is
+    dropped unawaited and Python prints "coroutine ... was never awaited" in the user's cell.
     """
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        inner = super().submit(fn, *args, **kwargs)
-        outer = _CancelAwareFuture()
+        def run() -> Any:
+            result = fn(*args, **kwargs)
+            return _Closing(result) if isinstance(result, types.CoroutineType) else result
 
-        def copy(done: concurrent.futures.Future[Any]) -> None:
-            if done.cancelled():
-                outer.cancel()
-            elif done.exception() is not None:
-                outer.set_exception(done.exception())
-            else:
-                outer.set_result(done.result())
-                _close_if_dropped(outer)
-
-        def forward_cancel(_: Any) -> None:
-            if outer.cancel_requested:
-                inner.cancel()
-
-        inner.add_done_callback(copy)
-        outer.add_done_callback(forward_cancel)
-        return outer
+        return super().submit(run)
 
 
-def _close_if_dropped(future: _CancelAwareFuture) -> None:
-    result = future.result()
-    if not asyncio.iscoroutine(result):
-        return
-    loop = _LOOP
-    if loop is None or loop.is_closed():
-        return
+class _Closing(collections.abc.Coroutine):  # type: ignore[type-arg]
+    """A coroutine that, dropped before it ever ran, closes instead of warning."""
 
-    def check(rounds: int) -> None:
-        # asyncio hands the result over (or drops it, when the waiter was cancelled) a loop
-        # turn or two after the function returns; a cancel arrives by then.
-        if future.cancel_requested:
-            with contextlib.suppress(Exception):
-                result.close()
-        elif rounds:
-            loop.call_soon(check, rounds - 1)
+    def __init__(self, coro: types.CoroutineType[Any, Any, Any]) -> None:
+        self._coro = coro
 
-    with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(check, 3)
+    def send(self, value: Any) -> Any:
+        return self._coro.send(value)
+
+    def throw(self, *args: Any) -> Any:
+        return self._coro.throw(*args)
+
+    def close(self) -> None:
+        self._coro.close()
+
+    def __await__(self) -> Any:
+        return self._coro.__await__()
+
+    def __del__(self) -> None:
+        if inspect.getcoroutinestate(self._coro) == inspect.CORO_CREATED:
+            self._coro.close()
 
 
 def run_sync(coro: Coroutine[Any, Any, T], on_interrupt: Callable[[], bool] | None = None) -> T:

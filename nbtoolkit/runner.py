@@ -211,11 +211,13 @@ class Runner:
         self._stop = asyncio.Event()
         if self.cancelled:  # a cancel() that came during set-up, before anyone listened
             self._stop.set()
-        tasks = [asyncio.ensure_future(one(c)) for c in leaders]
+        tasks: list[asyncio.Future[Any]] = [asyncio.ensure_future(one(c)) for c in leaders]
         stopped: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
+        watched = [stopped]
         try:
             if tasks:
                 everything: asyncio.Future[Any] = asyncio.gather(*tasks)
+                watched.append(everything)
                 await asyncio.wait([everything, stopped], return_when=asyncio.FIRST_COMPLETED)
                 if not everything.done() and not bugs:
                     self.cancelled = True
@@ -225,7 +227,7 @@ class Runner:
         finally:
             # One exit for every path (done, Cancel, Ctrl-C, a bug): no call is left running,
             # so nothing is sent or billed after the run has returned or raised.
-            await _settle([*tasks, stopped])
+            await _settle([*tasks, *watched])
             for call in calls:
                 if outcomes[call.index] is None:
                     outcomes[call.index] = Outcome(error="Cancelled: the run was stopped first")
