@@ -19,6 +19,8 @@ import types
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from . import timing
+
 T = TypeVar("T")
 
 _LOOP: asyncio.AbstractEventLoop | None = None
@@ -93,11 +95,23 @@ class _Closing(collections.abc.Coroutine):  # type: ignore[type-arg]
         self._coro.close()
 
     def __await__(self) -> Any:
+        timing.run_marked(self._coro)  # the request starts now: its timeout clock too
         return self._coro.__await__()
 
     def __del__(self) -> None:
         if inspect.getcoroutinestate(self._coro) == inspect.CORO_CREATED:
             self._coro.close()
+
+
+def install_executor(loop: asyncio.AbstractEventLoop) -> bool:
+    """Give ``loop`` our default executor unless it has one of its own; True when ours is
+    there (then a request's start is marked, see ``timing``)."""
+    # asyncio has no public getter for the default executor.
+    current = getattr(loop, "_default_executor", None)
+    if current is None:
+        loop.set_default_executor(_ClosingExecutor(thread_name_prefix="nbtoolkit-executor"))
+        return True
+    return isinstance(current, _ClosingExecutor)
 
 
 def run_sync(coro: Coroutine[Any, Any, T], on_interrupt: Callable[[], bool] | None = None) -> T:

@@ -19,7 +19,9 @@ from . import providers
 from .budget import worst_case_cost
 from .cache import Cache, Entry, call_key
 from .errors import CacheError, redact
+from .loop import install_executor
 from .spec import Model
+from .timing import LoopLag, safety_timeout, timed
 
 
 @dataclass
@@ -208,12 +210,16 @@ class Runner:
                 self._stop.set()
 
         self._loop = asyncio.get_running_loop()
+        self._marked = install_executor(self._loop)
+        self._lag = LoopLag()
         self._stop = asyncio.Event()
         if self.cancelled:  # a cancel() that came during set-up, before anyone listened
             self._stop.set()
         tasks: list[asyncio.Future[Any]] = [asyncio.ensure_future(one(c)) for c in leaders]
         stopped: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
         watched = [stopped]
+        if any(c.model.timeout or self.timeout for c in pending):
+            watched.append(self._lag.start())
         try:
             if tasks:
                 everything: asyncio.Future[Any] = asyncio.gather(*tasks)
@@ -415,7 +421,18 @@ class Runner:
             attempts += 1
             start = time.perf_counter()
             try:
-                reply = await providers.complete(call.model, call.messages, call.params, timeout)
+                # The timeout is ours (time the request took); litellm's is only a safety net.
+                reply = await timed(
+                    providers.complete(
+                        call.model,
+                        call.messages,
+                        call.params,
+                        safety_timeout(timeout) if timeout else None,
+                    ),
+                    timeout,
+                    self._lag,
+                    marked=self._marked,
+                )
             except asyncio.CancelledError:
                 self._settle_cost(held, math.nan)  # sent, maybe billed: keep it held
                 raise

@@ -7,6 +7,7 @@ import asyncio
 import json
 import math
 import random
+import threading
 import time
 from email.utils import formatdate
 from pathlib import Path
@@ -352,3 +353,62 @@ def test_retry_policy_caps_every_form() -> None:
     policy = RetryPolicy()
     assert policy.delay(1, 1e6, random.Random(0)) == policy.max_retry_after_s
     assert not math.isnan(policy.delay(3, None, random.Random(0)))
+
+
+def test_a_reply_that_waits_for_a_busy_loop_is_not_a_timeout_nor_sent_again() -> None:
+    """The loop is blocked for 2.5 s right after the requests went out (as a loaded machine
+    or litellm's own CPU would): the replies came in time and must be taken, once each."""
+    loops: list[asyncio.AbstractEventLoop] = []
+    blocked: list[bool] = []
+
+    def reply(req) -> str:
+        if not blocked:
+            blocked.append(True)
+            loops[0].call_soon_threadsafe(time.sleep, 2.5)
+        return "The answer is 7"
+
+    def started(runner) -> None:
+        loops.append(asyncio.get_running_loop())
+
+    with FakeOpenAIServer(reply=reply, latency=0.05) as server:
+        res = nbt.orchestrate(
+            "{q}", [local(server)], data=rows(8), timeout=1, on_start=started, cache="off"
+        )
+        assert server.request_count == 8
+    assert res.outputs["output"].notna().all()
+    assert res.outputs["attempts"].eq(1).all()
+
+
+def test_time_waiting_for_a_thread_to_build_the_request_is_not_the_request_timing_out() -> None:
+    """litellm builds each request on the loop's thread pool; with the pool busy for 2.5 s
+    (many calls at once on a loaded machine), no call may time out before it is even sent."""
+    release = threading.Event()
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def block_the_pool() -> None:
+        for _ in range(64):  # more jobs than the pool has threads, on any machine
+            loops[0].run_in_executor(None, release.wait, 10)
+        threading.Timer(2.5, release.set).start()
+
+    def reply(req) -> str:
+        if not release.is_set() and not loops[1:]:
+            loops.append(loops[0])
+            loops[0].call_soon_threadsafe(block_the_pool)
+        return "The answer is 7"
+
+    def started(runner) -> None:
+        loops.append(asyncio.get_running_loop())
+
+    with FakeOpenAIServer(reply=reply, latency=0.05) as server:
+        res = nbt.orchestrate(
+            "{q}",
+            [local(server)],
+            data=rows(8),
+            timeout=1,
+            concurrency=2,
+            on_start=started,
+            cache="off",
+        )
+        assert server.request_count == 8
+    assert res.outputs["output"].notna().all()
+    assert res.outputs["attempts"].eq(1).all()
