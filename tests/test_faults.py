@@ -412,3 +412,36 @@ def test_time_waiting_for_a_thread_to_build_the_request_is_not_the_request_timin
         assert server.request_count == 8
     assert res.outputs["output"].notna().all()
     assert res.outputs["attempts"].eq(1).all()
+
+
+def test_cancel_leaves_no_coroutine_never_awaited() -> None:
+    """Cancelling while litellm builds requests on its threads dropped their coroutines:
+    "RuntimeWarning: coroutine ... acompletion was never awaited" in the user's cell."""
+    import subprocess
+    import sys
+    import textwrap
+
+    with FakeOpenAIServer(reply="ok", latency=0.01) as server:
+        code = f"""
+            import gc, threading, pandas as pd, nbtoolkit as nbt
+            m = nbt.Model("openai/x", api_base="{server.base_url}", api_key_env="LOCAL_KEY")
+            data = pd.DataFrame({{"q": [f"q{{i}}" for i in range(400)]}})
+            for delay in (0.3, 0.5, 0.7, 0.9):
+                def started(runner, delay=delay):
+                    threading.Timer(delay, runner.cancel).start()
+                res = nbt.orchestrate("{{q}}", [m], data=data, concurrency=32, cache="off",
+                                      audit=False, on_start=started)
+                assert res.cancelled
+                gc.collect()
+            print("done", flush=True)
+            """
+        child = subprocess.run(
+            [sys.executable, "-W", "default", "-c", textwrap.dedent(code)],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            env={**__import__("os").environ, "LOCAL_KEY": CANARY_KEY},
+        )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == "done"
+    assert "never awaited" not in child.stderr, child.stderr
