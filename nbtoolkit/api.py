@@ -147,7 +147,8 @@ def _record(call: Call, outcome: Outcome, extracted: consensus_mod.Extracted) ->
     if outcome.shared_from is not None:
         # Not a failure (the output is there): a note, as for an answer given by a fallback.
         note = f"{SHARED} row {outcome.shared_from}'s call, sent once"
-        error = f"{note}; {error}" if error else note
+        # After the error, so a copied "Skipped:"/"Cancelled" still reads (and counts) as one.
+        error = f"{error} [{note}]" if error else note
     return {
         "row": call.row,
         "model": call.model.label,

@@ -391,6 +391,8 @@ class Runner:
                 else ""
             )
             fixed = self._cached(again) or await self._attempt(again)
+            if is_skipped(fixed.error):
+                break  # the budget would not cover another round: keep the reply we have
             spent += (fixed.prompt_tokens or 0) + (fixed.completion_tokens or 0)
             outcome = _merge(outcome, fixed)
             if fixed.output is None:

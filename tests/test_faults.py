@@ -19,6 +19,7 @@ import pytest
 import nbtoolkit as nbt
 from nbtoolkit import audit, providers
 from nbtoolkit.cache import Cache
+from nbtoolkit.loop import run_sync
 from nbtoolkit.runner import Call, RetryPolicy, Runner
 from nbtoolkit.testing import FakeOpenAIServer
 
@@ -234,6 +235,18 @@ def test_duplicate_rows_are_sent_once_and_marked() -> None:
     assert any("3 calls were identical" in w for w in res.warnings)
 
 
+def test_a_failed_call_shared_by_duplicates_stays_a_failure_on_every_row() -> None:
+    data = pd.DataFrame({"q": ["bad", "good", "bad"]})
+    with FakeOpenAIServer(faults=lambda i, req: "500" if "bad" in str(req) else None) as server:
+        res = nbt.orchestrate("{q}", [local(server)], data=data, retries=0, cache="off")
+        assert server.request_count == 2
+    assert res.failed_mask().tolist() == [True, False, True]
+    copy = res.outputs["error"].iloc[2]
+    assert copy.startswith("InternalServerError") and copy.endswith(
+        "[shared reply: identical to row 0's call, sent once]"
+    )
+
+
 def test_samples_and_different_models_are_not_shared() -> None:
     with FakeOpenAIServer(reply="ok") as server:
         nbt.orchestrate(
@@ -317,7 +330,7 @@ def test_the_wait_a_429_asks_for_is_the_wait_made(form, expected) -> None:
         runner = Runner(retry=RetryPolicy(retries=1), sleep=sleep, seed=1)
         params = providers.call_params(model, {}, sample=0)
         call = Call(0, 0, model, 0, 0, [{"role": "user", "content": "hi"}], params)
-        (outcome,) = asyncio.run(runner.run([call]))
+        (outcome,) = run_sync(runner.run([call]))
     assert outcome.output == "ok" and outcome.attempts == 2
     (wait,) = waits
     # A date has whole seconds (the server adds one): between 0.25 and 1.25 s from now.
