@@ -174,6 +174,8 @@ class Runner:
             self.state.failed.setdefault(label, 0)
 
         pending, seeds = self._from_cache(calls, outcomes)
+        # Before litellm's first call creates the loop's own default executor.
+        self._marked = install_executor(asyncio.get_running_loop())
         if pending:
             await providers.warm_up()
         if self.started is None:
@@ -210,7 +212,6 @@ class Runner:
                 self._stop.set()
 
         self._loop = asyncio.get_running_loop()
-        self._marked = install_executor(self._loop)
         self._lag = LoopLag()
         self._stop = asyncio.Event()
         if self.cancelled:  # a cancel() that came during set-up, before anyone listened
