@@ -433,7 +433,6 @@ def _auditor(audit: bool | str, run_id: str) -> Callable[[Call, Outcome], None] 
 
 def _warn(result: RunResult, runner: Runner) -> None:
     out = result.outputs
-    result.warnings.extend(runner.warnings)
     result.warnings.extend(runner.recording_warnings())
     if runner.shared:
         result.warnings.append(

@@ -146,7 +146,6 @@ class Runner:
         self._repairing = True
         self.state = Progress()
         self.cancelled = False
-        self.warnings: list[str] = []
         # What could not be recorded (audit, cache, progress), by kind: [message, count].
         self.unrecorded: dict[str, list[Any]] = {}
         self.shared = 0  # calls answered by an identical call of the same run
