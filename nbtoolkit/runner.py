@@ -152,6 +152,7 @@ class Runner:
         # Budget accounting per request sent: money spent, and money held by calls in flight.
         self._spent = 0.0
         self._held = 0.0
+        self._sent: dict[int, int] = {}  # requests sent, by call index, in the current run()
         self.started: float | None = None
         self.wall_s = 0.0
 
@@ -162,6 +163,7 @@ class Runner:
         ``repair=False`` for calls whose replies the run's extractor does not read (a judge's).
         """
         self._repairing = repair
+        self._sent = {}
         calls = [replace(c, index=i) for i, c in enumerate(calls)]
         outcomes: list[Outcome | None] = [None] * len(calls)
         if self.cancelled:
@@ -236,7 +238,11 @@ class Runner:
             await _settle([*tasks, *watched])
             for call in calls:
                 if outcomes[call.index] is None:
-                    outcomes[call.index] = Outcome(error="Cancelled: the run was stopped first")
+                    # A request cut off in flight was still sent: it counts.
+                    outcomes[call.index] = Outcome(
+                        error="Cancelled: the run was stopped first",
+                        attempts=self._sent.get(call.index, 0),
+                    )
                     self._finished(call, outcomes[call.index], report=False)  # type: ignore[arg-type]
             self._report()
         if bugs:
@@ -421,6 +427,7 @@ class Runner:
                 failed.error = f"{failed.error} (not retried: the budget max_cost_usd is spent)"
                 return failed
             attempts += 1
+            self._sent[call.index] = self._sent.get(call.index, 0) + 1
             start = time.perf_counter()
             try:
                 # The timeout is ours (time the request took); litellm's is only a safety net.

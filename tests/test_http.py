@@ -146,3 +146,5 @@ def test_cancel_returns_finished_rows_within_a_second() -> None:
     )
     assert res.outputs["error"].iloc[1].startswith("Cancelled")
     assert "CANCELLED" in repr(res)
+    # The cancelled call's request was sent: every request sent is counted.
+    assert res.outputs["attempts"].tolist() == [1, 1, 1]
