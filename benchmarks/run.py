@@ -469,6 +469,24 @@ def figure_throughput(ctx: Context) -> None:
     if bad:
         table.note(f"3: {bad} calls failed; the figures are not meaningful")
 
+    # 3e: timeout=1 at concurrency 128: a healthy server must see each call once, whatever
+    # the client's own CPU keeps its loop busy with.
+    before = server.request_count
+    res = orchestrate("{q}", models, data=data, cache="off", concurrency=128, timeout=1)
+    sent = server.request_count - before
+    out = res.outputs
+    resent = sent - len(out)
+    timeouts = int(out["error"].fillna("").str.startswith("Timeout").sum())
+    table.add(
+        "3e",
+        f"{len(out):,} calls at C=128, timeout=1 s: requests re-sent",
+        f"{resent} re-sent, {timeouts} timeouts",
+        "0",
+        "ok" if resent == 0 and timeouts == 0 else "MISSED",
+    )
+    if int(out["attempts"].sum()) != sent:
+        table.note(f"3e: attempts {int(out['attempts'].sum())} != requests received {sent}")
+
 
 # --- figure 4: the cached re-run of figure 3, and a replay of it -----------------------------
 

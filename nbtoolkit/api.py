@@ -32,6 +32,9 @@ from .runner import SKIPPED, Call, Outcome, Progress, RetryPolicy, Runner
 from .spec import Model
 from .strategies import Candidate
 
+# The note on a duplicate call's row (same prompt, model, parameters and sample as another).
+SHARED = "shared reply: identical to"
+
 
 def collect(
     plan: Plan,
@@ -74,6 +77,7 @@ def collect(
     result.warnings.extend(plan.notes)
     # Written into report notebooks: header values hidden, credentials and keys redacted.
     result.meta = public(manifest(plan, outcomes))
+    result.meta["shared_calls"] = sum(1 for o in outcomes if o.shared_from is not None)
     return result
 
 
@@ -152,6 +156,11 @@ def _record(call: Call, outcome: Outcome, extracted: consensus_mod.Extracted) ->
     error = outcome.error or extract_error
     if outcome.answered_by and outcome.output is not None:
         error = f"answered by fallback {outcome.answered_by} after: {outcome.fallback_error}"
+    if outcome.shared_from is not None:
+        # Not a failure (the output is there): a note, as for an answer given by a fallback.
+        note = f"{SHARED} row {outcome.shared_from}'s call, sent once"
+        # After the error, so a copied "Skipped:"/"Cancelled" still reads (and counts) as one.
+        error = f"{error} [{note}]" if error else note
     return {
         "row": call.row,
         "model": call.model.label,
@@ -377,6 +386,12 @@ async def aorchestrate(
     )
     _warn(result, runner)
     _raise_if_failed(plan, result, runner.cancelled)
+    if plan.strict and runner.unrecorded:
+        raise RunFailedError(
+            f"the run finished but not everything was recorded (strict=True): "
+            f"{runner.recording_warnings()[0]}; the frames are in .result",
+            result,
+        )
     return result
 
 
@@ -413,7 +428,13 @@ def _auditor(audit: bool | str, run_id: str) -> Callable[[Call, Outcome], None] 
 
 def _warn(result: RunResult, runner: Runner) -> None:
     out = result.outputs
-    result.warnings.extend(runner.warnings)
+    result.warnings.extend(runner.recording_warnings())
+    if runner.shared:
+        result.warnings.append(
+            f"{runner.shared} calls were identical to another call of this run (duplicate "
+            "rows): each was sent once and its reply shared, at no extra cost "
+            f"(their error column says '{SHARED} row N')"
+        )
     failed = int(result.failed_mask().sum())
     if failed and not runner.cancelled:
         result.warnings.append(

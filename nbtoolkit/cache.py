@@ -76,7 +76,8 @@ def call_key(
     if label is not None and label != model_id:
         record["label"] = label
     blob = json.dumps(record, sort_keys=True, default=_jsonable, ensure_ascii=False)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    # surrogatepass: a lone surrogate in a reply being repaired still gets a stable key.
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _jsonable(value: Any) -> Any:
@@ -147,7 +148,7 @@ class Cache:
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA busy_timeout=30000")
                 _retry_locked(lambda: conn.execute(_SCHEMA))
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, OSError) as exc:
                 raise CacheError(f"cannot open the cache at {self.path}: {exc}") from None
             self._local.conn = conn
         return conn
@@ -192,6 +193,12 @@ class Cache:
             )
         except sqlite3.Error as exc:
             raise CacheError(f"cannot write to the cache at {self.path}: {exc}") from None
+        except UnicodeEncodeError:
+            # SQLite text is UTF-8: a lone surrogate ("\ud800") in a reply cannot be stored.
+            raise CacheError(
+                f"cannot write to the cache at {self.path}: the reply holds text that is not "
+                "valid Unicode (a lone surrogate)"
+            ) from None
 
     def entries(self) -> Iterator[Entry]:
         cursor = self._conn().execute(

@@ -27,7 +27,8 @@ from typing import Any
 
 import pandas as pd
 
-from . import providers
+from .budget import DEFAULT_MAX_TOKENS, prices
+from .budget import prompt_tokens as _count
 from .cache import Cache, cache_dir
 from .display import format_cost
 from .spec import Model, as_models
@@ -35,8 +36,6 @@ from .templating import Template
 
 __all__ = ["DEFAULT_MAX_TOKENS", "Estimate", "estimate"]
 
-#: Completion tokens per call assumed for the upper bound when no ``max_tokens`` is set.
-DEFAULT_MAX_TOKENS = 1024
 
 COLUMNS = [
     "calls",
@@ -95,43 +94,6 @@ class Estimate(pd.DataFrame):
 
 def _money(value: Any) -> str:
     return format_cost(value)
-
-
-def prices(model: Model) -> tuple[float, float] | None:
-    """USD per input token and per output token, or None when the price is not known."""
-    for source in (model.params, model.extra):
-        if "input_cost_per_token" in source:
-            return float(source["input_cost_per_token"]), float(
-                source.get("output_cost_per_token", 0)
-            )
-    prefix, _, name = model.id.partition("/")
-    if prefix == "sim":
-        from .providers import sim
-
-        profile = sim.PROFILES.get(name)
-        if profile is None:
-            return None
-        return profile.input_cost_per_token, profile.output_cost_per_token
-    if not providers.price_known(model):
-        return None
-    table = providers.get_litellm().model_cost
-    entry = table.get(name if prefix == "replay" else model.id) or table.get(name) or {}
-    return float(entry.get("input_cost_per_token") or 0), float(
-        entry.get("output_cost_per_token") or 0
-    )
-
-
-def _count(model: Model, messages: list[dict[str, Any]]) -> int:
-    if model.id.startswith("sim/"):
-        from .providers import sim
-
-        return sim.count_tokens(str(messages[-1]["content"]))
-    litellm = providers.get_litellm()
-    try:
-        routed = model.id if providers.is_offline(model.id) else providers.litellm_id(model)
-    except Exception:
-        routed = model.id
-    return int(litellm.token_counter(model=routed, messages=messages))
 
 
 def typical_completion_tokens(cache_path: str | None = None) -> dict[str, float]:

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections.abc
 import concurrent.futures
 import contextlib
+import inspect
 import threading
+import types
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
+
+from . import timing
 
 T = TypeVar("T")
 
@@ -28,6 +33,7 @@ def get_loop() -> asyncio.AbstractEventLoop:
     with _LOOP_LOCK:
         if _LOOP is None or _LOOP.is_closed():
             loop = asyncio.new_event_loop()
+            loop.set_default_executor(_ClosingExecutor(thread_name_prefix="nbtoolkit-executor"))
             thread = threading.Thread(target=loop.run_forever, name="nbtoolkit-loop", daemon=True)
             thread.start()
             _LOOP = loop
@@ -56,19 +62,93 @@ def _close_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> No
         loop.close()
 
 
+class _ClosingExecutor(concurrent.futures.ThreadPoolExecutor):
+    """The loop's default executor; a coroutine a function returns is closed if dropped.
+
+    litellm's ``acompletion`` builds its request in ``run_in_executor``, and that function
+    returns a coroutine (the provider's own ``acompletion``) for it to await next. When the
+    call is cancelled around that moment (Cancel, Ctrl-C, a run that stops), the coroutine is
+    dropped unawaited and Python prints "coroutine ... was never awaited" in the user's cell.
+    """
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        def run() -> Any:
+            result = fn(*args, **kwargs)
+            return _Closing(result) if isinstance(result, types.CoroutineType) else result
+
+        return super().submit(run)
+
+
+class _Closing(collections.abc.Coroutine):  # type: ignore[type-arg]
+    """A coroutine that, dropped before it ever ran, closes instead of warning."""
+
+    def __init__(self, coro: types.CoroutineType[Any, Any, Any]) -> None:
+        self._coro = coro
+
+    def send(self, value: Any) -> Any:
+        return self._coro.send(value)
+
+    def throw(self, *args: Any) -> Any:
+        return self._coro.throw(*args)
+
+    def close(self) -> None:
+        self._coro.close()
+
+    def __await__(self) -> Any:
+        timing.run_marked(self._coro)  # the request starts now: its timeout clock too
+        return self._coro.__await__()
+
+    def __del__(self) -> None:
+        if inspect.getcoroutinestate(self._coro) == inspect.CORO_CREATED:
+            self._coro.close()
+
+
+def install_executor(loop: asyncio.AbstractEventLoop) -> bool:
+    """Give ``loop`` our default executor unless it has one of its own; True when ours is
+    there (then a request's start is marked, see ``timing``)."""
+    # asyncio has no public getter for the default executor.
+    current = getattr(loop, "_default_executor", None)
+    if current is None:
+        loop.set_default_executor(_ClosingExecutor(thread_name_prefix="nbtoolkit-executor"))
+        return True
+    return isinstance(current, _ClosingExecutor)
+
+
 def run_sync(coro: Coroutine[Any, Any, T], on_interrupt: Callable[[], bool] | None = None) -> T:
     """Run ``coro`` on the shared loop and wait for its result.
 
     On Ctrl-C (or a kernel interrupt), ``on_interrupt()`` may stop the work gracefully and
     return True: then the coroutine's own (partial) result is still awaited and returned.
+    Otherwise the coroutine is cancelled, and this returns only once it has ended, so no
+    work it started goes on after the caller has moved on.
     """
-    future = asyncio.run_coroutine_threadsafe(coro, get_loop())
+    loop = get_loop()
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+    tasks: list[asyncio.Task[T]] = []
+
+    def copy(task: asyncio.Task[T]) -> None:
+        if task.cancelled():
+            future.cancel()
+        elif task.exception() is not None:
+            future.set_exception(task.exception())  # type: ignore[arg-type]
+        else:
+            future.set_result(task.result())
+
+    def start() -> None:
+        task = loop.create_task(coro)
+        task.add_done_callback(copy)
+        tasks.append(task)
+
+    loop.call_soon_threadsafe(start)
     try:
         return _wait(future)
     except KeyboardInterrupt:
         if on_interrupt is not None and on_interrupt():
             return _wait(future)
-        future.cancel()
+        # Queued after start(), so the task exists when this runs.
+        loop.call_soon_threadsafe(lambda: tasks[0].cancel())
+        with contextlib.suppress(concurrent.futures.CancelledError, Exception):
+            _wait(future)
         raise
 
 

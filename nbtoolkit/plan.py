@@ -192,6 +192,8 @@ def plan_run(
         confidence_threshold=confidence_threshold,
         **checked_only,
     )
+    # After the type checks, so a wrong type is named as such; before any call is planned.
+    check_encodable(prompt, data, variables, system)
     samples, seed = opts.samples, opts.seed
     temperature, max_tokens = opts.temperature, opts.max_tokens
     check_litellm_params(params or {}, "orchestrate()")
@@ -333,3 +335,40 @@ def _strategy(spec: Any, extractor: Callable[[Any], Any]) -> Any:
 
 def _as_list(spec: Any) -> list[Any]:
     return list(spec) if isinstance(spec, (list, tuple)) else [spec]
+
+
+def check_encodable(
+    prompt: str, data: Any, variables: Mapping[str, Any] | None, system: str | None
+) -> None:
+    """Text that cannot be sent (not encodable as UTF-8: a lone surrogate such as "\\ud800")
+    is refused before any call, naming where it is."""
+
+    def bad(value: Any) -> bool:
+        if not isinstance(value, str):
+            return False
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+
+    def refuse(where: str) -> None:
+        raise ConfigError(
+            f"{where} holds text that cannot be sent (not valid Unicode: a lone surrogate "
+            "such as '\\ud800'); fix it, e.g. value.encode('utf-8', 'replace').decode()"
+        )
+
+    for name, value in (("prompt", prompt), ("system", system)):
+        if bad(value):
+            refuse(name)
+    for name, value in (variables or {}).items():
+        if bad(value):
+            refuse(f"variables[{name!r}]")
+    if isinstance(data, pd.DataFrame):
+        for position, column in enumerate(data.columns):
+            values = data.iloc[:, position]
+            if values.dtype != object and not pd.api.types.is_string_dtype(values.dtype):
+                continue
+            for row, value in enumerate(values.tolist()):
+                if bad(value):
+                    refuse(f"data row {row} (index {data.index[row]!r}), column {column!r}")

@@ -12,110 +12,45 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from . import providers
+from .budget import worst_case_cost
 from .cache import Cache, Entry, call_key
+from .calls import (
+    CANCELLED,
+    SKIPPED,
+    Call,
+    Outcome,
+    Progress,
+    RetryPolicy,
+    cancelled_outcome,
+    is_cancelled,
+    is_skipped,
+    skipped,
+)
 from .errors import CacheError, redact
+from .loop import install_executor
 from .spec import Model
+from .timing import LoopLag, safety_timeout, timed
 
-
-@dataclass
-class Call:
-    """One request: a model, a rendered conversation, a sample index."""
-
-    index: int
-    row: int
-    model: Model
-    position: int  # the model's place in the models list
-    sample: int
-    messages: list[dict[str, Any]]
-    params: dict[str, Any]
-    key: str = ""
-
-
-@dataclass
-class Outcome:
-    """What became of one call."""
-
-    output: str | None = None
-    error: str | None = None
-    latency_s: float = math.nan
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    cost_usd: float = math.nan
-    cached: bool = False
-    attempts: int = 0
-    answered_by: str | None = None  # a fallback model's id, when one answered instead
-    fallback_error: str | None = None  # what the original model failed with
-
-
-SKIPPED = "Skipped:"  # the error prefix of a call made on purpose never: not a failure
-
-
-def skipped(reason: str) -> Outcome:
-    """The outcome of a call that was not needed (a settled cascade, a spent budget)."""
-    return Outcome(error=f"{SKIPPED} {reason}", cost_usd=0.0, attempts=0)
-
-
-def is_skipped(error: Any) -> bool:
-    return isinstance(error, str) and error.startswith(SKIPPED)
-
-
-CANCELLED = "Cancelled"  # the error prefix of a call the user's cancel stopped: not a failure
-
-
-def cancelled_outcome() -> Outcome:
-    """A call stopped by cancel: no reply, so nothing known was billed (like a failed call)."""
-    return Outcome(error=f"{CANCELLED}: the run was stopped first", cost_usd=0.0, attempts=0)
-
-
-def is_cancelled(error: Any) -> bool:
-    return isinstance(error, str) and error.startswith(CANCELLED)
-
-
-@dataclass
-class Progress:
-    """Counts per model, handed to the progress callback after every finished call."""
-
-    total: dict[str, int] = field(default_factory=dict)
-    done: dict[str, int] = field(default_factory=dict)
-    failed: dict[str, int] = field(default_factory=dict)
-    # Neither is a failure: a call the strategy or budget did not need, one a cancel stopped.
-    skipped: dict[str, int] = field(default_factory=dict)
-    cancelled: dict[str, int] = field(default_factory=dict)
-    cost_usd: float = 0.0  # the known part; ``unpriced`` calls are not in it
-    unpriced: int = 0  # answered calls whose cost is unknown (NaN)
-    finished: bool = False
-
-    @property
-    def completed(self) -> int:
-        return sum(self.done.values()) + sum(self.failed.values())
-
-    @property
-    def ended(self) -> int:
-        """Calls that are over: answered, failed, skipped or cancelled."""
-        return self.completed + sum(self.skipped.values()) + sum(self.cancelled.values())
-
-    @property
-    def all(self) -> int:
-        return sum(self.total.values())
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter; a server's ``Retry-After`` is honoured."""
-
-    retries: int = 2
-    base_s: float = 0.5
-    max_s: float = 30.0
-    max_retry_after_s: float = 120.0
-
-    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.max_retry_after_s)
-        return rng.uniform(0, min(self.max_s, self.base_s * 2 ** (attempt - 1)))
+# Re-exported: these names were first defined here, and callers import them from here.
+__all__ = [
+    "CANCELLED",
+    "SKIPPED",
+    "Call",
+    "Outcome",
+    "Progress",
+    "ProgressCallback",
+    "RetryPolicy",
+    "Runner",
+    "Sleep",
+    "cancelled_outcome",
+    "is_cancelled",
+    "is_skipped",
+    "skipped",
+]
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -163,7 +98,13 @@ class Runner:
         self._repairing = True
         self.state = Progress()
         self.cancelled = False
-        self.warnings: list[str] = []
+        # What could not be recorded (audit, cache, progress), by kind: [message, count].
+        self.unrecorded: dict[str, list[Any]] = {}
+        self.shared = 0  # calls answered by an identical call of the same run
+        # Budget accounting per request sent: money spent, and money held by calls in flight.
+        self._spent = 0.0
+        self._held = 0.0
+        self._sent: dict[int, int] = {}  # requests sent, by call index, in the current run()
         self.started: float | None = None
         self.wall_s = 0.0
 
@@ -174,6 +115,7 @@ class Runner:
         ``repair=False`` for calls whose replies the run's extractor does not read (a judge's).
         """
         self._repairing = repair
+        self._sent = {}
         calls = [replace(c, index=i) for i, c in enumerate(calls)]
         outcomes: list[Outcome | None] = [None] * len(calls)
         if self.cancelled:
@@ -185,6 +127,8 @@ class Runner:
             self.state.failed.setdefault(label, 0)
 
         pending, seeds = self._from_cache(calls, outcomes)
+        # Before litellm's first call creates the loop's own default executor.
+        self._marked = install_executor(asyncio.get_running_loop())
         if pending:
             await providers.warm_up()
         if self.started is None:
@@ -195,53 +139,63 @@ class Runner:
             for c in pending
             if c.model.max_concurrency
         }
+        leaders, followers = _share_identical(pending)
+        bugs: list[BaseException] = []
 
         async def one(call: Call) -> None:
-            model_limit = per_model.get(call.model.label)
-            async with limit:
-                if self._over_budget():
-                    outcome = skipped(
-                        f"the budget max_cost_usd={self.max_cost_usd} was spent "
-                        "before this call started"
-                    )
-                elif model_limit is not None:
-                    async with model_limit:
+            try:
+                model_limit = per_model.get(call.model.label)
+                async with limit:
+                    if model_limit is not None:
+                        async with model_limit:
+                            outcome = await self._call(call, seeds.get(call.index))
+                    else:
                         outcome = await self._call(call, seeds.get(call.index))
-                else:
-                    outcome = await self._call(call, seeds.get(call.index))
-            outcomes[call.index] = outcome
-            self._finished(call, outcome)
+                outcomes[call.index] = outcome
+                self._finished(call, outcome)
+                for twin in followers.get(call.index, []):
+                    outcomes[twin.index] = _shared(outcome, call)
+                    self.shared += 1
+                    self._finished(twin, outcomes[twin.index])  # type: ignore[arg-type]
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # A bug in our own code: stop the run (and every other call) and surface it.
+                bugs.append(exc)
+                self._stop.set()
 
         self._loop = asyncio.get_running_loop()
+        self._lag = LoopLag()
         self._stop = asyncio.Event()
         if self.cancelled:  # a cancel() that came during set-up, before anyone listened
             self._stop.set()
-        tasks = [asyncio.ensure_future(one(c)) for c in pending]
+        tasks: list[asyncio.Future[Any]] = [asyncio.ensure_future(one(c)) for c in leaders]
+        stopped: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
+        watched = [stopped]
+        if any(c.model.timeout or self.timeout for c in pending):
+            watched.append(self._lag.start())
         try:
             if tasks:
                 everything: asyncio.Future[Any] = asyncio.gather(*tasks)
-                stopped: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
+                watched.append(everything)
                 await asyncio.wait([everything, stopped], return_when=asyncio.FIRST_COMPLETED)
-                stopped.cancel()
-                if not everything.done():
+                if not everything.done() and not bugs:
                     self.cancelled = True
-                    everything.cancel()
-                results = await asyncio.gather(everything, return_exceptions=True)
-                # A bug in our own code must surface, not hide as a half-empty frame.
-                if not self.cancelled and isinstance(results[0], Exception):
-                    raise results[0]
         except asyncio.CancelledError:
             self.cancelled = True
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             raise
         finally:
+            # One exit for every path (done, Cancel, Ctrl-C, a bug): no call is left running,
+            # so nothing is sent or billed after the run has returned or raised.
+            await _settle([*tasks, *watched])
             for call in calls:
                 if outcomes[call.index] is None:
-                    outcomes[call.index] = cancelled_outcome()
+                    # A request cut off in flight was still sent: it counts.
+                    outcomes[call.index] = cancelled_outcome(self._sent.get(call.index, 0))
                     self._finished(call, outcomes[call.index], report=False)  # type: ignore[arg-type]
             self._report()
+        if bugs:
+            raise bugs[0]
         return [o for o in outcomes if o is not None]
 
     def finish(self) -> None:
@@ -272,7 +226,7 @@ class Runner:
                 call.key = _key(call)
         found: dict[str, Entry] = {}
         if self.cache is not None and self.cache_mode in ("use", "replay-only") and live:
-            found = self.cache.get_many(c.key for c in live)
+            found = self._lookup([c.key for c in live])
         pending: list[Call] = []
         seeds: dict[int, Outcome] = {}
         for call in calls:
@@ -301,9 +255,6 @@ class Runner:
             and output is not None
             and self.validator(output) is not None
         )
-
-    def _over_budget(self) -> bool:
-        return self.max_cost_usd is not None and self.state.cost_usd >= self.max_cost_usd
 
     async def _call(self, call: Call, start: Outcome | None = None) -> Outcome:
         """One call with its retries, then its fallbacks, then its repairs."""
@@ -344,8 +295,22 @@ class Runner:
     def _cached(self, call: Call) -> Outcome | None:
         if self.cache is None or self.cache_mode not in ("use", "replay-only") or not call.key:
             return None
-        entry = self.cache.get_many([call.key]).get(call.key)
+        entry = self._lookup([call.key]).get(call.key)
         return None if entry is None else _from_entry(entry)
+
+    def _lookup(self, keys: list[str]) -> dict[str, Entry]:
+        """Cached entries for ``keys``; a cache that cannot be read is a warning, and the
+        run goes on without it (the calls are made, nothing is cached)."""
+        if self.cache is None:
+            return {}
+        try:
+            return self.cache.get_many(keys)
+        except CacheError as exc:
+            self.not_recorded(
+                "cache-read", f"{redact(str(exc))}; the run went on without the cache"
+            )
+            self.cache = None
+            return {}
 
     async def _repair(self, call: Call, outcome: Outcome) -> Outcome:
         """Re-ask with the validation error, a bounded number of times and tokens.
@@ -381,6 +346,8 @@ class Runner:
                 else ""
             )
             fixed = self._cached(again) or await self._attempt(again)
+            if is_skipped(fixed.error):
+                break  # the budget would not cover another round: keep the reply we have
             spent += (fixed.prompt_tokens or 0) + (fixed.completion_tokens or 0)
             outcome = _merge(outcome, fixed)
             if fixed.output is None:
@@ -388,31 +355,59 @@ class Runner:
         return outcome
 
     async def _attempt(self, call: Call) -> Outcome:
-        """One call with retries and backoff; stores a success in the cache."""
+        """One call with retries and backoff; stores a success in the cache.
+
+        Every request sent counts in ``attempts``; each one first holds its worst-case cost
+        against ``max_cost_usd`` (see ``_hold``), so calls in flight cannot overspend together.
+        """
         if call.key and self.cache_mode == "replay-only":
             return _not_in_cache()  # replay-only never reaches a provider
         timeout = call.model.timeout or self.timeout
         attempts = 0
+        failed: Outcome | None = None
         while True:
+            held = self._hold(call)
+            if held is None:
+                if failed is None:
+                    return skipped(
+                        f"the budget max_cost_usd={self.max_cost_usd} would be exceeded by "
+                        "this call's worst case (prompt + max_tokens)"
+                    )
+                failed.error = f"{failed.error} (not retried: the budget max_cost_usd is spent)"
+                return failed
             attempts += 1
+            self._sent[call.index] = self._sent.get(call.index, 0) + 1
             start = time.perf_counter()
             try:
-                coro = providers.complete(call.model, call.messages, call.params, timeout)
-                # litellm's own timeout covers the HTTP request; this one covers everything.
-                reply = await (asyncio.wait_for(coro, timeout + 1.0) if timeout else coro)
+                # The timeout is ours (time the request took); litellm's is only a safety net.
+                reply = await timed(
+                    providers.complete(
+                        call.model,
+                        call.messages,
+                        call.params,
+                        safety_timeout(timeout) if timeout else None,
+                    ),
+                    timeout,
+                    self._lag,
+                    marked=self._marked,
+                )
             except asyncio.CancelledError:
+                self._settle_cost(held, math.nan)  # sent, maybe billed: keep it held
                 raise
             except Exception as exc:
+                self._settle_cost(held, 0.0)
                 retryable, retry_after = providers.retry_hint(exc)
-                if not retryable or attempts > self.retry.retries or self._over_budget():
-                    return Outcome(
-                        error=redact(providers.describe_error(exc)),
-                        latency_s=time.perf_counter() - start,
-                        cost_usd=0.0 if providers.price_known(call.model) else math.nan,
-                        attempts=attempts,
-                    )
+                failed = Outcome(
+                    error=redact(providers.describe_error(exc, call.model)),
+                    latency_s=time.perf_counter() - start,
+                    cost_usd=0.0 if providers.price_known(call.model) else math.nan,
+                    attempts=attempts,
+                )
+                if not retryable or attempts > self.retry.retries:
+                    return failed
                 await self.sleep(self.retry.delay(attempts, retry_after, self.rng))
                 continue
+            self._settle_cost(held, reply.cost_usd)
             latency = time.perf_counter() - start
             outcome = Outcome(
                 output=reply.text,
@@ -424,6 +419,30 @@ class Runner:
             )
             self._store(call, outcome)
             return outcome
+
+    def _hold(self, call: Call) -> float | None:
+        """Reserve the call's worst-case cost before it is sent; None when that would pass
+        ``max_cost_usd``. The worst case is its prompt tokens plus ``max_tokens`` (or
+        ``DEFAULT_MAX_TOKENS`` when none is set) at the model's price; an unknown price
+        holds nothing, as its spend cannot be counted either."""
+        if self.max_cost_usd is None:
+            return 0.0
+        worst = worst_case_cost(call.model, call.messages, call.params)
+        if math.isnan(worst):
+            worst = 0.0
+        if self._spent + self._held + worst > self.max_cost_usd:
+            return None
+        self._held += worst
+        return worst
+
+    def _settle_cost(self, held: float, cost: float) -> None:
+        """Release a reservation for what the request really cost (NaN: keep it held)."""
+        if self.max_cost_usd is None:
+            return
+        if math.isnan(cost):
+            return
+        self._held -= held
+        self._spent += cost
 
     def _store(self, call: Call, outcome: Outcome) -> None:
         if self.cache is None or not call.key or self.cache_mode not in ("use", "refresh"):
@@ -443,13 +462,14 @@ class Runner:
         )
         try:
             self.cache.put(entry)
-        except CacheError as exc:
-            # A full disk must not cost the user the answer they just paid for: keep the
-            # answer, and say once that it was not recorded.
-            if not self.warnings:
-                self.warnings.append(f"{exc}; answers were kept but not cached")
+        except Exception as exc:
+            # A full disk must not cost the user the answer they just paid for.
+            text = redact(str(exc)) if isinstance(exc, CacheError) else f"the cache: {_say(exc)}"
+            self.not_recorded("cache", text)
 
     def _finished(self, call: Call, outcome: Outcome, report: bool = True) -> None:
+        """Count a finished call and record it; a record that cannot be written is a warning,
+        never the loss of the answer (the frames are built from the outcomes, not the log)."""
         label = call.model.label
         if outcome.error is None:
             self.state.done[label] += 1
@@ -464,13 +484,95 @@ class Runner:
         elif not outcome.cached:
             self.state.cost_usd += outcome.cost_usd
         if self.on_outcome is not None:
-            self.on_outcome(call, outcome)
+            try:
+                self.on_outcome(call, outcome)
+            except Exception as exc:
+                self.not_recorded("audit", f"the audit log could not be written ({_say(exc)})")
         if report:
             self._report()
 
+    def not_recorded(self, kind: str, message: str) -> None:
+        """Note that something could not be recorded; said once per kind, with a count."""
+        entry = self.unrecorded.setdefault(kind, [message, 0])
+        entry[1] += 1
+
+    def recording_warnings(self) -> list[str]:
+        """One line per kind of record that could not be written."""
+        what = {"audit": "calls are not in the audit log", "cache": "replies were not cached"}
+        lines = []
+        for kind, (message, count) in self.unrecorded.items():
+            if kind in what:
+                lines.append(f"{message}: {count} {what[kind]}; the answers are kept in the frames")
+            else:
+                lines.append(message)
+        return lines
+
     def _report(self) -> None:
-        if self.progress_cb is not None:
+        if self.progress_cb is None:
+            return
+        try:
             self.progress_cb(self.state)
+        except Exception as exc:
+            # The user's display failed, not the run: it is not called again.
+            self.progress_cb = None
+            self.not_recorded(
+                "progress",
+                f"the progress callback raised {_say(exc)}; it was not called again",
+            )
+
+
+def _say(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return redact(f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__)[:300]
+
+
+async def _settle(tasks: list[asyncio.Future[Any]]) -> None:
+    """Cancel ``tasks`` and wait until every one has ended, even if we are cancelled meanwhile:
+    a call task that outlives the run would go on sending (and billing) requests."""
+    for task in tasks:
+        task.cancel()
+    interrupted = False
+    while True:
+        running = [t for t in tasks if not t.done()]
+        if not running:
+            break
+        try:
+            await asyncio.wait(running)
+        except asyncio.CancelledError:
+            interrupted = True  # finish settling first; the cancellation is raised after
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not log it as never retrieved
+    if interrupted:
+        raise asyncio.CancelledError
+
+
+def _share_identical(calls: list[Call]) -> tuple[list[Call], dict[int, list[Call]]]:
+    """Identical calls (same model, messages, parameters and sample: duplicate rows) are sent
+    once; returns the calls to send and, by a sent call's index, the calls that share it."""
+    leaders: list[Call] = []
+    first: dict[str, Call] = {}
+    followers: dict[int, list[Call]] = {}
+    for call in calls:
+        key = call.key or _key(call)
+        leader = first.get(key)
+        if leader is None:
+            first[key] = call
+            leaders.append(call)
+        else:
+            followers.setdefault(leader.index, []).append(call)
+    return leaders, followers
+
+
+def _shared(outcome: Outcome, leader: Call) -> Outcome:
+    """A duplicate call's outcome: the reply of the call sent for it, neither sent nor billed
+    again (its tokens are the reply's, its cost and attempts 0)."""
+    return replace(
+        outcome,
+        cost_usd=0.0 if not math.isnan(outcome.cost_usd) else math.nan,
+        attempts=0,
+        shared_from=leader.row,
+    )
 
 
 def _from_entry(entry: Entry) -> Outcome:

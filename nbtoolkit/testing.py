@@ -65,6 +65,8 @@ class Fault(str, enum.Enum):
     """Status 200 with a body that is not valid JSON."""
     EMPTY_CHOICES = "empty_choices"
     """Status 200 with a valid completion object whose ``choices`` is empty."""
+    NULL_CONTENT = "null_content"
+    """Status 200 with one choice whose message ``content`` is null (as a refusal)."""
 
     def __str__(self) -> str:
         return self.value
@@ -291,6 +293,8 @@ class FakeOpenAIServer:
             the same seed faults the same indices.
         fault_kinds: the kinds random faults are drawn from, uniformly.
         retry_after: seconds advertised in the ``Retry-After`` header of 429s.
+        retry_after_format: how 429s say it: ``"seconds"`` (``Retry-After: 1``), ``"date"``
+            (``Retry-After`` as an HTTP date) or ``"ms"`` (OpenAI's ``retry-after-ms`` only).
         hang_seconds: how long a ``"hang"`` waits before closing the connection
             (``stop()`` ends the wait at once).
         prompt_tokens: the reported ``usage.prompt_tokens``; default: words in the prompt.
@@ -312,6 +316,7 @@ class FakeOpenAIServer:
         seed: int = 0,
         fault_kinds: Iterable[FaultKind] = _ALL_FAULTS,
         retry_after: float = 1.0,
+        retry_after_format: str = "seconds",
         hang_seconds: float = 30.0,
         prompt_tokens: int | None = None,
         completion_tokens: int | None = None,
@@ -340,6 +345,11 @@ class FakeOpenAIServer:
         if self.fault_rate > 0 and not self.fault_kinds:
             raise ValueError("fault_rate > 0 needs at least one fault kind")
         self.retry_after = float(retry_after)
+        if retry_after_format not in ("seconds", "date", "ms"):
+            raise ValueError(
+                f"retry_after_format must be 'seconds', 'date' or 'ms', got {retry_after_format!r}"
+            )
+        self.retry_after_format = retry_after_format
         self.hang_seconds = float(hang_seconds)
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
@@ -350,6 +360,7 @@ class FakeOpenAIServer:
         self._requests: list[dict[str, Any]] = []
         self._authorizations: list[str | None] = []
         self._faults_served: list[tuple[int, Fault]] = []
+        self._intervals: list[tuple[float, float]] = []
         self._count = 0
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
@@ -437,6 +448,25 @@ class FakeOpenAIServer:
             return self._count
 
     @property
+    def intervals(self) -> list[tuple[float, float]]:
+        """``(received, answered)`` per finished chat request, on ``time.monotonic``'s clock:
+        requests whose intervals overlap were served concurrently."""
+        with self._lock:
+            return list(self._intervals)
+
+    def max_overlap(self) -> int:
+        """The most requests that were being served at one moment."""
+        events = sorted(
+            [(start, 1) for start, _ in self.intervals] + [(end, -1) for _, end in self.intervals],
+            key=lambda e: (e[0], e[1]),
+        )
+        most = now = 0
+        for _, step in events:
+            now += step
+            most = max(most, now)
+        return most
+
+    @property
     def faults_served(self) -> list[tuple[int, Fault]]:
         """A copy of ``(request_index, kind)`` for every fault produced."""
         with self._lock:
@@ -448,6 +478,7 @@ class FakeOpenAIServer:
             self._requests.clear()
             self._authorizations.clear()
             self._faults_served.clear()
+            self._intervals.clear()
             self._count = 0
             self._rng = random.Random(self.seed)
 
@@ -473,6 +504,14 @@ class FakeOpenAIServer:
         }
 
     def _handle_chat(self, handler: _Handler, request: dict[str, Any]) -> None:
+        received = time.monotonic()
+        try:
+            self._serve_chat(handler, request)
+        finally:
+            with self._lock:
+                self._intervals.append((received, time.monotonic()))
+
+    def _serve_chat(self, handler: _Handler, request: dict[str, Any]) -> None:
         with self._lock:
             index = self._count
             self._count += 1
@@ -572,7 +611,7 @@ class FakeOpenAIServer:
             status, error = _ERROR_BODIES[fault]
             headers: dict[str, str] = {}
             if fault is Fault.RATE_LIMIT:
-                headers["Retry-After"] = _format_seconds(self.retry_after)
+                headers.update(self._retry_after_headers())
             handler._send_json(status, {"error": error}, headers)
         elif fault is Fault.HANG:
             # An Event, not time.sleep, so that stop() releases the thread at once.
@@ -584,3 +623,17 @@ class FakeOpenAIServer:
             handler._send_bytes(200, b'{"id": "x", "choices": [')
         elif fault is Fault.EMPTY_CHOICES:
             handler._send_json(200, self._completion(index, request, None))
+        elif fault is Fault.NULL_CONTENT:
+            body = self._completion(index, request, "")
+            body["choices"][0]["message"].update(content=None, refusal="I can't help with that.")
+            handler._send_json(200, body)
+
+    def _retry_after_headers(self) -> dict[str, str]:
+        if self.retry_after_format == "ms":
+            return {"retry-after-ms": _format_seconds(self.retry_after * 1000)}
+        if self.retry_after_format == "date":
+            from email.utils import formatdate
+
+            # HTTP dates have whole seconds: round up so the wait is never shorter.
+            return {"Retry-After": formatdate(time.time() + self.retry_after + 1, usegmt=True)}
+        return {"Retry-After": _format_seconds(self.retry_after)}

@@ -176,17 +176,19 @@ def test_reply_callable_that_raises_gives_a_500() -> None:
 
 
 def test_latency_is_honoured_and_calls_run_concurrently() -> None:
-    async def many(server: FakeOpenAIServer) -> tuple[float, list[str]]:
-        started = time.perf_counter()
-        replies = await asyncio.gather(*(outcome(server, f"q{i}") for i in range(20)))
-        return time.perf_counter() - started, replies
+    async def many(server: FakeOpenAIServer) -> list[str]:
+        return await asyncio.gather(*(outcome(server, f"q{i}") for i in range(20)))
 
     with FakeOpenAIServer(latency=0.2) as server:
-        elapsed, replies = run(many(server))
+        replies = run(many(server))
         assert replies == [f"echo: q{i}" for i in range(20)]
         assert server.request_count == 20
-    # Serially this would take 20 * 0.2 = 4 s.
-    assert 0.2 <= elapsed < 1.5
+        intervals = server.intervals
+        overlap = server.max_overlap()
+    # Proven on the server's side, whatever the load of the machine: every request was held
+    # for the latency, and requests were served at the same time.
+    assert len(intervals) == 20 and all(end - start >= 0.2 for start, end in intervals)
+    assert overlap >= 2
 
 
 def test_sustains_64_concurrent_slow_requests() -> None:
@@ -202,15 +204,14 @@ def test_sustains_64_concurrent_slow_requests() -> None:
                 results.append(status)
 
         threads = [threading.Thread(target=one) for _ in range(64)]
-        started = time.perf_counter()
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join(10)
-        elapsed = time.perf_counter() - started
+            thread.join(60)
         assert results == [200] * 64
         assert server.request_count == 64
-    assert elapsed < 2.0
+        # Served side by side (serially 64 requests would never overlap).
+        assert server.max_overlap() >= 8
 
 
 # -- faults ----------------------------------------------------------------------------
@@ -255,11 +256,10 @@ def test_server_errors(kind: str, expected: type[Exception], status: int) -> Non
 
 def test_hang_is_a_timeout() -> None:
     with FakeOpenAIServer(faults={0: Fault.HANG}, hang_seconds=10) as server:
-        started = time.perf_counter()
-        with pytest.raises(litellm.Timeout):
+        with pytest.raises(litellm.Timeout):  # a hang of 10 s ends as a timeout of 1 s
             run(ask(server, timeout=1))
-        assert time.perf_counter() - started < 3
         assert server.request_count == 1
+        assert server.intervals == []  # the server was still holding it
 
 
 def test_reset_is_a_connection_error() -> None:

@@ -35,11 +35,11 @@ def test_reply_usage_and_parallel_latency() -> None:
             data=pd.DataFrame({"q": list("abcdefgh")}),
             extract="number",
         )
-        wall = res.wall_s
+        overlap = server.max_overlap()
     assert server.request_count == 16
     assert (res.outputs["answer"] == "12").all()
-    assert res.outputs["latency_s"].between(0.3, 2.0).all()
-    assert wall < 16 * 0.3 / 4  # the 16 calls overlapped (concurrency 16)
+    assert (res.outputs["latency_s"] >= 0.3).all()
+    assert overlap >= 2  # the 16 calls were served side by side (concurrency 16)
     assert (res.outputs["prompt_tokens"] > 0).all() and (res.outputs["completion_tokens"] > 0).all()
     assert res.outputs["attempts"].eq(1).all()
 
@@ -80,10 +80,9 @@ def test_persistent_500_becomes_an_error_row_after_retries() -> None:
 
 def test_timeout_is_an_error_row_not_a_hang() -> None:
     with FakeOpenAIServer(reply="ok", faults={0: "hang"}, hang_seconds=30) as server:
-        start = time.perf_counter()
+        # A hang of 30 s ends as a timeout of 0.5 s (pytest-timeout would catch a real hang).
         res = run("hi", [local(server), "sim/swift-mini"], timeout=0.5, retries=0)
-        wall = time.perf_counter() - start
-    assert wall < 5
+        assert server.intervals == []  # the server was still holding it
     assert res.outputs["error"].iloc[0].startswith("Timeout")
     assert res.outputs["output"].iloc[1] is not None
 
@@ -113,10 +112,9 @@ def test_retry_policy_backoff_is_bounded_and_honours_retry_after() -> None:
 
 def test_per_model_concurrency_limit() -> None:
     with FakeOpenAIServer(reply="ok", latency=0.2) as server:
-        start = time.perf_counter()
         run("{q}", [local(server, max_concurrency=1)], data=pd.DataFrame({"q": list("abcd")}))
-        wall = time.perf_counter() - start
-    assert wall >= 4 * 0.2
+        assert server.request_count == 4
+        assert server.max_overlap() == 1
 
 
 def test_cancel_returns_finished_rows_within_a_second() -> None:
@@ -137,15 +135,16 @@ def test_cancel_returns_finished_rows_within_a_second() -> None:
             runners.append(runner)
             timer.start()
 
-        start = time.perf_counter()
         res = run(
             "{q}", [local(server)], data=pd.DataFrame({"q": ["a", "b", "a2"]}), on_start=started
         )
-        elapsed = time.perf_counter() - start
+        # The hanging call was cancelled, not waited out: the server still held it.
+        assert len(server.intervals) == 2
     assert res.cancelled
-    assert elapsed < 1.0 + 1.0 + 3.5  # cancel at 1 s, one second to stop (plus litellm's import)
     assert (
         res.outputs["output"].tolist()[0] == "fast" and res.outputs["output"].tolist()[2] == "fast"
     )
     assert res.outputs["error"].iloc[1].startswith("Cancelled")
     assert "CANCELLED" in repr(res)
+    # The cancelled call's request was sent: every request sent is counted.
+    assert res.outputs["attempts"].tolist() == [1, 1, 1]

@@ -50,14 +50,18 @@ def test_ruff_lint_and_format() -> None:
         assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_mypy_public_api() -> None:
+    # A cold mypy cache takes about a minute on an idle machine and many on a loaded one:
+    # the bound is a hang guard, not a speed target.
     pytest.importorskip("mypy")
     done = subprocess.run(
         [sys.executable, "-m", "mypy", "nbtoolkit"],
         capture_output=True,
         text=True,
         cwd=ROOT,
-        timeout=300,
+        timeout=1700,
     )
     assert done.returncode == 0, done.stdout
 

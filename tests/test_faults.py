@@ -1,0 +1,465 @@
+"""Nothing lost, nothing overspent: paid results survive every recording failure, no call
+outlives its run, bad replies are never cached, duplicates are sent once, budgets hold."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import threading
+import time
+from email.utils import formatdate
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+import nbtoolkit as nbt
+from nbtoolkit import audit, providers
+from nbtoolkit.cache import Cache
+from nbtoolkit.loop import run_sync
+from nbtoolkit.runner import Call, RetryPolicy, Runner
+from nbtoolkit.testing import FakeOpenAIServer
+
+from .conftest import CANARY_KEY
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch) -> None:
+    monkeypatch.setenv("LOCAL_KEY", CANARY_KEY)
+
+
+def local(server: FakeOpenAIServer, model: str = "gpt-4o-mini", **kw) -> nbt.Model:
+    # A name litellm can price, served by the local server.
+    return nbt.Model(f"openai/{model}", api_base=server.base_url, api_key_env="LOCAL_KEY", **kw)
+
+
+def rows(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"q": [f"question {i}" for i in range(n)]})
+
+
+def quiet_after(server: FakeOpenAIServer, seconds: float = 0.5) -> int:
+    """Requests the server received in ``seconds`` after the run returned (must be 0)."""
+    before = server.request_count
+    time.sleep(seconds)
+    return server.request_count - before
+
+
+# -- paid results are never lost ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("where", "words"),
+    [
+        ("folder", "Is a directory"),
+        ("disk-full", "No space left on device"),
+        ("parent-is-a-file", "File exists"),
+    ],
+)
+def test_unwritable_audit_log_keeps_every_answer_with_a_warning(tmp_path, where, words) -> None:
+    path = {
+        "folder": tmp_path,
+        "disk-full": Path("/dev/full"),
+        "parent-is-a-file": tmp_path / "file" / "audit.jsonl",
+    }[where]
+    (tmp_path / "file").write_text("not a folder")
+    if where == "disk-full" and not path.exists():
+        pytest.skip("/dev/full is not on this system")
+    with FakeOpenAIServer(reply="The answer is 7", latency=0.02) as server:
+        res = nbt.orchestrate("{q}", [local(server)], data=rows(12), audit=str(path), cache="off")
+        assert quiet_after(server) == 0
+    assert res.outputs["output"].eq("The answer is 7").all()
+    (warning,) = [w for w in res.warnings if "audit log" in w]
+    assert str(path) in warning and words in warning
+    assert "12 calls are not in the audit log" in warning
+
+
+def test_unusable_cache_keeps_every_answer_with_a_warning(tmp_path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with FakeOpenAIServer(reply="The answer is 7") as server:
+        res = nbt.orchestrate(
+            "{q}", [local(server)], data=rows(5), cache_path=str(tmp_path / "file" / "c.sqlite")
+        )
+    assert res.outputs["output"].notna().all()
+    assert any("cannot open the cache" in w and "without the cache" in w for w in res.warnings)
+
+
+def test_progress_callback_that_raises_is_a_warning_not_a_lost_run() -> None:
+    seen = []
+
+    def progress(state) -> None:
+        seen.append(state.completed)
+        if state.completed >= 3:
+            raise ZeroDivisionError("the user's display broke")
+
+    with FakeOpenAIServer(reply="The answer is 7", latency=0.02) as server:
+        res = nbt.orchestrate("{q}", [local(server)], data=rows(20), progress=progress)
+        assert quiet_after(server) == 0
+        assert server.request_count == 20
+    assert res.outputs["output"].notna().all()
+    assert any("ZeroDivisionError: the user's display broke" in w for w in res.warnings)
+    assert max(seen) == 3  # not called again once it failed
+
+
+def test_a_lone_surrogate_in_a_reply_is_kept_and_the_audit_stays_readable(tmp_path) -> None:
+    log = tmp_path / "audit.jsonl"
+    with FakeOpenAIServer(reply="bad \ud800 text") as server:
+        res = nbt.orchestrate("hi", [local(server)], audit=str(log))
+    assert res.outputs["output"].iloc[0] == "bad \ud800 text"
+    assert any("not valid Unicode" in w and "1 replies were not cached" in w for w in res.warnings)
+    (record,) = audit.read(log)
+    assert record["output"] == "bad \ud800 text"
+    log.read_bytes().decode("utf-8")  # the file itself is valid UTF-8
+
+
+def test_strict_run_with_an_unwritable_record_raises_carrying_the_frames(tmp_path) -> None:
+    with FakeOpenAIServer(reply="The answer is 7") as server:
+        with pytest.raises(nbt.NbtoolkitError, match="not everything was recorded") as info:
+            nbt.orchestrate(
+                "{q}", [local(server)], data=rows(4), audit=str(tmp_path), strict=True, cache="off"
+            )
+        assert quiet_after(server, 0.2) == 0
+    frames = info.value.result  # type: ignore[attr-defined]
+    assert frames.outputs["output"].eq("The answer is 7").all()
+
+
+def test_a_bug_mid_run_stops_every_other_call_before_raising(monkeypatch) -> None:
+    from nbtoolkit import runner
+
+    real = runner.Runner._store
+    stored = []
+
+    def broken(self, call, outcome) -> None:
+        stored.append(call)
+        if len(stored) == 3:
+            raise RuntimeError("a bug in our own code")
+        real(self, call, outcome)
+
+    monkeypatch.setattr(runner.Runner, "_store", broken)
+    with FakeOpenAIServer(reply="ok", latency=0.05) as server:
+        with pytest.raises(RuntimeError, match="a bug in our own code"):
+            nbt.orchestrate("{q}", [local(server)], data=rows(200), concurrency=4)
+        sent = server.request_count
+        assert quiet_after(server) == 0
+    assert sent < 200
+
+
+def test_a_half_written_audit_line_never_breaks_the_next_reader(tmp_path) -> None:
+    log = tmp_path / "audit.jsonl"
+    nbt.orchestrate("one", ["sim/swift-mini"], audit=str(log))
+    with log.open("ab") as fh:
+        fh.write(b'{"run_id": "crashed", "model": "sim/sw')  # a write cut short
+    nbt.orchestrate("two", ["sim/swift-mini"], audit=str(log))
+    lines = log.read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[-1])["model"] == "sim/swift-mini"
+    assert len(audit.read(log)) == 2
+
+
+@pytest.mark.parametrize("where", ["data", "variables", "prompt"])
+def test_input_that_is_not_utf8_is_refused_before_any_call(where) -> None:
+    data = pd.DataFrame({"q": ["fine", "also fine"], "note": ["ok", "broken \ud800"]})
+    kwargs = {
+        "data": dict(data=data),
+        "variables": dict(variables={"note": "x\udcff"}),
+        "prompt": {},
+    }[where]
+    prompt = "{q} \ud800" if where == "prompt" else ("{q} {note}" if where == "data" else "{note}")
+    with FakeOpenAIServer(reply="never") as server:
+        with pytest.raises(nbt.ConfigError, match="cannot be sent") as info:
+            nbt.orchestrate(prompt, [local(server)], **kwargs)
+        assert server.request_count == 0
+    expected = {
+        "data": "data row 1 (index 1), column 'note'",
+        "variables": "variables['note']",
+        "prompt": "prompt",
+    }[where]
+    assert str(info.value).startswith(expected)
+
+
+# -- a bad reply is an error, and errors are never cached ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault", ["429", "500", "503", "reset", "malformed", "empty_choices", "null_content", "hang"]
+)
+def test_no_kind_of_bad_reply_is_ever_cached(fault, tmp_path) -> None:
+    cache_path = tmp_path / "c.sqlite"
+    with FakeOpenAIServer(
+        reply="The answer is 7", faults=lambda i, req: fault, hang_seconds=3, retry_after=0
+    ) as server:
+        for _ in range(2):
+            res = nbt.orchestrate(
+                "hi",
+                [local(server), "sim/swift-mini"],
+                retries=0,
+                timeout=0.5,
+                cache_path=str(cache_path),
+            )
+            row = res.outputs.iloc[0]
+            assert pd.isna(row["output"]) and row["error"]
+        assert server.request_count == 2  # the second run asked again
+    assert Cache(cache_path).get_many([]) == {}
+    assert sum(1 for e in Cache(cache_path).entries() if e.model.startswith("openai/")) == 0
+
+
+def test_null_content_is_retried_like_empty_choices_and_says_why() -> None:
+    with FakeOpenAIServer(reply="The answer is 7", faults={0: "null_content"}) as server:
+        res = nbt.orchestrate("hi", [local(server)], cache="off")
+        assert server.request_count == 2
+    row = res.outputs.iloc[0]
+    assert row["output"] == "The answer is 7" and row["attempts"] == 2
+    with FakeOpenAIServer(faults=lambda i, req: "null_content") as server:
+        res = nbt.orchestrate("hi", [local(server), "sim/swift-mini"], retries=0, cache="off")
+    error = res.outputs["error"].iloc[0]
+    assert "no message content" in error and "refusal: I can't help with that." in error
+
+
+# -- identical calls are sent once ----------------------------------------------------------
+
+
+def test_duplicate_rows_are_sent_once_and_marked() -> None:
+    data = pd.DataFrame({"q": ["a", "b", "a", "a", "b", "c"]})
+    with FakeOpenAIServer(reply=lambda req: "reply to " + req["messages"][-1]["content"]) as server:
+        res = nbt.orchestrate("{q}", [local(server)], data=data, cache="off")
+        assert server.request_count == 3
+    out = res.outputs
+    assert out["output"].tolist() == [f"reply to {q}" for q in data["q"]]
+    shared = out[out["error"].fillna("").str.startswith("shared reply")]
+    assert shared["row"].tolist() == [2, 3, 4]
+    assert shared["error"].tolist()[0] == "shared reply: identical to row 0's call, sent once"
+    assert (shared["cost_usd"] == 0).all() and (shared["attempts"] == 0).all()
+    assert out["attempts"].sum() == server.request_count
+    assert len(res.errors) == 0 and res.meta["shared_calls"] == 3
+    assert any("3 calls were identical" in w for w in res.warnings)
+
+
+def test_a_failed_call_shared_by_duplicates_stays_a_failure_on_every_row() -> None:
+    data = pd.DataFrame({"q": ["bad", "good", "bad"]})
+    with FakeOpenAIServer(faults=lambda i, req: "500" if "bad" in str(req) else None) as server:
+        res = nbt.orchestrate("{q}", [local(server)], data=data, retries=0, cache="off")
+        assert server.request_count == 2
+    assert res.failed_mask().tolist() == [True, False, True]
+    copy = res.outputs["error"].iloc[2]
+    assert copy.startswith("InternalServerError") and copy.endswith(
+        "[shared reply: identical to row 0's call, sent once]"
+    )
+
+
+def test_samples_and_different_models_are_not_shared() -> None:
+    with FakeOpenAIServer(reply="ok") as server:
+        nbt.orchestrate(
+            "same", [local(server), local(server, "gpt-4o")], samples=2, temperature=1, cache="off"
+        )
+        assert server.request_count == 4
+
+
+# -- budgets hold ----------------------------------------------------------------------
+
+
+def test_budget_holds_at_concurrency_64() -> None:
+    model = "gpt-4o-mini"
+    with FakeOpenAIServer(reply="The answer is 7", latency=0.05) as server:
+        probe = nbt.orchestrate("question 0", [local(server, model)], max_tokens=8, cache="off")
+        one_call = float(probe.outputs["cost_usd"].iloc[0])
+        budget = one_call * 10
+        server.reset()
+        res = nbt.orchestrate(
+            "{q}",
+            [local(server, model)],
+            data=rows(300),
+            max_tokens=8,
+            max_cost_usd=budget,
+            concurrency=64,
+            cache="off",
+        )
+        assert quiet_after(server, 0.2) == 0
+    spent = res.outputs["cost_usd"].sum()
+    made = int(res.outputs["output"].notna().sum())
+    assert spent <= budget
+    assert made >= 3  # the reservation (prompt + 8 tokens) is a few calls' worth, not all
+    assert server.request_count == made
+    assert len(res.skipped) == 300 - made
+    assert res.skipped["error"].str.contains("worst case").all()
+
+
+# -- time and retries are honest -----------------------------------------------------------
+
+
+class _Status(Exception):
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.status_code = 429
+        self.response = httpx.Response(429, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("headers", "low", "high"),
+    [
+        ({"Retry-After": "7"}, 7, 7),
+        ({"retry-after-ms": "1500"}, 1.5, 1.5),
+        ({"retry-after-ms": "250", "Retry-After": "9"}, 0.25, 0.25),
+        ({"Retry-After": "in 30 s"}, 27, 31),
+        ({"Retry-After": "30 s ago"}, 0, 0),
+        ({"Retry-After": "soon"}, None, None),
+    ],
+)
+def test_retry_after_in_every_form(headers, low, high) -> None:
+    dates = {"in 30 s": time.time() + 30, "30 s ago": time.time() - 30}
+    if headers.get("Retry-After") in dates:  # an HTTP date, made when the test runs
+        headers = {"Retry-After": formatdate(dates[headers["Retry-After"]], usegmt=True)}
+    retryable, wait = providers.retry_hint(_Status(headers))
+    assert retryable
+    if low is None:
+        assert wait is None
+    else:
+        assert wait is not None and low <= wait <= high
+
+
+@pytest.mark.parametrize(("form", "expected"), [("ms", 0.25), ("date", None), ("seconds", 0.25)])
+def test_the_wait_a_429_asks_for_is_the_wait_made(form, expected) -> None:
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    with FakeOpenAIServer(
+        reply="ok", faults={0: "429"}, retry_after=0.25, retry_after_format=form
+    ) as server:
+        model = local(server)
+        runner = Runner(retry=RetryPolicy(retries=1), sleep=sleep, seed=1)
+        params = providers.call_params(model, {}, sample=0)
+        call = Call(0, 0, model, 0, 0, [{"role": "user", "content": "hi"}], params)
+        (outcome,) = run_sync(runner.run([call]))
+    assert outcome.output == "ok" and outcome.attempts == 2
+    (wait,) = waits
+    if form == "date":
+        # Whole seconds (the server adds one): at most 1.25 s from when it was written, less
+        # the time the reply took to be read; never our own backoff's draw.
+        assert 0 <= wait <= 1.25
+        assert wait != RetryPolicy(retries=1).delay(1, None, random.Random(1))
+    else:
+        assert wait == expected
+
+
+def test_every_request_sent_is_counted_in_attempts() -> None:
+    with (
+        FakeOpenAIServer(
+            reply="The answer is 7",
+            fault_rate=0.3,
+            fault_kinds=("429", "500", "reset", "malformed", "empty_choices", "null_content"),
+            retry_after=0,
+            seed=3,
+        ) as flaky,
+        FakeOpenAIServer(reply="The answer is 7") as healthy,
+    ):
+        res = nbt.orchestrate(
+            "{q}",
+            [local(flaky, fallbacks=[local(healthy, "gpt-4o")])],
+            data=rows(60),
+            retries=1,
+            concurrency=16,
+            cache="off",
+        )
+        sent = flaky.request_count + healthy.request_count
+    assert res.outputs["output"].notna().all()
+    assert res.outputs["attempts"].sum() == sent
+    assert flaky.faults_served and healthy.request_count > 0
+
+
+def test_retry_policy_caps_every_form() -> None:
+    policy = RetryPolicy()
+    assert policy.delay(1, 1e6, random.Random(0)) == policy.max_retry_after_s
+    assert not math.isnan(policy.delay(3, None, random.Random(0)))
+
+
+def test_a_reply_that_waits_for_a_busy_loop_is_not_a_timeout_nor_sent_again() -> None:
+    """The loop is blocked for 2.5 s right after the requests went out (as a loaded machine
+    or litellm's own CPU would): the replies came in time and must be taken, once each."""
+    loops: list[asyncio.AbstractEventLoop] = []
+    blocked: list[bool] = []
+
+    def reply(req) -> str:
+        if not blocked:
+            blocked.append(True)
+            loops[0].call_soon_threadsafe(time.sleep, 2.5)
+        return "The answer is 7"
+
+    def started(runner) -> None:
+        loops.append(asyncio.get_running_loop())
+
+    with FakeOpenAIServer(reply=reply, latency=0.05) as server:
+        res = nbt.orchestrate(
+            "{q}", [local(server)], data=rows(8), timeout=1, on_start=started, cache="off"
+        )
+        assert server.request_count == 8
+    assert res.outputs["output"].notna().all()
+    assert res.outputs["attempts"].eq(1).all()
+
+
+def test_time_waiting_for_a_thread_to_build_the_request_is_not_the_request_timing_out() -> None:
+    """litellm builds each request on the loop's thread pool; with the pool busy for 2.5 s
+    (many calls at once on a loaded machine), no call may time out before it is even sent."""
+    release = threading.Event()
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def block_the_pool() -> None:
+        for _ in range(64):  # more jobs than the pool has threads, on any machine
+            loops[0].run_in_executor(None, release.wait, 10)
+        threading.Timer(2.5, release.set).start()
+
+    def reply(req) -> str:
+        if not release.is_set() and not loops[1:]:
+            loops.append(loops[0])
+            loops[0].call_soon_threadsafe(block_the_pool)
+        return "The answer is 7"
+
+    def started(runner) -> None:
+        loops.append(asyncio.get_running_loop())
+
+    with FakeOpenAIServer(reply=reply, latency=0.05) as server:
+        res = nbt.orchestrate(
+            "{q}",
+            [local(server)],
+            data=rows(8),
+            timeout=1,
+            concurrency=2,
+            on_start=started,
+            cache="off",
+        )
+        assert server.request_count == 8
+    assert res.outputs["output"].notna().all()
+    assert res.outputs["attempts"].eq(1).all()
+
+
+def test_cancel_leaves_no_coroutine_never_awaited() -> None:
+    """Cancelling while litellm builds requests on its threads dropped their coroutines:
+    "RuntimeWarning: coroutine ... acompletion was never awaited" in the user's cell."""
+    import subprocess
+    import sys
+    import textwrap
+
+    with FakeOpenAIServer(reply="ok", latency=0.01) as server:
+        code = f"""
+            import gc, threading, pandas as pd, nbtoolkit as nbt
+            m = nbt.Model("openai/x", api_base="{server.base_url}", api_key_env="LOCAL_KEY")
+            data = pd.DataFrame({{"q": [f"q{{i}}" for i in range(400)]}})
+            for delay in (0.3, 0.5, 0.7, 0.9):
+                def started(runner, delay=delay):
+                    threading.Timer(delay, runner.cancel).start()
+                res = nbt.orchestrate("{{q}}", [m], data=data, concurrency=32, cache="off",
+                                      audit=False, on_start=started)
+                assert res.cancelled
+                gc.collect()
+            print("done", flush=True)
+            """
+        child = subprocess.run(
+            [sys.executable, "-W", "default", "-c", textwrap.dedent(code)],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            env={**__import__("os").environ, "LOCAL_KEY": CANARY_KEY},
+        )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == "done"
+    assert "never awaited" not in child.stderr, child.stderr
