@@ -74,3 +74,27 @@ def test_exported_functions_are_never_shadowed_by_their_modules() -> None:
         "print(all(callable(getattr(nbt, n)) for n in nbt.__all__ if n != '__version__'))"
     )
     assert out.strip() == "True"
+
+
+# litellm 1.82.7 and 1.82.8 were published by an attacker (March 2026, litellm issues
+# #24512/#24518): neither may be installed, and the requirement must exclude both.
+COMPROMISED_LITELLM = {"1.82.7", "1.82.8"}
+
+
+def test_the_installed_litellm_is_not_a_compromised_release() -> None:
+    from importlib.metadata import requires, version
+
+    assert version("litellm") not in COMPROMISED_LITELLM
+    (requirement,) = [r for r in requires("nbtoolkit") or [] if r.startswith("litellm")]
+    for bad in COMPROMISED_LITELLM:
+        assert f"!={bad}" in requirement.replace(" ", ""), requirement
+
+
+def test_the_library_never_imports_litellm_proxy() -> None:
+    package = Path(__file__).resolve().parents[1] / "nbtoolkit"
+    offenders = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if "litellm.proxy" in path.read_text(encoding="utf-8")
+    ]
+    assert offenders == []
