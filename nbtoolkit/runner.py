@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from . import providers
-from .budget import worst_case_cost
+from .budget import DEFAULT_MAX_TOKENS, worst_case_cost
 from .cache import Cache, Entry, call_key
 from .calls import (
     CANCELLED,
@@ -104,6 +104,8 @@ class Runner:
         # Budget accounting per request sent: money spent, and money held by calls in flight.
         self._spent = 0.0
         self._held = 0.0
+        self._holding = 0  # reservations in flight (a count: float sums drift)
+        self._released: asyncio.Event | None = None  # set (and replaced) when money is released
         self._sent: dict[int, int] = {}  # requests sent, by call index, in the current run()
         self.started: float | None = None
         self.wall_s = 0.0
@@ -366,13 +368,10 @@ class Runner:
         attempts = 0
         failed: Outcome | None = None
         while True:
-            held = self._hold(call)
+            held = await self._hold(call)
             if held is None:
                 if failed is None:
-                    return skipped(
-                        f"the budget max_cost_usd={self.max_cost_usd} would be exceeded by "
-                        "this call's worst case (prompt + max_tokens)"
-                    )
+                    return skipped(_over_budget(self.max_cost_usd, call.params))
                 failed.error = f"{failed.error} (not retried: the budget max_cost_usd is spent)"
                 return failed
             attempts += 1
@@ -420,19 +419,27 @@ class Runner:
             self._store(call, outcome)
             return outcome
 
-    def _hold(self, call: Call) -> float | None:
-        """Reserve the call's worst-case cost before it is sent; None when that would pass
-        ``max_cost_usd``. The worst case is its prompt tokens plus ``max_tokens`` (or
+    async def _hold(self, call: Call) -> float | None:
+        """Reserve the call's worst-case cost before it is sent; None when it can no longer
+        fit in ``max_cost_usd``. The worst case is its prompt tokens plus ``max_tokens`` (or
         ``DEFAULT_MAX_TOKENS`` when none is set) at the model's price; an unknown price
-        holds nothing, as its spend cannot be counted either."""
+        holds nothing, as its spend cannot be counted either.
+
+        A call that would fit once the calls in flight have settled waits for them (they
+        usually cost far less than their worst case) instead of being skipped."""
         if self.max_cost_usd is None:
             return 0.0
         worst = worst_case_cost(call.model, call.messages, call.params)
         if math.isnan(worst):
             worst = 0.0
-        if self._spent + self._held + worst > self.max_cost_usd:
-            return None
+        while self._spent + self._held + worst > self.max_cost_usd:
+            if self._spent + worst > self.max_cost_usd or self._holding == 0:
+                return None  # would not fit even with nothing in flight
+            if self._released is None:
+                self._released = asyncio.Event()
+            await self._released.wait()
         self._held += worst
+        self._holding += 1
         return worst
 
     def _settle_cost(self, held: float, cost: float) -> None:
@@ -442,7 +449,11 @@ class Runner:
         if math.isnan(cost):
             return
         self._held -= held
+        self._holding -= 1
         self._spent += cost
+        if self._released is not None:  # wake every call waiting for money to be released
+            self._released.set()
+            self._released = None
 
     def _store(self, call: Call, outcome: Outcome) -> None:
         if self.cache is None or not call.key or self.cache_mode not in ("use", "refresh"):
@@ -616,4 +627,14 @@ def _not_in_cache() -> Outcome:
         error="NotInCache: cache='replay-only' and this call was never recorded; "
         "run once with cache='use' to record it",
         attempts=0,
+    )
+
+
+def _over_budget(budget: float, params: dict[str, Any]) -> str:
+    why = f"the budget max_cost_usd={budget} would be exceeded by this call's worst case"
+    if params.get("max_completion_tokens") or params.get("max_tokens"):
+        return why + " (prompt + max_tokens)"
+    return why + (
+        f" (prompt + {DEFAULT_MAX_TOKENS:,} reply tokens, assumed when max_tokens is not set: "
+        "set max_tokens= to tighten it)"
     )

@@ -20,6 +20,7 @@ import nbtoolkit as nbt
 from nbtoolkit import audit, providers
 from nbtoolkit.cache import Cache
 from nbtoolkit.loop import run_sync
+from nbtoolkit.providers import sim
 from nbtoolkit.runner import Call, RetryPolicy, Runner
 from nbtoolkit.testing import FakeOpenAIServer
 
@@ -282,6 +283,47 @@ def test_budget_holds_at_concurrency_64() -> None:
     assert server.request_count == made
     assert len(res.skipped) == 300 - made
     assert res.skipped["error"].str.contains("worst case").all()
+
+
+def test_a_call_that_fits_once_others_settle_waits_instead_of_being_skipped() -> None:
+    """Reservations are worst cases: replies far shorter than max_tokens release most of
+    theirs, and calls that then fit are made, not skipped because others were in flight."""
+    model = "gpt-4o-mini"
+    with FakeOpenAIServer(reply="7", latency=0.02) as server:
+        probe = nbt.orchestrate("question 0", [local(server, model)], max_tokens=8, cache="off")
+        one_call = float(probe.outputs["cost_usd"].iloc[0])
+        server.reset()
+        # Room for 10 worst cases at once (max_tokens=400 against a one-token reply).
+        from nbtoolkit.budget import prices
+
+        budget = 10 * (one_call + 400 * prices(nbt.Model(model))[1])
+        res = nbt.orchestrate(
+            "{q}",
+            [local(server, model)],
+            data=rows(60),
+            max_tokens=400,
+            max_cost_usd=budget,
+            concurrency=64,
+            cache="off",
+            audit=False,
+        )
+    assert res.outputs["cost_usd"].sum() <= budget
+    made = int(res.outputs["output"].notna().sum())
+    assert made == server.request_count
+    assert made > 20, res.skipped["error"].head(1).tolist()  # far more than 10 at once
+
+
+def test_a_skip_for_an_unset_max_tokens_says_how_to_tighten_the_bound() -> None:
+    res = nbt.orchestrate(
+        "{question}",
+        ["sim/oracle-large"],
+        data=pd.DataFrame(sim.question_bank()).head(3),
+        max_cost_usd=1e-9,
+        audit=False,
+        cache="off",
+    )
+    assert len(res.skipped) == 3
+    assert res.skipped["error"].str.contains("set max_tokens= to tighten it").all()
 
 
 # -- time and retries are honest -----------------------------------------------------------
