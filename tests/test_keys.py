@@ -67,6 +67,19 @@ def test_a_model_on_its_own_host_is_never_sent_the_providers_key() -> None:
     assert server.authorizations[:2] == [PLACEHOLDER, PLACEHOLDER]
 
 
+@pytest.mark.parametrize("variable", ["OPENAI_BASE_URL", "OPENAI_API_BASE"])
+def test_a_host_named_by_the_environment_is_not_sent_the_providers_key(
+    variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """litellm reads OPENAI_BASE_URL when a call names no api_base: that host is another host
+    too, and gets no OPENAI_API_KEY."""
+    with FakeOpenAIServer(reply="ok") as server:
+        monkeypatch.setenv(variable, server.base_url)
+        res = nbt.orchestrate("hi", ["gpt-4o-mini"], cache="off", audit=False)
+    assert res.outputs["output"].tolist() == ["ok"]
+    assert server.authorizations == [PLACEHOLDER]
+
+
 def test_the_named_key_goes_to_its_host_and_a_fallback_on_another_host_gets_none() -> None:
     with (
         FakeOpenAIServer(reply="never", faults=lambda i, r: "500") as primary,

@@ -146,7 +146,7 @@ def check_model(model: Model, options: dict[str, Any]) -> None:
                 f"{model.label}: the environment variable {model.api_key_env} (api_key_env) is not set"
             )
         return
-    base = _api_base(model.litellm_kwargs())
+    base = _api_base(model.litellm_kwargs(), model)
     if base and not own_endpoint(model, base):
         return  # a self-hosted endpoint (vLLM, Ollama, a proxy) often needs no key at all
     missing = get_litellm().validate_environment(routed).get("missing_keys") or []
@@ -340,9 +340,29 @@ OWN_HOSTS: dict[str, tuple[str, ...]] = {
 NO_KEY = "no-key-needed"
 
 
-def _api_base(kwargs: dict[str, Any]) -> str | None:
+# Where litellm reads a provider's base URL from the environment when the call names none
+# (``OPENAI_BASE_URL`` and the like): such a base is another host just as an api_base is.
+_ENV_BASES: dict[str, tuple[str, ...]] = {
+    "openai": ("OPENAI_BASE_URL", "OPENAI_API_BASE"),
+    "text-completion-openai": ("OPENAI_BASE_URL", "OPENAI_API_BASE"),
+}
+
+
+def _api_base(kwargs: dict[str, Any], model: Model | None = None) -> str | None:
+    """Where the call goes: its ``api_base``, else the base the environment sets for the
+    model's provider (``OPENAI_BASE_URL``, ``<PROVIDER>_API_BASE``...), else None."""
     base = kwargs.get("api_base") or kwargs.get("base_url")
-    return str(base) if base else None
+    if base:
+        return str(base)
+    if model is None:
+        return None
+    provider = _provider_of(model.id)
+    if not provider:
+        return None
+    upper = provider.upper()
+    names = _ENV_BASES.get(provider, (f"{upper}_API_BASE", f"{upper}_BASE_URL"))
+    found = next((os.environ[n] for n in names if os.environ.get(n)), None)
+    return found
 
 
 def own_endpoint(model: Model, api_base: str) -> bool:
@@ -374,11 +394,12 @@ def api_key_for(model: Model, kwargs: dict[str, Any]) -> str | None:
     environment) when the call goes to the provider's own endpoint; else ``NO_KEY``.
 
     So ``OPENAI_API_KEY`` goes to api.openai.com and nowhere else: not to a self-hosted
-    server, a proxy, or a fallback on another host, whatever their ``api_base``.
+    server, a proxy, or a fallback on another host, whatever their ``api_base``, and not to
+    a host that ``OPENAI_BASE_URL`` (or ``<PROVIDER>_API_BASE``) names either.
     """
     if model.api_key_env:
         return os.environ[model.api_key_env]
-    base = _api_base(kwargs)
+    base = _api_base(kwargs, model)
     if base is None or own_endpoint(model, base):
         return None
     return NO_KEY
