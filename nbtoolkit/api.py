@@ -24,7 +24,7 @@ from . import providers
 from .audit import AuditLog, call_record
 from .cache import Cache, cache_dir
 from .consensus import FollowUpCall
-from .errors import RunFailedError, public
+from .errors import RunFailedError, public, redact
 from .loop import run_sync
 from .plan import Plan, check_options, plan_run
 from .results import CONSENSUS_COLUMNS, EXTRA_CONSENSUS_COLUMNS, OUTPUT_COLUMNS, RunResult
@@ -67,7 +67,7 @@ def collect(
         run_id=run_id,
         models=[m.label for m in plan.models],
         strategy=getattr(plan.strategy, "name", type(plan.strategy).__name__),
-        prompt=plan.template.text,
+        prompt=redact(plan.template.text),
         wall_s=wall_s,
         cancelled=cancelled,
         simulated=[m.label for m in plan.models if m.id.startswith("sim/")],
@@ -249,6 +249,11 @@ def _consensus(
         return consensus, fields
     inputs = plan.data.copy()
     inputs.columns = input_names(list(inputs.columns))
+    # The frames are shown and written (CSV, reports): a key pasted into the data is not.
+    for position in range(inputs.shape[1]):
+        column = inputs.iloc[:, position]
+        if column.dtype == object or pd.api.types.is_string_dtype(column.dtype):
+            inputs.iloc[:, position] = column.map(lambda v: redact(v) if isinstance(v, str) else v)
     consensus.index = inputs.index
     return pd.concat([inputs, consensus], axis=1), fields
 

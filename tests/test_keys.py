@@ -205,6 +205,29 @@ def test_canary_reaches_no_sink(tmp_path) -> None:
     assert res.outputs["error"].iloc[1:].str.contains("RuntimeError").all()
 
 
+def test_a_key_pasted_into_the_prompt_or_the_data_is_in_no_frame_or_display(tmp_path) -> None:
+    with FakeOpenAIServer(reply="ok") as server:
+        res = nbt.orchestrate(
+            f"{{q}} (key {CANARY_KEY})",
+            [nbt.Model("openai/x", api_base=server.base_url)],
+            data=pd.DataFrame({"q": ["a", f"b {CANARY_KEY}"], "n": [1, 2]}),
+            cache="off",
+            audit=False,
+        )
+    res.consensus.to_csv(tmp_path / "consensus.csv")
+    texts = [
+        repr(res),
+        res._repr_html_(),
+        res.consensus.to_string(),
+        res.prompt,
+        (tmp_path / "consensus.csv").read_text(encoding="utf-8"),
+    ]
+    for text in texts:
+        assert not leaked(text), text[:300]
+        assert not leaked(text, CANARY_KEY[-16:]), text[:300]
+    assert res.consensus["n"].tolist() == [1, 2]  # other columns are left as they are
+
+
 def test_url_credentials_are_in_no_message_manifest_or_repr() -> None:
     with FakeOpenAIServer(reply="ok") as server:
         base = server.base_url.replace("http://", "http://me:pw-9a8b7c6d5e4f@")
