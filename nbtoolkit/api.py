@@ -73,6 +73,11 @@ def collect(
         simulated=[m.label for m in plan.models if m.id.startswith("sim/")],
         strategy_calls=extra,
         field_agreement=fields,
+        input_columns=(
+            {}
+            if plan.data is None
+            else dict(zip(plan.data.columns, input_names(list(plan.data.columns)), strict=True))
+        ),
     )
     result.warnings.extend(plan.notes)
     # Written into report notebooks: header values hidden, credentials and keys redacted.

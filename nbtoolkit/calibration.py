@@ -69,15 +69,19 @@ def _candidates(result: RunResult) -> dict[int, list[Candidate]]:
 
 def _gold(result: RunResult, gold: Any) -> dict[int, str]:
     if isinstance(gold, str):
-        column = data_column(result.consensus, gold)
+        column = data_column(result, gold)
         if column is None:
             from .results import RESERVED_COLUMNS
 
-            data = [
-                str(c).removesuffix("_input")
-                for c in result.consensus.columns
-                if c not in RESERVED_COLUMNS
-            ]
+            data = (
+                [str(c) for c in result.input_columns]
+                if result.input_columns
+                else [
+                    str(c).removesuffix("_input")
+                    for c in result.consensus.columns
+                    if c not in RESERVED_COLUMNS
+                ]
+            )
             from .suggest import did_you_mean
 
             raise ConfigError(

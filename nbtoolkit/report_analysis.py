@@ -101,7 +101,7 @@ def price_note(runs: Sequence[tuple[str, RunResult]]) -> str:
 
 def gold_column(res: RunResult, gold: str) -> str | None:
     """The consensus column holding the user's gold column ``gold`` (never the consensus's)."""
-    return data_column(res.consensus, gold) if gold else None
+    return data_column(res, gold) if gold else None
 
 
 def gold_of(res: RunResult, gold: str) -> pd.Series | None:

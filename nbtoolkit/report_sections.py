@@ -509,7 +509,7 @@ class Report:
                     "<p>No gold answers: nothing to calibrate on.</p>",
                 )
             )
-        cal = calibrate(final, gold=column, folds=min(folds, len(final.consensus)))
+        cal = calibrate(final, gold=self.gold, folds=min(folds, len(final.consensus)))
         per_model = cal.per_model.reset_index()
         per_model["accuracy"] = [_share(a) for a in per_model["accuracy"]]
         per_model["valid"] = [_share(a) for a in per_model["valid"]]

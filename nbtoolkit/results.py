@@ -38,16 +38,20 @@ EXTRA_CONSENSUS_COLUMNS = ["low_confidence", "note"]
 RESERVED_COLUMNS = frozenset(CONSENSUS_COLUMNS + EXTRA_CONSENSUS_COLUMNS)
 
 
-def data_column(consensus: pd.DataFrame, name: str) -> str | None:
-    """The column of ``consensus`` that holds the user's data column ``name``, or None.
+def data_column(result: RunResult, name: Any) -> Any | None:
+    """The column of ``result.consensus`` that holds the user's data column ``name``, or None.
 
     An input column named like one of the consensus's own (``answer``, ``row``,
-    ``confidence``...) is stored as ``<name>_input``; ``name`` itself then means the
-    consensus's value and must never be read as the user's data (gold scored against the
-    consensus would read 100 %).
+    ``confidence``...) is stored as ``<name>_input`` (``<name>_input2``... when the data has
+    that name too); ``name`` itself then means the consensus's value and must never be read
+    as the user's data (gold scored against the consensus would read 100 %).
     """
-    stored = f"{name}_input" if name in RESERVED_COLUMNS else name
-    return stored if stored in consensus.columns else None
+    consensus = result.consensus
+    if result.input_columns:
+        stored = result.input_columns.get(name)
+    else:
+        stored = f"{name}_input" if name in RESERVED_COLUMNS else name
+    return stored if stored is not None and stored in consensus.columns else None
 
 
 @dataclass
@@ -67,6 +71,8 @@ class RunResult:
     strategy_calls: pd.DataFrame = field(default_factory=pd.DataFrame)
     field_agreement: pd.DataFrame = field(default_factory=pd.DataFrame)
     meta: dict[str, Any] = field(default_factory=dict)
+    # The user's data column names -> their names in ``consensus`` (see ``data_column``).
+    input_columns: dict[Any, Any] = field(default_factory=dict)
 
     def skipped_mask(self) -> pd.Series:
         """True for the calls a strategy or the budget did not need to make."""

@@ -77,6 +77,18 @@ def _check_comparative(sentence: str, share: float, other: float) -> None:
 # ------------------------------------------------------------------------------ gold
 
 
+def test_gold_named_answer_is_read_even_when_the_data_has_an_answer_input_column() -> None:
+    data = pd.DataFrame(sim.question_bank()[:12]).assign(answer_input="zzz")
+    res = nbt.orchestrate(PROMPT, PANEL, data=data, extract=EXTRACT, seed=0, audit=False)
+    assert res.consensus["answer_input"].eq("zzz").all()  # the user's own column, kept
+    _, per_model = _truth(res)
+    cal = calibrate(res, gold="answer", folds=3)
+    for model, share in per_model.items():
+        assert cal.per_model.loc[model, "accuracy"] == pytest.approx(share), model
+    assert max(per_model.values()) > 0.5
+    assert an.gold_of(res, "answer_input").eq("zzz").all()
+
+
 @pytest.mark.parametrize("name", ["answer", "gold", "label", "row", "confidence"])
 def test_gold_is_read_from_the_users_column_whatever_its_name(name: str) -> None:
     res = _run(name)
