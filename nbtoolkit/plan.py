@@ -132,10 +132,18 @@ class RunOptions(BaseModel):
 def check_options(**options: Any) -> RunOptions:
     """Check ``orchestrate``'s arguments; raises ``ConfigError`` naming the first wrong one."""
     try:
-        return RunOptions(**options)
+        checked = RunOptions(**options)
     except ValidationError as exc:
         message = invalid_argument(exc, RunOptions)
         raise ConfigError(message) from None
+    data = checked.data
+    if data is not None and not data.columns.is_unique:
+        twice = sorted({str(c) for c in data.columns[data.columns.duplicated()]})
+        raise ConfigError(
+            f"data= has two columns named {', '.join(map(repr, twice))}: a prompt's {{name}} "
+            "could not tell them apart; rename one (df.columns = [...])"
+        )
+    return checked
 
 
 def plan_run(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numbers
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import (
@@ -188,7 +189,13 @@ class Model(BaseModel):
 
     def __init__(self, id: str, /, **options: Any) -> None:
         known = set(type(self).model_fields) - {"id", "params"}
-        params = dict(options.pop("params", {}) or {})
+        given = options.pop("params", {}) or {}
+        if not isinstance(given, Mapping):
+            raise ModelError(
+                f"Model({id!r}): params= takes a dict of litellm parameters such as "
+                f"{{'top_p': 0.9}}, not {type(given).__name__}"
+            )
+        params = dict(given)
         for key in [k for k in options if k not in known]:
             params[key] = options.pop(key)
         check_litellm_params(params, f"Model({id!r})")

@@ -315,3 +315,15 @@ def test_yaml_dates_and_codes_reach_the_notebook_as_their_text(capsys, tmp_path)
     recorded = nbformat.read(out, as_version=4).metadata["nbtoolkit"]["parameters"]
     assert recorded["variables"] == {"country": "NO", "zip": "01234", "day": "2024-01-05"}
     assert recorded["title"] == "2024-01-05"
+
+
+def test_more_mistakes_are_one_line_each(tmp_path) -> None:
+    with pytest.raises(nbt.ModelError, match=r"params= takes a dict .* not list"):
+        nbt.Model("openai/x", params=[1])
+    twice = pd.DataFrame([["a", "b"]], columns=["q", "q"])
+    with pytest.raises(nbt.ConfigError, match="two columns named 'q'"):
+        nbt.orchestrate("{q}", ["sim/swift-mini"], data=twice, audit=False, cache="off")
+    with pytest.raises(nbt.RecordingsError, match="is a folder"):
+        nbt.orchestrate(
+            "hi", ["replay/x"], recordings=str(tmp_path), audit=False, cache="replay-only"
+        )

@@ -137,6 +137,11 @@ def resolve_paths(recordings: str | os.PathLike[str] | Sequence[Any] | None) -> 
         raw = list(recordings)
     paths = [Path(p).expanduser() for p in raw]
     for path in paths:
+        if path.is_dir():
+            raise RecordingsError(
+                f"recordings={str(path)!r} is a folder: give the recordings file(s) in it, "
+                f"e.g. sorted(Path({str(path)!r}).glob('*.jsonl*'))"
+            )
         if not path.is_file():
             raise RecordingsError(f"recordings file not found: {path}")
     return paths
