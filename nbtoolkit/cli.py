@@ -72,8 +72,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         html=html,
     )
     elapsed = time.perf_counter() - start
+    frames = ", ".join(str(p) for p in run.frames.values())
     print(
-        f"Wrote {html} (the report: open it in a browser) and {notebook} (the run, with its manifest)."
+        f"Wrote {html} (the report: open it in a browser), {notebook} (the run, with its "
+        f"manifest)" + (f" and the result frames {frames}." if frames else ".")
     )
     for line in summary_lines(run.record.get("summary", {}), elapsed):
         print(line)

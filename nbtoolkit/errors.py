@@ -98,7 +98,7 @@ class CellError(NbtoolkitError):
     partial notebook is kept at ``notebook``. ``cell`` is its execution count, ``In [cell]``."""
 
     def __init__(self, cell: int | None, ename: str, evalue: str, notebook: Path | str) -> None:
-        where = f"cell {cell} failed" if cell is not None else "the kernel stopped"
+        where = f"cell In [{cell}] failed" if cell is not None else "the kernel stopped"
         evalue = redact(evalue)
         super().__init__(f"{where}: {ename}: {evalue}")
         self.cell, self.ename, self.evalue, self.notebook = cell, ename, evalue, notebook

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import KEY_SHAPES, CellError, ConfigError, ParameterError, redact
+from .errors import KEY_SHAPES, CellError, ConfigError, ParameterError, StrategyError, redact
 
 __all__ = [
     "BUILTIN_TEMPLATES",
@@ -406,15 +406,51 @@ def check_parameters(
     pairs = [(n, v, False) for n, v in (given or {}).items()] + [(n, v, True) for n, v in cli]
     for name, value, raw in pairs:
         if name not in declared:
+            from .suggest import did_you_mean
+
             raise ParameterError(
-                f"{template} has no parameter '{name}'; its parameters: {', '.join(declared)}"
+                f"{template} has no parameter '{name}'.{did_you_mean(name, declared)} "
+                f"Its parameters: {', '.join(declared)}"
             )
         param = declared[name]
         if raw:
             value = from_text(param, value)
         values[name] = _check_type(param, value)
     check_no_secrets(values)
+    _check_strategies(values)
     return values
+
+
+def _check_strategies(values: Mapping[str, Any]) -> None:
+    """A strategy name (``strategy``, ``<step>_strategy``) is built now, so a typo or a
+    strategy that needs options the templates cannot give (judge, fuse: a model) is one line
+    before the kernel starts, not a traceback in the notebook."""
+    from . import strategies
+
+    for name, value in values.items():
+        if not (name == "strategy" or name.endswith("_strategy")) or not isinstance(value, str):
+            continue
+        if value not in strategies.names():
+            try:
+                strategies.get(value)
+            except StrategyError as exc:
+                raise ParameterError(f"parameter '{name}': {exc}") from None
+        try:
+            strategies.get(value)
+        except StrategyError:
+            # Known, but needs options (judge, fuse: a model) that a parameter cannot carry.
+            usable = []
+            for known in strategies.names():
+                try:
+                    strategies.get(known)
+                except StrategyError:
+                    continue
+                usable.append(known)
+            raise ParameterError(
+                f"parameter '{name}': {value!r} needs options (a judge or aggregator model) "
+                f"that report parameters cannot give; use one of {', '.join(usable)}, or run "
+                f"{value} from Python"
+            ) from None
 
 
 # ------------------------------------------------------------------------- execution

@@ -103,5 +103,6 @@ def get(spec: str | Strategy, **options: Any) -> Strategy:
 
 
 def _load_builtins() -> None:
-    if "vote" not in _REGISTRY:
-        from . import cascade, judge, medoid, vote  # noqa: F401  (they register themselves)
+    # Always import all four: importing one of them alone (vote, for Weighted) registers
+    # only its own names, so "is vote registered" does not mean "the built-ins are loaded".
+    from . import cascade, judge, medoid, vote  # noqa: F401  (they register themselves)
