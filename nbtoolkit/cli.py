@@ -111,7 +111,14 @@ def summary_lines(s: dict[str, Any], elapsed: float) -> list[str]:
     cost = s.get("cost_usd")
     money = format_cost(cost) if cost is not None else "unknown (a price is not known)"
     money += s.get("price_note", " at simulated prices" if simulated else "")
-    lines.append(f"  cost        {money}, {s.get('calls', 0)} calls, {s.get('tokens', 0):,} tokens")
+    tokens = f"{s.get('tokens', 0):,} tokens"
+    if unknown := s.get("unknown_token_calls", 0):
+        tokens = (
+            f"at least {tokens} (unknown for {unknown} call(s))"
+            if s.get("tokens")
+            else f"tokens unknown ({unknown} call(s) without counts)"
+        )
+    lines.append(f"  cost        {money}, {s.get('calls', 0)} calls, {tokens}")
     note = s.get("time_note") or ""
     lines.append(
         f"  time        {s.get('wall_s', 0.0):.1f} s of calls, wall-clock"

@@ -80,6 +80,21 @@ def format_cost(value: Any) -> str:
     return f"${small}" if small not in ("0.", "-0.") else f"${x:.1e}"
 
 
+def format_tokens(prompt: Any, completion: Any, unknown_calls: int = 0) -> str:
+    """``90 (6 in, 84 out)``; ``at least 90 (...), unknown for 3 call(s)`` when some calls'
+    counts are unknown; ``unknown`` when none is known. Never a 0 that stands for unknown."""
+    try:
+        p, c = int(prompt), int(completion)
+    except (TypeError, ValueError):
+        return "unknown" + (f" ({unknown_calls} call(s) without counts)" if unknown_calls else "")
+    total = f"{p + c:,} ({p:,} in, {c:,} out)"
+    if not unknown_calls:
+        return total
+    if p + c == 0:
+        return f"unknown ({unknown_calls} call(s) without counts)"
+    return f"at least {total}; unknown for {unknown_calls} call(s)"
+
+
 def _seconds(value: Any) -> str:
     try:
         x = float(value)
@@ -353,7 +368,6 @@ def _consensus_table(result: RunResult, max_rows: int) -> str:
 
 def _totals(result: RunResult) -> str:
     t = result.totals()
-    tokens = t["prompt_tokens"] + t["completion_tokens"]
     latency = result.outputs["latency_s"]
     median = float(latency.median()) if latency.notna().any() else math.nan
     cost = format_cost(t["cost_usd"])
@@ -371,7 +385,10 @@ def _totals(result: RunResult) -> str:
             f"{t['calls']} ({t['failed']} failed, {t['invalid']} invalid, {t['cached']} cached)"
             + (f"; not made: {', '.join(unmade)}" if unmade else ""),
         ),
-        ("tokens", f"{tokens:,} ({t['prompt_tokens']:,} in, {t['completion_tokens']:,} out)"),
+        (
+            "tokens",
+            format_tokens(t["prompt_tokens"], t["completion_tokens"], t["unknown_token_calls"]),
+        ),
         ("cost", cost),
         ("spent now", _spent(result, t["spent_usd"])),
         (latency_label(result), f"median {_seconds(median)} per call"),
@@ -404,6 +421,7 @@ def _per_model(result: RunResult) -> str:
     rows = []
     for model, rec in table.iterrows():
         tokens = rec["prompt_tokens"] + rec["completion_tokens"]
+        tokens = "unknown" if pd.isna(tokens) else f"{int(tokens):,}"
         rows.append(
             "<tr>"
             f"<td{_L}>{_model_name(str(model), simulated)}</td>"

@@ -309,8 +309,8 @@ def usage(res: RunResult, gold: pd.Series | None) -> pd.DataFrame:
         rec = {
             "model": model,
             "calls": len(mine),
-            "prompt tokens": int(mine["prompt_tokens"].sum(skipna=True)),
-            "completion tokens": int(mine["completion_tokens"].sum(skipna=True)),
+            "prompt tokens": _token_sum(mine, "prompt_tokens"),
+            "completion tokens": _token_sum(mine, "completion_tokens"),
             "cost": format_cost(cost),
             "cost per row": format_cost(cost / rows_n),
             "median latency": f"{lat.median():.2f} s{sim}" if len(lat) else "—",
@@ -321,6 +321,14 @@ def usage(res: RunResult, gold: pd.Series | None) -> pd.DataFrame:
             rec["accuracy"] = f"{accuracy(table[model], gold):.0%}"
         rows.append(rec)
     return pd.DataFrame(rows)
+
+
+def _token_sum(calls: pd.DataFrame, column: str) -> Any:
+    """The model's token count, or "unknown" when a reply of it carried no usage (never a
+    smaller sum that reads as exact)."""
+    if (calls[column].isna() & calls["output"].notna()).any():
+        return "unknown"
+    return int(calls[column].sum(skipna=True))
 
 
 def drop_each(res: RunResult, gold: pd.Series | None) -> pd.DataFrame:
@@ -605,6 +613,7 @@ def summary(runs: Sequence[tuple[str, RunResult]], gold: pd.Series | None) -> di
         "cost_usd": cost_total(t["cost_usd"] for t in totals),
         "calls": sum(t["calls"] for t in totals),
         "tokens": sum(t["prompt_tokens"] + t["completion_tokens"] for t in totals),
+        "unknown_token_calls": sum(t["unknown_token_calls"] for t in totals),
         "cached": sum(t["cached"] for t in totals),
         "wall_s": sum(t["wall_s"] for t in totals),
         "accuracy": None,

@@ -34,7 +34,13 @@ from . import report_analysis as an
 from . import report_failures as failures
 from . import report_figures as fig
 from . import report_svg as svg
-from .display import agreement_matrix, format_cost, sim_time_note, unpriced_calls
+from .display import (
+    agreement_matrix,
+    format_cost,
+    format_tokens,
+    sim_time_note,
+    unpriced_calls,
+)
 from .errors import ConfigError, clip
 from .results import RunResult
 from .spec import Model
@@ -625,7 +631,11 @@ class Report:
         known = sum(t["known_cost_usd"] for t in totals)
         wall = sum(t["wall_s"] for t in totals)
         calls = sum(t["calls"] for t in totals)
-        tokens = sum(t["prompt_tokens"] + t["completion_tokens"] for t in totals)
+        tokens = format_tokens(
+            sum(t["prompt_tokens"] for t in totals),
+            sum(t["completion_tokens"] for t in totals),
+            sum(t["unknown_token_calls"] for t in totals),
+        )
         cached = sum(t["cached"] for t in totals)
         money = format_cost(cost)
         if math.isnan(cost):
@@ -639,6 +649,6 @@ class Report:
         if short:
             return f"it cost {money} and took {took}"
         return (
-            f"{money} for {calls} calls and {tokens:,} tokens ({cached} answered from the cache); "
+            f"{money} for {calls} calls ({cached} answered from the cache), tokens {tokens}; "
             f"{took}."
         )

@@ -112,7 +112,9 @@ class RunResult:
         not be read), ``skipped`` (not needed) and ``cancelled`` (stopped by a cancel) never
         overlap, and only ``failed`` and ``invalid`` are among ``calls``.
         ``unknown_cost_calls`` counts the calls made whose cost is unknown (no price, or no
-        ``usage`` in the reply); ``unknown_token_calls`` those whose token counts are.
+        ``usage`` in the reply); ``unknown_token_calls`` those whose token counts are:
+        ``prompt_tokens`` and ``completion_tokens`` are then the sums of the known counts, a
+        lower bound (``display.format_tokens`` writes them so).
         """
         out = self.outputs
         if not self.strategy_calls.empty:
@@ -155,6 +157,9 @@ class RunResult:
                 "latency_s": grouped["latency_s"].median(),
                 "prompt_tokens": grouped["prompt_tokens"].sum(),
                 "completion_tokens": grouped["completion_tokens"].sum(),
+                "_unknown_tokens": (made["prompt_tokens"].isna() & made["output"].notna())
+                .groupby(made["model"], sort=False)
+                .any(),
                 "cost_usd": grouped["cost_usd"].apply(
                     lambda s: float(s.sum()) if s.notna().all() else math.nan
                 ),
@@ -167,6 +172,13 @@ class RunResult:
             table.loc[unasked, column] = 0
         table["calls"] = table["calls"].astype(int)
         table["failed"] = table["failed"].astype(int)
+        # Like cost_usd: a reply without usage makes its model's token sums unknown (<NA>),
+        # never a smaller number that reads as exact.
+        unknown = table.pop("_unknown_tokens").fillna(False).astype(bool)
+        for column in ("prompt_tokens", "completion_tokens"):
+            tokens = table[column].astype("Int64")
+            tokens[unknown] = pd.NA
+            table[column] = tokens
         return table
 
     def _summary_line(self) -> str:
