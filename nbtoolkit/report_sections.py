@@ -532,7 +532,9 @@ class Report:
                 _h2("Calibration recommendation"),
                 f"<p class='nbtoolkit-callout'><strong>{html.escape(cal.message)}</strong></p>",
                 f"<p>Use it: <code>strategy={_e(repr(cal.recommendation))}</code></p>",
-                "<p>Per model (all rows):</p>",
+                f"<p>Per model, in-sample: accuracy on all {len(final.consensus)} rows, the "
+                "rows the weights were fitted on (not held out, so not comparable with the "
+                "held-out figures in the recommendation):</p>",
                 _table(per_model),
                 f"<p>Candidates, by accuracy on held-out rows ({folds}-fold):</p>",
                 _table(cands),
