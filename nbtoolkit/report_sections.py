@@ -642,9 +642,8 @@ class Report:
         money = format_cost(cost)
         if math.isnan(cost):
             unpriced = sum(unpriced_calls(r) for _, r in self.runs)
-            money = (
-                f"unknown (at least {format_cost(known)}; no price known for {unpriced} call(s))"
-            )
+            floor = f"at least {format_cost(known)}; " if known else ""
+            money = f"unknown ({floor}no price known for {unpriced} call(s))"
         money += an.price_note(self.runs)
         note = sim_time_note(self.final)
         took = f"{wall:.1f} s of wall-clock time" + (f" ({note})" if note else "")
