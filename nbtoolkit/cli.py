@@ -45,6 +45,21 @@ class TerminalProgress:
         self.stream.flush()
 
 
+def _agreement(s: dict[str, Any], rows: int) -> str:
+    """The summary's agreement counts as the displays word them (a record written before
+    the counts were split has only ``disagreements``)."""
+    from .results import agreement_sentence
+
+    disagree = s.get("disagreements", 0)
+    counts = {
+        "disagree": disagree,
+        "one_answer": s.get("one_answer", 0),
+        "no_answer": s.get("no_answer", 0),
+    }
+    agree = s.get("agree", rows - sum(counts.values()))
+    return agreement_sentence({"agree": agree, **counts})
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The compare_models report on five simulated models, offline: HTML + notebook."""
     from .report import run_report
@@ -100,11 +115,13 @@ def summary_lines(s: dict[str, Any], elapsed: float) -> list[str]:
             + f": {round(best * rows)} of {rows} ({best:.0%})"
         )
     else:
-        lines.append(f"  consensus   {rows - s.get('disagreements', 0)} of {rows} row(s) unanimous")
+        lines.append(f"  consensus   {_agreement(s, rows)}")
     mean = s.get("mean_confidence")
+    several = rows - s.get("one_answer", 0) - s.get("no_answer", 0)
     lines.append(
         f"  confidence  mean {mean:.2f}; {s.get('low_confidence', 0)} row(s) below the threshold; "
         f"models disagree on {s.get('disagreements', 0)}"
+        + (f" (of {several} with two or more valid answers)" if several != rows else "")
         if mean is not None
         else "  confidence  no rows"
     )

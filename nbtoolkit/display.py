@@ -327,8 +327,9 @@ def _consensus_table(result: RunResult, max_rows: int) -> str:
     for rec in consensus.head(max_rows).to_dict("records"):
         row = int(rec["row"])
         agreement = float(rec["agreement"])
-        disagree = not math.isnan(agreement) and agreement < 1.0
         n_valid = int(rec["n_valid"])
+        # fewer than two valid answers: nothing to disagree about, so no orange mark
+        disagree = n_valid >= 2 and not math.isnan(agreement) and agreement < 1.0
         style = "border-left:4px solid #f97316" if disagree else "border-left:4px solid transparent"
         cells = [f"<td style='{style}'>{row}</td>"]
         for col in inputs:
@@ -497,17 +498,14 @@ def _notes(result: RunResult) -> str:
 
 def html_repr(result: RunResult, *, max_rows: int = MAX_ROWS) -> str:
     """The HTML of a ``RunResult``: consensus, totals, per-model table, agreement heatmap."""
-    n_rows = len(result.consensus)
-    disagreements = len(result.disagreements())
+    counts = _results.agreement_counts(result.consensus)
     prompt = (
         "<details><summary>prompt</summary>"
         f"<pre style='white-space:pre-wrap;margin:0.2em 0'>{html.escape(result.prompt)}</pre>"
         "</details>"
     )
-    verdict = (
-        f"models disagree on {disagreements} of {n_rows} row(s) (marked in orange)"
-        if disagreements
-        else f"models agree on all {n_rows} row(s)"
+    verdict = _results.agreement_sentence(counts) + (
+        " (disagreements marked in orange)" if counts["disagree"] else ""
     )
     sections = [
         f"<p style='margin:0.2em 0'><strong>{html.escape(result._summary_line())}</strong></p>",
@@ -544,12 +542,7 @@ def text_repr(result: RunResult, *, max_rows: int = 20) -> str:
         )
     lines += [f"warning: {w}" for w in result.warnings]
     n_rows = len(result.consensus)
-    disagreements = len(result.disagreements())
-    lines.append(
-        f"models disagree on {disagreements} of {n_rows} row(s)"
-        if disagreements
-        else f"models agree on all {n_rows} row(s)"
-    )
+    lines.append(_results.agreement_sentence(_results.agreement_counts(result.consensus)))
     consensus = result.consensus
     columns = [*_input_columns(result)[:2], "answer", "confidence", "agreement", "n_valid"]
     if "note" in consensus.columns and consensus["note"].notna().any():

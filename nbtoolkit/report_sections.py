@@ -42,7 +42,7 @@ from .display import (
     unpriced_calls,
 )
 from .errors import ConfigError, clip
-from .results import RunResult
+from .results import RunResult, agreement_counts, agreement_sentence
 from .spec import Model
 
 if TYPE_CHECKING:
@@ -595,7 +595,7 @@ class Report:
             verdict = an.compared(acc, best_acc, f"the best single model ({best}, {best_acc:.0%})")
             return f"The consensus was right on {acc:.0%} of {rows} row(s), {verdict}; {cost}."
         low = int(final.consensus["low_confidence"].sum())
-        full = int((final.consensus["agreement"] >= 1.0).sum())
+        counts = agreement_counts(final.consensus)
         if rows == 1:
             rec = final.consensus.iloc[0]
             return (
@@ -603,7 +603,7 @@ class Report:
                 f"{float(rec['confidence']):.2f}; {cost}."
             )
         return (
-            f"The models agreed fully on {full} of {rows} row(s); {low} row(s) are below the "
+            f"{agreement_sentence(counts).capitalize()}; {low} row(s) are below the "
             f"{self.confidence_threshold:g} confidence threshold and need a look; {cost}."
         )
 
@@ -618,9 +618,8 @@ class Report:
         low = int(c["low_confidence"].sum())
         text = (
             f"{len(c)} rows: mean confidence {c['confidence'].mean():.2f}; "
-            f"unanimous on {int((c['agreement'] >= 1).sum())}; {low} below the "
-            f"{self.confidence_threshold:g} threshold; no valid answer on "
-            f"{int((c['n_valid'] == 0).sum())}."
+            f"{agreement_sentence(agreement_counts(c))}; {low} below the "
+            f"{self.confidence_threshold:g} threshold."
         )
         gold = self._gold(res)
         if gold is not None:

@@ -64,3 +64,40 @@ def test_small_costs_are_written_with_significant_digits(six: Any) -> None:
     text = repr(calibrate(six, gold="gold"))
     assert "0.0000 " not in text and " 0.0000\n" not in text
     assert re.search(r"\$0\.0000\d", text), text
+
+
+def test_rows_with_fewer_than_two_valid_answers_neither_agree_nor_disagree(monkeypatch) -> None:
+    from nbtoolkit import report_analysis as an
+    from nbtoolkit import report_sections as rs
+    from nbtoolkit.cli import summary_lines
+    from nbtoolkit.display import html_repr, text_repr
+    from nbtoolkit.testing import FakeOpenAIServer
+
+    # No valid answer anywhere: prompts outside the simulated bank.
+    nothing = nbt.orchestrate(
+        "Pick one: {q}",
+        ["sim/oracle-large", "sim/swift-mini"],
+        data=pd.DataFrame({"q": [f"apples or pears, case {i}?" for i in range(3)]}),
+        extract="number",
+        audit=False,
+    )
+    assert (nothing.consensus["n_valid"] == 0).all()
+    assert nothing.disagreements().empty
+    for text in (html_repr(nothing), text_repr(nothing)):
+        assert "disagree on all" not in text and "agree on all" not in text
+        assert "3 with no valid answer" in text
+    summary = an.summary(rs.Report(nothing).runs, None)
+    said = "\n".join(summary_lines(summary, 1.0))
+    assert "disagree on 0" in said and "3 with no valid answer" in said, said
+
+    # One model never valid: every row has one valid answer, so nothing "agrees".
+    monkeypatch.setenv("LOCAL_KEY", "sk-local")
+    with FakeOpenAIServer(reply="no idea") as server:
+        mute = nbt.Model("openai/mute", api_base=server.base_url, api_key_env="LOCAL_KEY")
+        one = nbt.orchestrate(
+            PROMPT, ["sim/oracle-large", mute], data=_bank(2), extract=EXTRACT, audit=False
+        )
+    assert (one.consensus["n_valid"] == 1).all()
+    for text in (html_repr(one), text_repr(one)):
+        assert "agree on all" not in text and "2 with one valid answer" in text
+    assert "2 with one valid answer" in rs.Report(one)._bottom_line()
