@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import NbtoolkitError
+from .errors import MissingAPIKeyError, NbtoolkitError
 
 
 class TerminalProgress:
@@ -311,12 +311,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def for_the_shell(exc: NbtoolkitError) -> str:
+    """A mistake's line in the shell's terms: ``export VAR=...``, not Python's os.environ."""
+    if isinstance(exc, MissingAPIKeyError) and exc.variables:
+        names = " or ".join(exc.variables)
+        return (
+            f"{exc.model} needs the environment variable {names}: set it in the shell "
+            f"(export {exc.variables[0]}=...), or keep the key in another variable and pass "
+            "its name with -p api_key_env NAME"
+        )
+    return str(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except NbtoolkitError as exc:
-        print(f"nbtoolkit: {exc}", file=sys.stderr)
+        print(f"nbtoolkit: {for_the_shell(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nbtoolkit: interrupted", file=sys.stderr)

@@ -417,8 +417,36 @@ def check_parameters(
             value = from_text(param, value)
         values[name] = _check_type(param, value)
     check_no_secrets(values)
-    _check_strategies(values)
     return values
+
+
+def check_before_running(declared: Mapping[str, Parameter], values: Mapping[str, Any]) -> None:
+    """What the parameters mean, checked before the kernel starts (``check_parameters``
+    checks names and types): strategies are built, every model a template would call
+    (``models``, ``<step>_models``) is checked as ``orchestrate`` checks it (known id, API
+    key set, recordings present), and the answer readers (``extract``) are built. A typo or a
+    missing key is one line here, not a traceback in the notebook's third cell."""
+    from . import providers
+
+    _check_strategies(values)
+    from .plan import build_extractor
+    from .report_sections import panel
+
+    effective = {n: p.default for n, p in declared.items()} | dict(values)
+    options = {"recordings": effective.get("recordings") or None}
+    for name, value in effective.items():
+        if (name == "models" or name.endswith("_models")) and isinstance(value, list):
+            for model in panel(
+                value,
+                api_base=str(effective.get("api_base") or ""),
+                api_key_env=str(effective.get("api_key_env") or ""),
+            ):
+                providers.check_model(model, options)
+    if isinstance(effective.get("extract"), list):
+        try:
+            build_extractor(effective["extract"] or None)
+        except ConfigError as exc:
+            raise ParameterError(f"parameter 'extract': {exc}") from None
 
 
 def _check_strategies(values: Mapping[str, Any]) -> None:
@@ -685,6 +713,7 @@ def run_report(
     out = Path(output)
     if out.suffix != ".ipynb":
         raise ConfigError(f"the output notebook must end in .ipynb, not {out.name!r}")
+    check_before_running(declared, values)
     out.parent.mkdir(parents=True, exist_ok=True)
     if "output_prefix" in declared and "output_prefix" not in values:
         values["output_prefix"] = str(out.with_suffix(""))

@@ -101,3 +101,62 @@ def test_rows_with_fewer_than_two_valid_answers_neither_agree_nor_disagree(monke
     for text in (html_repr(one), text_repr(one)):
         assert "agree on all" not in text and "2 with one valid answer" in text
     assert "2 with one valid answer" in rs.Report(one)._bottom_line()
+
+
+def test_the_cli_says_how_to_set_a_missing_key_in_the_shell(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    from nbtoolkit.cli import main
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    code = main(
+        [
+            "report",
+            "compare_models",
+            "-p",
+            "models",
+            "[gpt-4o-mini]",
+            "-p",
+            "rows",
+            "1",
+            "-o",
+            str(tmp_path / "r.ipynb"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "export OPENAI_API_KEY=" in err, err
+    assert "os.environ" not in err and "Model(" not in err
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"extract": "numbr"}, "Did you mean 'number'?"),
+        ({"extract": ["json:answer", "numbr"]}, "Did you mean 'number'?"),
+        ({"models": ["sim/oracel"]}, "Did you mean 'sim/oracle-large'?"),
+    ],
+)
+def test_misspelt_names_get_did_you_mean(kwargs: dict[str, Any], expected: str) -> None:
+    args: dict[str, Any] = {"models": ["sim/oracle-large"], **kwargs}
+    with pytest.raises(nbt.ConfigError) as info:
+        nbt.orchestrate("What is 2+2?", args.pop("models"), audit=False, **args)
+    assert expected in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["-p", "models", "[sim/oracel]"], "Did you mean 'sim/oracle-large'?"),
+        (["-p", "extract", "[numbr]"], "parameter 'extract': unknown extract='numbr'. Did you"),
+    ],
+)
+def test_report_models_and_extract_are_checked_before_the_kernel_starts(
+    capsys: pytest.CaptureFixture[str], tmp_path: Any, args: list[str], expected: str
+) -> None:
+    from nbtoolkit.cli import main
+
+    out = tmp_path / "r.ipynb"
+    code = main(["report", "compare_models", *args, "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err and err.count("\n") == 1, err
+    assert not out.exists()

@@ -154,10 +154,12 @@ def check_model(model: Model, options: dict[str, Any]) -> None:
     missing = [k for k in missing if not k.endswith(("_API_BASE", "_BASE_URL", "_ENDPOINT"))]
     if missing:
         names = " or ".join(missing)
-        raise MissingAPIKeyError(
+        error = MissingAPIKeyError(
             f"{model.label} needs the environment variable {names}: set it "
             f"(os.environ['{missing[0]}'] = '...') or pass Model('{model.id}', api_key_env='NAME')"
         )
+        error.model, error.variables = model.label, tuple(missing)
+        raise error
 
 
 def _price_entry(model: Model) -> dict[str, Any] | None:
