@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -160,3 +161,46 @@ def test_report_models_and_extract_are_checked_before_the_kernel_starts(
     err = capsys.readouterr().err
     assert code == 2 and expected in err and err.count("\n") == 1, err
     assert not out.exists()
+
+
+def test_missing_text_is_none_in_every_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbtoolkit.testing import FakeOpenAIServer
+
+    clean = _run(["sim/oracle-large"], rows=2)
+    monkeypatch.setenv("LOCAL_KEY", "sk-local")
+    with FakeOpenAIServer(reply="no idea") as server:
+        mute = nbt.Model("openai/mute", api_base=server.base_url, api_key_env="LOCAL_KEY")
+        mixed = _run(["sim/oracle-large", mute], rows=2)
+    for res in (clean, mixed):
+        ok = res.outputs[res.outputs["model"] == "sim/oracle-large"]
+        assert all(e is None for e in ok["error"]), ok["error"].tolist()
+        assert all(n is None for n in res.consensus["note"])
+
+
+def test_pipeline_totals_count_calls_in_whole_numbers() -> None:
+    from nbtoolkit.pipelines import Step, pipeline
+
+    res = pipeline(
+        [
+            Step("a", PROMPT, ["sim/oracle-large"], extract=EXTRACT),
+            Step("b", PROMPT + " {a}", ["sim/swift-mini"], extract=EXTRACT),
+        ],
+        data=_bank(3),
+        audit=False,
+    )
+    totals = res.totals()
+    assert totals.loc["a", "calls"] == 3 and "3.0" not in repr(totals["calls"].tolist())
+    assert isinstance(totals.loc["a", "calls"], int | np.integer)
+
+
+@pytest.mark.parametrize("mode", ["none", "text", "auto"])
+def test_orchestrate_takes_the_magics_progress_modes(mode: str) -> None:
+    res = nbt.orchestrate("What is 2+2?", ["sim/oracle-large"], progress=mode, audit=False)
+    assert len(res.outputs) == 1
+
+
+def test_misspelt_keyword_and_progress_get_did_you_mean() -> None:
+    with pytest.raises(nbt.ConfigError, match="Did you mean 'top_p'"):
+        nbt.orchestrate("What is 2+2?", ["sim/oracle-large"], top_pp=0.9)
+    with pytest.raises(nbt.ConfigError, match="Did you mean 'none'"):
+        nbt.orchestrate("What is 2+2?", ["sim/oracle-large"], progress="nnone")
