@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -213,20 +212,14 @@ def _parameters_file(path: str) -> dict[str, Any]:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .providers import sim
+    from .providers import key_variables, sim
 
     print("Simulated models (offline, for demos and teaching):")
     for name, profile in sim.PROFILES.items():
         print(f"  sim/{name:15s} {profile.description}")
-    print("\nAPI keys in the environment:")
-    for var in (
-        "OPENAI_API_KEY",
-        "ANTHROPIC_API_KEY",
-        "GEMINI_API_KEY",
-        "MISTRAL_API_KEY",
-        "COHERE_API_KEY",
-    ):
-        print(f"  {var:20s} {'set' if os.environ.get(var) else 'not set'}")
+    print("\nAPI keys in the environment (names only, never values):")
+    for var, is_set in key_variables():
+        print(f"  {var:20s} {'set' if is_set else 'not set'}")
     print("\nAny litellm model id works: https://docs.litellm.ai/docs/providers")
     return 0
 

@@ -204,3 +204,26 @@ def test_misspelt_keyword_and_progress_get_did_you_mean() -> None:
         nbt.orchestrate("What is 2+2?", ["sim/oracle-large"], top_pp=0.9)
     with pytest.raises(nbt.ConfigError, match="Did you mean 'none'"):
         nbt.orchestrate("What is 2+2?", ["sim/oracle-large"], progress="nnone")
+
+
+def test_the_cli_and_the_magic_name_the_same_key_variables(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from IPython.testing.globalipapp import get_ipython
+
+    from nbtoolkit.cli import main
+
+    monkeypatch.setenv("MY_VENDOR_API_KEY", "sk-not-shown-123456")
+    main(["models"])
+    cli = {line.split()[0] for line in capsys.readouterr().out.splitlines() if "_API_KEY" in line}
+    ip = get_ipython()
+    ip.run_line_magic("load_ext", "nbtoolkit")
+    try:
+        text = str(ip.run_line_magic("orchestrate", "models"))
+    finally:
+        ip.run_line_magic("unload_ext", "nbtoolkit")
+    out = capsys.readouterr().out + text
+    magic = {line.split()[0] for line in out.splitlines() if line.strip().endswith("set")}
+    magic = {name for name in magic if name.endswith("_API_KEY")}
+    assert cli == magic and {"GROQ_API_KEY", "MY_VENDOR_API_KEY"} <= cli, (cli, magic)
+    assert "sk-not-shown" not in out
