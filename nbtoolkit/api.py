@@ -321,7 +321,7 @@ async def aorchestrate(
     ``on_start(runner)`` is called once the calls are planned; ``runner.cancel()`` (from any
     thread) stops the run and returns the rows finished so far, marked ``cancelled``.
     """
-    progress = _reporter(progress)
+    reporter = _reporter(progress)
     plan = plan_run(
         prompt,
         models,
@@ -346,7 +346,7 @@ async def aorchestrate(
         confidence_threshold=confidence_threshold,
         params=params,
         repair_token_budget=repair_token_budget,
-        progress=progress,
+        progress=reporter,
         audit=audit,
         cache_path=cache_path,
         on_start=on_start,
@@ -358,7 +358,7 @@ async def aorchestrate(
         retry=RetryPolicy(retries=retries),
         cache=Cache(cache_path) if cache != "off" else None,
         cache_mode=cache,
-        progress=progress,
+        progress=reporter,
         on_outcome=_auditor(audit, run_id),
         seed=seed,
         max_cost_usd=max_cost_usd,
@@ -589,11 +589,11 @@ def orchestrate(
     return run_sync(coro, on_interrupt=interrupted)
 
 
-def _reporter(progress: Any) -> Any:
+def _reporter(progress: Any) -> Callable[[Progress], None] | None:
     """``progress=`` as a function, or one of the magic's modes by name (``"auto"``,
     ``"widget"``, ``"text"``, ``"none"``), so both front ends accept the same values."""
     if not isinstance(progress, str):
-        return progress
+        return progress  # type: ignore[no-any-return]  # plan_run checks it is callable
     from . import progress as progress_mod
 
     if progress not in progress_mod.MODES:
