@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .pipelines import PipelineResult, Step, apipeline, mixture_of_agents, pipeline
     from .results import RunResult
     from .spec import Model
+    from .strategies import Cascade, FirstValid, Fuse, Judge, Medoid, Vote, Weighted
     from .widgets import ui
 
 # Submodules are named apart from what they export (pipelines.py exports pipeline): importing
@@ -63,10 +64,21 @@ _LAZY = {
     "ui": "widgets",
     "estimate": "estimates",
     "Estimate": "estimates",
+    **{
+        name: "strategies"
+        for name in ("Cascade", "FirstValid", "Fuse", "Judge", "Medoid", "Vote", "Weighted")
+    },
 }
 
 __all__ = [
     "Cache",
+    "Cascade",
+    "FirstValid",
+    "Fuse",
+    "Judge",
+    "Medoid",
+    "Vote",
+    "Weighted",
     "CacheError",
     "CallError",
     "Calibration",

@@ -24,7 +24,7 @@ from . import providers
 from .audit import AuditLog, call_record
 from .cache import Cache, cache_dir
 from .consensus import FollowUpCall
-from .errors import RunFailedError, public, redact
+from .errors import ConfigError, RunFailedError, public, redact
 from .loop import run_sync
 from .plan import Plan, check_options, plan_run
 from .results import CONSENSUS_COLUMNS, EXTRA_CONSENSUS_COLUMNS, OUTPUT_COLUMNS, RunResult
@@ -202,9 +202,22 @@ def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:
             columns[name] = np.array(values, dtype="float64")
         elif name in _NULLABLE_INTS:
             columns[name] = pd.array(values, dtype="Int64")
-        else:
+        elif name == "model":  # never missing: pandas' own text dtype
             columns[name] = values if values else np.array([], dtype=object)
+        else:
+            columns[name] = _objects(values)
     return pd.DataFrame(columns, columns=OUTPUT_COLUMNS)
+
+
+def _objects(values: list[Any]) -> pd.Series:
+    """An object column whose missing values are None in every run. Left to inference,
+    pandas 3 makes a column of strings and None its ``str`` dtype with NaN for missing, but a
+    column of only None stays object with None: the same ``error`` read None in one run and
+    NaN in the next. Item by item, so a list or dict answer stays one value."""
+    column = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        column[i] = value
+    return pd.Series(column, dtype=object)  # an explicit dtype: pandas infers none
 
 
 def _consensus(
@@ -247,6 +260,8 @@ def _consensus(
         if verdict.fields:
             field_rows.append({"row": row_number, **verdict.fields})
     consensus = pd.DataFrame.from_records(rows, columns=CONSENSUS_COLUMNS + EXTRA_CONSENSUS_COLUMNS)
+    for column in ("answer", "note"):  # missing is None here too (see _objects)
+        consensus[column] = _objects([r[column] for r in rows])
     fields = (
         pd.DataFrame.from_records(field_rows).set_index("row") if field_rows else pd.DataFrame()
     )
@@ -305,7 +320,7 @@ async def aorchestrate(
     repair_token_budget: int = 8000,
     max_cost_usd: float | None = None,
     confidence_threshold: float = 0.5,
-    progress: Callable[[Progress], None] | None = None,
+    progress: Callable[[Progress], None] | str | None = None,
     audit: bool | str = True,
     cache_path: str | None = None,
     on_start: Callable[[Runner], None] | None = None,
@@ -316,6 +331,7 @@ async def aorchestrate(
     ``on_start(runner)`` is called once the calls are planned; ``runner.cancel()`` (from any
     thread) stops the run and returns the rows finished so far, marked ``cancelled``.
     """
+    reporter = _reporter(progress)
     plan = plan_run(
         prompt,
         models,
@@ -340,7 +356,7 @@ async def aorchestrate(
         confidence_threshold=confidence_threshold,
         params=params,
         repair_token_budget=repair_token_budget,
-        progress=progress,
+        progress=reporter,
         audit=audit,
         cache_path=cache_path,
         on_start=on_start,
@@ -352,7 +368,7 @@ async def aorchestrate(
         retry=RetryPolicy(retries=retries),
         cache=Cache(cache_path) if cache != "off" else None,
         cache_mode=cache,
-        progress=progress,
+        progress=reporter,
         on_outcome=_auditor(audit, run_id),
         seed=seed,
         max_cost_usd=max_cost_usd,
@@ -511,7 +527,7 @@ def orchestrate(
     recordings: Any = None,
     system: str | None = None,
     strict: bool = False,
-    progress: Callable[[Progress], None] | None = None,
+    progress: Callable[[Progress], None] | str | None = None,
     schema: type | None = None,
     repair: int = 0,
     repair_token_budget: int = 8000,
@@ -581,3 +597,20 @@ def orchestrate(
 
     coro = aorchestrate(prompt, models, on_start=started, **options, **params)  # type: ignore[arg-type]
     return run_sync(coro, on_interrupt=interrupted)
+
+
+def _reporter(progress: Any) -> Callable[[Progress], None] | None:
+    """``progress=`` as a function, or one of the magic's modes by name (``"auto"``,
+    ``"widget"``, ``"text"``, ``"none"``), so both front ends accept the same values."""
+    if not isinstance(progress, str):
+        return progress  # type: ignore[no-any-return]  # plan_run checks it is callable
+    from . import progress as progress_mod
+
+    if progress not in progress_mod.MODES:
+        from .suggest import did_you_mean
+
+        raise ConfigError(
+            f"progress={progress!r} is not a mode.{did_you_mean(progress, progress_mod.MODES)} "
+            f"Use one of {', '.join(progress_mod.MODES)}, a function of the progress, or None"
+        )
+    return None if progress == "none" else progress_mod.start(progress)

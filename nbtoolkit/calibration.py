@@ -173,11 +173,24 @@ class Calibration:
     single_beats_panels: bool
     message: str
 
+    # The per-model accuracy is in-sample (every row, the rows the weights are fitted on);
+    # the candidates' is held out. Each table says which, so the two never read as one.
+    PER_MODEL_LABEL = "per model, in-sample (accuracy on all rows, not held out)"
+    CANDIDATES_LABEL = "candidates, held-out accuracy (k-fold cross-validation)"
+
+    def _shown(self, table: pd.DataFrame) -> pd.DataFrame:
+        from .display import format_cost  # small costs with significant digits; NaN: unknown
+
+        shown = table.round(4)
+        shown["cost_per_row"] = [format_cost(c) for c in table["cost_per_row"]]
+        return shown
+
     def __repr__(self) -> str:
         with pd.option_context("display.width", 120):
             return (
-                f"Calibration: {self.message}\n\nper model:\n{self.per_model.round(4)}\n\n"
-                f"candidates (held-out accuracy, k-fold):\n{self.candidates.round(4)}"
+                f"Calibration: {self.message}\n\n{self.PER_MODEL_LABEL}:\n"
+                f"{self._shown(self.per_model)}\n\n"
+                f"{self.CANDIDATES_LABEL}:\n{self._shown(self.candidates)}"
             )
 
     def _repr_html_(self) -> str:
@@ -185,8 +198,10 @@ class Calibration:
 
         return (
             f"<div><p><strong>{html.escape(self.message)}</strong></p>"
-            f"<h4>Per model</h4>{self.per_model.round(4).to_html()}"
-            f"<h4>Candidates (held-out accuracy)</h4>{self.candidates.round(4).to_html()}</div>"
+            f"<h4>{html.escape(self.PER_MODEL_LABEL.capitalize())}</h4>"
+            f"{self._shown(self.per_model).to_html()}"
+            f"<h4>{html.escape(self.CANDIDATES_LABEL.capitalize())}</h4>"
+            f"{self._shown(self.candidates).to_html()}</div>"
         )
 
 
@@ -229,12 +244,24 @@ def _fit(table: pd.DataFrame) -> tuple[dict[str, float], list[str]]:
     return weights, order
 
 
-def _families(weights: dict[str, float], order: list[str]) -> dict[str, Callable[[], Any]]:
+def _families(
+    weights: dict[str, float], order: list[str], named: dict[str, float] | None = None
+) -> dict[str, Callable[[], Any]]:
+    """The candidates, by name. ``named``: the weights fitted on all rows, which name the
+    weighted vote in every fold, so a fold's name is the one the recommendation carries."""
     n = len(order)
+    # A model with weight 0 is never asked (Weighted leaves it out): the name counts the
+    # models the vote calls, so it agrees with calls_per_row.
+    positive = sum(w > 0 for w in (named if named is not None else weights).values())
+    weighted = (
+        f"weighted vote over all {n}"
+        if positive == n
+        else f"weighted vote over the {positive} with weight > 0"
+    )
     families: dict[str, Callable[[], Any]] = {
         "single best model": lambda: FirstValid(models=[order[0]]),
         f"vote over all {n}": lambda: Vote(),
-        f"weighted vote over all {n}": lambda: Weighted(weights=dict(weights)),
+        weighted: lambda: Weighted(weights=dict(weights)),
     }
     for k in (3, 5, 7):
         if 2 < k < n:
@@ -277,7 +304,7 @@ def calibrate(
         train = [r for j, chunk in enumerate(chunks) if j != k for r in chunk]
         w, o = _fit(_model_table(result, by_row, gold_by_row, train))
         chosen_single.append(o[0])
-        for name, make in _families(w, o).items():
+        for name, make in _families(w, o, named=weights).items():
             strategy = make()
             score = scores.setdefault(name, _Scored())
             for r in test:
@@ -307,14 +334,14 @@ def calibrate(
     if beats:
         message = (
             f"The best single model ({best_single}, {single_acc:.0%} held out) is "
-            f"{_compared(single_acc, panel_acc, f'the best panel ({panel_acc:.0%})')}: use it alone."
+            f"{_compared(single_acc, panel_acc, f'the best panel ({panel_acc:.0%} held out)')}: use it alone."
         )
     else:
         best_acc = candidates.loc[best_name, "accuracy"]
         message = (
             f"Recommended: {best_name} ({best_acc:.0%} held out, "
             f"{candidates.loc[best_name, 'calls_per_row']:.1f} calls per row), "
-            f"{_compared(best_acc, single_acc, f'the best single model {best_single} ({single_acc:.0%})')}."
+            f"{_compared(best_acc, single_acc, f'the best single model {best_single} ({single_acc:.0%} held out)')}."
         )
     return Calibration(
         per_model=table,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .errors import ConfigError, MissingAPIKeyError, ModelError
+from .errors import ConfigError, MissingAPIKeyError, ModelError, StrategyError
 
 _UNKNOWN_MODEL = re.compile(r"^unknown model '([^']+)': litellm cannot tell")
 
@@ -39,8 +39,23 @@ def for_a_cell(exc: ConfigError, aliases: dict[str, str]) -> str:
     an unknown model, and no ``Model(api_key_env=...)`` for a missing key."""
     if isinstance(exc, ModelError):
         return _unknown_model(str(exc), aliases)
+    if isinstance(exc, MissingAPIKeyError) and exc.variables:
+        names = " or ".join(exc.variables)
+        return (
+            f"{exc.model} needs the environment variable {names}: set it in a cell with "
+            f"%env {exc.variables[0]}=... (or os.environ['{exc.variables[0]}'] = '...'), "
+            "or export it before starting Jupyter"
+        )
     if isinstance(exc, MissingAPIKeyError):
         return re.sub(r" or pass Model\(.*?\)$", "", str(exc))
+    if isinstance(exc, StrategyError) and exc.needs_model == "judge":
+        return "-s judge needs a judge model: use --judge MODEL (e.g. --judge oracle) instead"
+    if isinstance(exc, StrategyError) and exc.needs_model:
+        return (
+            f"-s {exc.needs_model} needs an aggregator model, which a cell cannot name: use "
+            "--judge MODEL for a judge, or run it from Python with "
+            f"nbt.orchestrate(..., strategy=nbt.Fuse(model='...'))"
+        )
     return str(exc)
 
 

@@ -12,14 +12,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import NbtoolkitError
+from .errors import MissingAPIKeyError, NbtoolkitError
 
 
 class TerminalProgress:
@@ -43,6 +42,21 @@ class TerminalProgress:
         end = "\n" if state.finished else ""
         self.stream.write("\r" + line + end)
         self.stream.flush()
+
+
+def _agreement(s: dict[str, Any], rows: int) -> str:
+    """The summary's agreement counts as the displays word them (a record written before
+    the counts were split has only ``disagreements``)."""
+    from .results import agreement_sentence
+
+    disagree = s.get("disagreements", 0)
+    counts = {
+        "disagree": disagree,
+        "one_answer": s.get("one_answer", 0),
+        "no_answer": s.get("no_answer", 0),
+    }
+    agree = s.get("agree", rows - sum(counts.values()))
+    return agreement_sentence({"agree": agree, **counts})
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -72,8 +86,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         html=html,
     )
     elapsed = time.perf_counter() - start
+    frames = ", ".join(str(p) for p in run.frames.values())
     print(
-        f"Wrote {html} (the report: open it in a browser) and {notebook} (the run, with its manifest)."
+        f"Wrote {html} (the report: open it in a browser), {notebook} (the run, with its "
+        f"manifest)" + (f" and the result frames {frames}." if frames else ".")
     )
     for line in summary_lines(run.record.get("summary", {}), elapsed):
         print(line)
@@ -98,18 +114,27 @@ def summary_lines(s: dict[str, Any], elapsed: float) -> list[str]:
             + f": {round(best * rows)} of {rows} ({best:.0%})"
         )
     else:
-        lines.append(f"  consensus   {rows - s.get('disagreements', 0)} of {rows} row(s) unanimous")
+        lines.append(f"  consensus   {_agreement(s, rows)}")
     mean = s.get("mean_confidence")
+    several = rows - s.get("one_answer", 0) - s.get("no_answer", 0)
     lines.append(
         f"  confidence  mean {mean:.2f}; {s.get('low_confidence', 0)} row(s) below the threshold; "
         f"models disagree on {s.get('disagreements', 0)}"
+        + (f" (of {several} with two or more valid answers)" if several != rows else "")
         if mean is not None
         else "  confidence  no rows"
     )
     cost = s.get("cost_usd")
     money = format_cost(cost) if cost is not None else "unknown (a price is not known)"
     money += s.get("price_note", " at simulated prices" if simulated else "")
-    lines.append(f"  cost        {money}, {s.get('calls', 0)} calls, {s.get('tokens', 0):,} tokens")
+    tokens = f"{s.get('tokens', 0):,} tokens"
+    if unknown := s.get("unknown_token_calls", 0):
+        tokens = (
+            f"at least {tokens} (unknown for {unknown} call(s))"
+            if s.get("tokens")
+            else f"tokens unknown ({unknown} call(s) without counts)"
+        )
+    lines.append(f"  cost        {money}, {s.get('calls', 0)} calls, {tokens}")
     note = s.get("time_note") or ""
     lines.append(
         f"  time        {s.get('wall_s', 0.0):.1f} s of calls, wall-clock"
@@ -187,20 +212,14 @@ def _parameters_file(path: str) -> dict[str, Any]:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .providers import sim
+    from .providers import key_variables, sim
 
     print("Simulated models (offline, for demos and teaching):")
     for name, profile in sim.PROFILES.items():
         print(f"  sim/{name:15s} {profile.description}")
-    print("\nAPI keys in the environment:")
-    for var in (
-        "OPENAI_API_KEY",
-        "ANTHROPIC_API_KEY",
-        "GEMINI_API_KEY",
-        "MISTRAL_API_KEY",
-        "COHERE_API_KEY",
-    ):
-        print(f"  {var:20s} {'set' if os.environ.get(var) else 'not set'}")
+    print("\nAPI keys in the environment (names only, never values):")
+    for var, is_set in key_variables():
+        print(f"  {var:20s} {'set' if is_set else 'not set'}")
     print("\nAny litellm model id works: https://docs.litellm.ai/docs/providers")
     return 0
 
@@ -285,12 +304,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def for_the_shell(exc: NbtoolkitError) -> str:
+    """A mistake's line in the shell's terms: ``export VAR=...``, not Python's os.environ."""
+    if isinstance(exc, MissingAPIKeyError) and exc.variables:
+        names = " or ".join(exc.variables)
+        return (
+            f"{exc.model} needs the environment variable {names}: set it in the shell "
+            f"(export {exc.variables[0]}=...), or keep the key in another variable and pass "
+            "its name with -p api_key_env NAME"
+        )
+    return str(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except NbtoolkitError as exc:
-        print(f"nbtoolkit: {exc}", file=sys.stderr)
+        print(f"nbtoolkit: {for_the_shell(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nbtoolkit: interrupted", file=sys.stderr)

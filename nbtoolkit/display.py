@@ -80,6 +80,21 @@ def format_cost(value: Any) -> str:
     return f"${small}" if small not in ("0.", "-0.") else f"${x:.1e}"
 
 
+def format_tokens(prompt: Any, completion: Any, unknown_calls: int = 0) -> str:
+    """``90 (6 in, 84 out)``; ``at least 90 (...), unknown for 3 call(s)`` when some calls'
+    counts are unknown; ``unknown`` when none is known. Never a 0 that stands for unknown."""
+    try:
+        p, c = int(prompt), int(completion)
+    except (TypeError, ValueError):
+        return "unknown" + (f" ({unknown_calls} call(s) without counts)" if unknown_calls else "")
+    total = f"{p + c:,} ({p:,} in, {c:,} out)"
+    if not unknown_calls:
+        return total
+    if p + c == 0:
+        return f"unknown ({unknown_calls} call(s) without counts)"
+    return f"at least {total}; unknown for {unknown_calls} call(s)"
+
+
 def _seconds(value: Any) -> str:
     try:
         x = float(value)
@@ -312,8 +327,9 @@ def _consensus_table(result: RunResult, max_rows: int) -> str:
     for rec in consensus.head(max_rows).to_dict("records"):
         row = int(rec["row"])
         agreement = float(rec["agreement"])
-        disagree = not math.isnan(agreement) and agreement < 1.0
         n_valid = int(rec["n_valid"])
+        # fewer than two valid answers: nothing to disagree about, so no orange mark
+        disagree = n_valid >= 2 and not math.isnan(agreement) and agreement < 1.0
         style = "border-left:4px solid #f97316" if disagree else "border-left:4px solid transparent"
         cells = [f"<td style='{style}'>{row}</td>"]
         for col in inputs:
@@ -353,7 +369,6 @@ def _consensus_table(result: RunResult, max_rows: int) -> str:
 
 def _totals(result: RunResult) -> str:
     t = result.totals()
-    tokens = t["prompt_tokens"] + t["completion_tokens"]
     latency = result.outputs["latency_s"]
     median = float(latency.median()) if latency.notna().any() else math.nan
     cost = format_cost(t["cost_usd"])
@@ -371,7 +386,10 @@ def _totals(result: RunResult) -> str:
             f"{t['calls']} ({t['failed']} failed, {t['invalid']} invalid, {t['cached']} cached)"
             + (f"; not made: {', '.join(unmade)}" if unmade else ""),
         ),
-        ("tokens", f"{tokens:,} ({t['prompt_tokens']:,} in, {t['completion_tokens']:,} out)"),
+        (
+            "tokens",
+            format_tokens(t["prompt_tokens"], t["completion_tokens"], t["unknown_token_calls"]),
+        ),
         ("cost", cost),
         ("spent now", _spent(result, t["spent_usd"])),
         (latency_label(result), f"median {_seconds(median)} per call"),
@@ -404,6 +422,7 @@ def _per_model(result: RunResult) -> str:
     rows = []
     for model, rec in table.iterrows():
         tokens = rec["prompt_tokens"] + rec["completion_tokens"]
+        tokens = "unknown" if pd.isna(tokens) else f"{int(tokens):,}"
         rows.append(
             "<tr>"
             f"<td{_L}>{_model_name(str(model), simulated)}</td>"
@@ -479,17 +498,14 @@ def _notes(result: RunResult) -> str:
 
 def html_repr(result: RunResult, *, max_rows: int = MAX_ROWS) -> str:
     """The HTML of a ``RunResult``: consensus, totals, per-model table, agreement heatmap."""
-    n_rows = len(result.consensus)
-    disagreements = len(result.disagreements())
+    counts = _results.agreement_counts(result.consensus)
     prompt = (
         "<details><summary>prompt</summary>"
         f"<pre style='white-space:pre-wrap;margin:0.2em 0'>{html.escape(result.prompt)}</pre>"
         "</details>"
     )
-    verdict = (
-        f"models disagree on {disagreements} of {n_rows} row(s) (marked in orange)"
-        if disagreements
-        else f"models agree on all {n_rows} row(s)"
+    verdict = _results.agreement_sentence(counts) + (
+        " (disagreements marked in orange)" if counts["disagree"] else ""
     )
     sections = [
         f"<p style='margin:0.2em 0'><strong>{html.escape(result._summary_line())}</strong></p>",
@@ -526,12 +542,7 @@ def text_repr(result: RunResult, *, max_rows: int = 20) -> str:
         )
     lines += [f"warning: {w}" for w in result.warnings]
     n_rows = len(result.consensus)
-    disagreements = len(result.disagreements())
-    lines.append(
-        f"models disagree on {disagreements} of {n_rows} row(s)"
-        if disagreements
-        else f"models agree on all {n_rows} row(s)"
-    )
+    lines.append(_results.agreement_sentence(_results.agreement_counts(result.consensus)))
     consensus = result.consensus
     columns = [*_input_columns(result)[:2], "answer", "confidence", "agreement", "n_valid"]
     if "note" in consensus.columns and consensus["note"].notna().any():

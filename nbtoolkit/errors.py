@@ -74,7 +74,12 @@ class ExtractorError(ConfigError):
 
 
 class StrategyError(ConfigError):
-    """An unknown strategy, or a strategy given options it does not take."""
+    """An unknown strategy, or a strategy given options it does not take.
+
+    ``needs_model`` names a strategy (``judge``, ``fuse``) that was chosen without the model
+    it needs, so each front end can say how to give one in its own language."""
+
+    needs_model: str = ""
 
 
 class ModelError(ConfigError):
@@ -82,7 +87,14 @@ class ModelError(ConfigError):
 
 
 class MissingAPIKeyError(ConfigError):
-    """A provider needs an environment variable (an API key) that is not set."""
+    """A provider needs an environment variable (an API key) that is not set.
+
+    ``model`` and ``variables`` say which model needs which variables (either one will do),
+    so each front end can say how to set one in its own language (Python, ``%env``, a
+    shell's ``export``)."""
+
+    model: str = ""
+    variables: tuple[str, ...] = ()
 
 
 class RecordingsError(ConfigError):
@@ -98,7 +110,7 @@ class CellError(NbtoolkitError):
     partial notebook is kept at ``notebook``. ``cell`` is its execution count, ``In [cell]``."""
 
     def __init__(self, cell: int | None, ename: str, evalue: str, notebook: Path | str) -> None:
-        where = f"cell {cell} failed" if cell is not None else "the kernel stopped"
+        where = f"cell In [{cell}] failed" if cell is not None else "the kernel stopped"
         evalue = redact(evalue)
         super().__init__(f"{where}: {ename}: {evalue}")
         self.cell, self.ename, self.evalue, self.notebook = cell, ename, evalue, notebook

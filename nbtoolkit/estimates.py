@@ -65,10 +65,14 @@ class Estimate(pd.DataFrame):
         line = f"Estimate: {calls} calls to {len(self)} model(s), {tokens:,} prompt tokens; "
         if bool(self["price_known"].all()):
             return line + f"cost {_money(low.sum())} to {_money(high.sum())}"
-        unknown = ", ".join(str(m) for m in self.index[~self["price_known"].astype(bool)])
+        known = self["price_known"].astype(bool)
+        unknown = ", ".join(str(m) for m in self.index[~known])
+        if not known.any():
+            # Nothing is priced: a "$0 to $0" lower bound would read as free.
+            return line + f"cost unknown (no price known for {unknown})"
         return (
-            line + f"cost at least {_money(low.sum(skipna=True))} to "
-            f"{_money(high.sum(skipna=True))} without {unknown} (price unknown)"
+            line + f"cost at least {_money(low[known].sum())} to "
+            f"{_money(high[known].sum())} without {unknown} (price unknown)"
         )
 
     def __repr__(self) -> str:

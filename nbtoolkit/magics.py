@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import inspect
 import keyword
-import os
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -62,17 +61,6 @@ DEFAULT_ALIASES = {
 DEFAULT_OUT = "_orch"
 CACHE_MODES = ("use", "refresh", "off", "replay-only")
 PROGRESS_MODES = ("auto", "widget", "text", "none")
-# Environment variables worth naming in ``%orchestrate models`` (values are never shown).
-KEY_VARIABLES = (
-    "OPENAI_API_KEY",
-    "ANTHROPIC_API_KEY",
-    "GEMINI_API_KEY",
-    "MISTRAL_API_KEY",
-    "COHERE_API_KEY",
-    "GROQ_API_KEY",
-    "TOGETHERAI_API_KEY",
-    "OPENROUTER_API_KEY",
-)
 
 
 class Orchestrate(Configurable):
@@ -530,11 +518,10 @@ class OrchestrateMagics(Magics):
             f"cache {s.cache}; progress {s.progress}",
             "API keys in the environment (names only, never values):",
         ]
-        names = list(KEY_VARIABLES) + sorted(
-            k for k in os.environ if k.endswith("_API_KEY") and k not in KEY_VARIABLES
-        )
-        for name in names:
-            lines.append(f"  {name:<20} {'set' if os.environ.get(name) else 'not set'}")
+        from .providers import key_variables
+
+        for name, is_set in key_variables():
+            lines.append(f"  {name:<20} {'set' if is_set else 'not set'}")
         lines.append("Any litellm model id works: https://docs.litellm.ai/docs/providers")
         return "\n".join(lines)
 

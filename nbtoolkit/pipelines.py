@@ -72,7 +72,10 @@ class PipelineResult:
 
     def totals(self) -> pd.DataFrame:
         """Calls, tokens, cost and time per step."""
-        return pd.DataFrame({name: r.totals() for name, r in self.steps.items()}).T
+        # Built row by row: transposing a frame of mixed columns would make every count a float.
+        return pd.DataFrame.from_records(
+            [r.totals() for r in self.steps.values()], index=list(self.steps)
+        )
 
     def __repr__(self) -> str:
         lines = [f"PipelineResult: {len(self.steps)} steps"]

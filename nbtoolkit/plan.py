@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, InstanceOf, ValidationError, 
 from . import extract as extract_mod
 from . import providers, strategies
 from .cache import MODES, call_key
-from .errors import ConfigError, protect
+from .errors import ConfigError, ExtractorError, protect
 from .providers import recordings as recordings_mod
 from .runner import Call
 from .spec import (
@@ -208,7 +208,7 @@ def plan_run(
     panel = as_models(models)
     if schema is not None:
         extract = schema if extract is None else [*_as_list(extract), schema]
-    extractor = extract_mod.build_extractor(extract)
+    extractor = build_extractor(extract)
     chosen = _strategy(strategy, extractor)
     variables = dict(variables or {})
     columns = [str(c) for c in data.columns] if data is not None else []
@@ -330,6 +330,26 @@ def _check_context(panel: tuple[Model, ...], calls: list[Call]) -> None:
                     f"row {call.row}: the prompt is {tokens} tokens, longer than {model.label}'s "
                     f"context window of {limit}: shorten it, or use a model with a longer window"
                 )
+
+
+def build_extractor(spec: Any) -> Any:
+    """``extract.build_extractor``, with "did you mean" for a misspelt name
+    (``extract="numbr"``): the one place every front end builds its answer reader."""
+    try:
+        return extract_mod.build_extractor(spec)
+    except ExtractorError as exc:
+        from .suggest import did_you_mean
+
+        words = [w for w in (spec if isinstance(spec, list) else [spec]) if isinstance(w, str)]
+        message = str(exc)
+        bad = next((w for w in words if message.startswith(f"unknown extract={w!r}.")), None)
+        if bad is None:
+            raise
+        head = f"unknown extract={bad!r}."
+        hint = did_you_mean(bad.split(":")[0], extract_mod.names())
+        if not hint:
+            raise
+        raise ExtractorError(head + hint + message[len(head) :]) from None
 
 
 def _strategy(spec: Any, extractor: Callable[[Any], Any]) -> Any:

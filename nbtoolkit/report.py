@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import KEY_SHAPES, CellError, ConfigError, ParameterError, redact
+from .errors import KEY_SHAPES, CellError, ConfigError, ParameterError, StrategyError, redact
 
 __all__ = [
     "BUILTIN_TEMPLATES",
@@ -406,8 +406,11 @@ def check_parameters(
     pairs = [(n, v, False) for n, v in (given or {}).items()] + [(n, v, True) for n, v in cli]
     for name, value, raw in pairs:
         if name not in declared:
+            from .suggest import did_you_mean
+
             raise ParameterError(
-                f"{template} has no parameter '{name}'; its parameters: {', '.join(declared)}"
+                f"{template} has no parameter '{name}'.{did_you_mean(name, declared)} "
+                f"Its parameters: {', '.join(declared)}"
             )
         param = declared[name]
         if raw:
@@ -415,6 +418,67 @@ def check_parameters(
         values[name] = _check_type(param, value)
     check_no_secrets(values)
     return values
+
+
+def check_before_running(declared: Mapping[str, Parameter], values: Mapping[str, Any]) -> None:
+    """What the parameters mean, checked before the kernel starts (``check_parameters``
+    checks names and types): strategies are built, every model a template would call
+    (``models``, ``<step>_models``) is checked as ``orchestrate`` checks it (known id, API
+    key set, recordings present), and the answer readers (``extract``) are built. A typo or a
+    missing key is one line here, not a traceback in the notebook's third cell."""
+    from . import providers
+
+    _check_strategies(values)
+    from .plan import build_extractor
+    from .report_sections import panel
+
+    effective = {n: p.default for n, p in declared.items()} | dict(values)
+    options = {"recordings": effective.get("recordings") or None}
+    for name, value in effective.items():
+        if (name == "models" or name.endswith("_models")) and isinstance(value, list):
+            for model in panel(
+                value,
+                api_base=str(effective.get("api_base") or ""),
+                api_key_env=str(effective.get("api_key_env") or ""),
+            ):
+                providers.check_model(model, options)
+    if isinstance(effective.get("extract"), list):
+        try:
+            build_extractor(effective["extract"] or None)
+        except ConfigError as exc:
+            raise ParameterError(f"parameter 'extract': {exc}") from None
+
+
+def _check_strategies(values: Mapping[str, Any]) -> None:
+    """A strategy name (``strategy``, ``<step>_strategy``) is built now, so a typo or a
+    strategy that needs options the templates cannot give (judge, fuse: a model) is one line
+    before the kernel starts, not a traceback in the notebook."""
+    from . import strategies
+
+    for name, value in values.items():
+        if not (name == "strategy" or name.endswith("_strategy")) or not isinstance(value, str):
+            continue
+        if value not in strategies.names():
+            try:
+                strategies.get(value)
+            except StrategyError as exc:
+                raise ParameterError(f"parameter '{name}': {exc}") from None
+        try:
+            strategies.get(value)
+        except StrategyError:
+            # Known, but needs options (judge, fuse: a model) that a parameter cannot carry.
+            usable = []
+            for known in strategies.names():
+                try:
+                    strategies.get(known)
+                except StrategyError:
+                    continue
+                usable.append(known)
+            raise ParameterError(
+                f"parameter '{name}': {value!r} needs options (a judge or aggregator model) "
+                f"that report parameters cannot give; use one of {', '.join(usable)}, or run "
+                f"{value} from Python"
+            ) from None
 
 
 # ------------------------------------------------------------------------- execution
@@ -649,6 +713,7 @@ def run_report(
     out = Path(output)
     if out.suffix != ".ipynb":
         raise ConfigError(f"the output notebook must end in .ipynb, not {out.name!r}")
+    check_before_running(declared, values)
     out.parent.mkdir(parents=True, exist_ok=True)
     if "output_prefix" in declared and "output_prefix" not in values:
         values["output_prefix"] = str(out.with_suffix(""))

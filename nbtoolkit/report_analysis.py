@@ -18,7 +18,13 @@ import pandas as pd
 from . import providers
 from .display import format_cost, sim_time_note
 from .errors import clip, redact
-from .results import CONSENSUS_COLUMNS, EXTRA_CONSENSUS_COLUMNS, RunResult, data_column
+from .results import (
+    CONSENSUS_COLUMNS,
+    EXTRA_CONSENSUS_COLUMNS,
+    RunResult,
+    agreement_counts,
+    data_column,
+)
 from .runner import is_cancelled, is_skipped
 from .spec import Model
 from .strategies import answer_key
@@ -309,8 +315,8 @@ def usage(res: RunResult, gold: pd.Series | None) -> pd.DataFrame:
         rec = {
             "model": model,
             "calls": len(mine),
-            "prompt tokens": int(mine["prompt_tokens"].sum(skipna=True)),
-            "completion tokens": int(mine["completion_tokens"].sum(skipna=True)),
+            "prompt tokens": _token_sum(mine, "prompt_tokens"),
+            "completion tokens": _token_sum(mine, "completion_tokens"),
             "cost": format_cost(cost),
             "cost per row": format_cost(cost / rows_n),
             "median latency": f"{lat.median():.2f} s{sim}" if len(lat) else "—",
@@ -321,6 +327,14 @@ def usage(res: RunResult, gold: pd.Series | None) -> pd.DataFrame:
             rec["accuracy"] = f"{accuracy(table[model], gold):.0%}"
         rows.append(rec)
     return pd.DataFrame(rows)
+
+
+def _token_sum(calls: pd.DataFrame, column: str) -> Any:
+    """The model's token count, or "unknown" when a reply of it carried no usage (never a
+    smaller sum that reads as exact)."""
+    if (calls[column].isna() & calls["output"].notna()).any():
+        return "unknown"
+    return int(calls[column].sum(skipna=True))
 
 
 def drop_each(res: RunResult, gold: pd.Series | None) -> pd.DataFrame:
@@ -449,7 +463,11 @@ def flagged_rows(res: RunResult, gold: pd.Series | None) -> pd.DataFrame:
     c = res.consensus
     own = set(CONSENSUS_COLUMNS + EXTRA_CONSENSUS_COLUMNS)
     inputs = [col for col in c.columns if col not in own]
-    mask = c["low_confidence"].astype(bool) | (c["agreement"] < 1.0) | (c["n_valid"] == 0)
+    mask = (
+        c["low_confidence"].astype(bool)
+        | ((c["agreement"] < 1.0) & (c["n_valid"] >= 2))
+        | (c["n_valid"] == 0)
+    )
     picked = c[mask].sort_values(["confidence", "row"], kind="stable")
     # The input people recognise a row by: its longest text column (a question, not an id).
     if inputs:
@@ -601,10 +619,12 @@ def summary(runs: Sequence[tuple[str, RunResult]], gold: pd.Series | None) -> di
         "steps": [n for n, _ in runs if n],
         "mean_confidence": float(c["confidence"].mean()) if len(c) else None,
         "low_confidence": int(c["low_confidence"].sum()),
-        "disagreements": int((c["agreement"] < 1.0).sum()),
+        # agree + disagree + one_answer + no_answer == rows (see agreement_counts)
+        **{("disagreements" if k == "disagree" else k): v for k, v in agreement_counts(c).items()},
         "cost_usd": cost_total(t["cost_usd"] for t in totals),
         "calls": sum(t["calls"] for t in totals),
         "tokens": sum(t["prompt_tokens"] + t["completion_tokens"] for t in totals),
+        "unknown_token_calls": sum(t["unknown_token_calls"] for t in totals),
         "cached": sum(t["cached"] for t in totals),
         "wall_s": sum(t["wall_s"] for t in totals),
         "accuracy": None,

@@ -34,9 +34,15 @@ from . import report_analysis as an
 from . import report_failures as failures
 from . import report_figures as fig
 from . import report_svg as svg
-from .display import agreement_matrix, format_cost, sim_time_note, unpriced_calls
+from .display import (
+    agreement_matrix,
+    format_cost,
+    format_tokens,
+    sim_time_note,
+    unpriced_calls,
+)
 from .errors import ConfigError, clip
-from .results import RunResult
+from .results import RunResult, agreement_counts, agreement_sentence
 from .spec import Model
 
 if TYPE_CHECKING:
@@ -526,7 +532,9 @@ class Report:
                 _h2("Calibration recommendation"),
                 f"<p class='nbtoolkit-callout'><strong>{html.escape(cal.message)}</strong></p>",
                 f"<p>Use it: <code>strategy={_e(repr(cal.recommendation))}</code></p>",
-                "<p>Per model (all rows):</p>",
+                f"<p>Per model, in-sample: accuracy on all {len(final.consensus)} rows, the "
+                "rows the weights were fitted on (not held out, so not comparable with the "
+                "held-out figures in the recommendation):</p>",
                 _table(per_model),
                 f"<p>Candidates, by accuracy on held-out rows ({folds}-fold):</p>",
                 _table(cands),
@@ -587,7 +595,7 @@ class Report:
             verdict = an.compared(acc, best_acc, f"the best single model ({best}, {best_acc:.0%})")
             return f"The consensus was right on {acc:.0%} of {rows} row(s), {verdict}; {cost}."
         low = int(final.consensus["low_confidence"].sum())
-        full = int((final.consensus["agreement"] >= 1.0).sum())
+        counts = agreement_counts(final.consensus)
         if rows == 1:
             rec = final.consensus.iloc[0]
             return (
@@ -595,7 +603,7 @@ class Report:
                 f"{float(rec['confidence']):.2f}; {cost}."
             )
         return (
-            f"The models agreed fully on {full} of {rows} row(s); {low} row(s) are below the "
+            f"{agreement_sentence(counts).capitalize()}; {low} row(s) are below the "
             f"{self.confidence_threshold:g} confidence threshold and need a look; {cost}."
         )
 
@@ -610,9 +618,8 @@ class Report:
         low = int(c["low_confidence"].sum())
         text = (
             f"{len(c)} rows: mean confidence {c['confidence'].mean():.2f}; "
-            f"unanimous on {int((c['agreement'] >= 1).sum())}; {low} below the "
-            f"{self.confidence_threshold:g} threshold; no valid answer on "
-            f"{int((c['n_valid'] == 0).sum())}."
+            f"{agreement_sentence(agreement_counts(c))}; {low} below the "
+            f"{self.confidence_threshold:g} threshold."
         )
         gold = self._gold(res)
         if gold is not None:
@@ -625,20 +632,23 @@ class Report:
         known = sum(t["known_cost_usd"] for t in totals)
         wall = sum(t["wall_s"] for t in totals)
         calls = sum(t["calls"] for t in totals)
-        tokens = sum(t["prompt_tokens"] + t["completion_tokens"] for t in totals)
+        tokens = format_tokens(
+            sum(t["prompt_tokens"] for t in totals),
+            sum(t["completion_tokens"] for t in totals),
+            sum(t["unknown_token_calls"] for t in totals),
+        )
         cached = sum(t["cached"] for t in totals)
         money = format_cost(cost)
         if math.isnan(cost):
             unpriced = sum(unpriced_calls(r) for _, r in self.runs)
-            money = (
-                f"unknown (at least {format_cost(known)}; no price known for {unpriced} call(s))"
-            )
+            floor = f"at least {format_cost(known)}; " if known else ""
+            money = f"unknown ({floor}no price known for {unpriced} call(s))"
         money += an.price_note(self.runs)
         note = sim_time_note(self.final)
         took = f"{wall:.1f} s of wall-clock time" + (f" ({note})" if note else "")
         if short:
             return f"it cost {money} and took {took}"
         return (
-            f"{money} for {calls} calls and {tokens:,} tokens ({cached} answered from the cache); "
+            f"{money} for {calls} calls ({cached} answered from the cache), tokens {tokens}; "
             f"{took}."
         )

@@ -38,6 +38,44 @@ EXTRA_CONSENSUS_COLUMNS = ["low_confidence", "note"]
 RESERVED_COLUMNS = frozenset(CONSENSUS_COLUMNS + EXTRA_CONSENSUS_COLUMNS)
 
 
+def agreement_counts(consensus: pd.DataFrame) -> dict[str, int]:
+    """Rows by agreement: ``agree`` (two or more valid answers, all the same), ``disagree``
+    (two or more, not all the same), ``one_answer`` and ``no_answer`` (fewer than two valid
+    answers: neither agree nor disagree). The four add up to the rows; every sentence that
+    counts agreement counts it from here."""
+    n_valid = consensus["n_valid"].fillna(0)
+    several = n_valid >= 2
+    full = consensus["agreement"].fillna(0) >= 1.0
+    return {
+        "agree": int((several & full).sum()),
+        "disagree": int((several & ~full).sum()),
+        "one_answer": int((n_valid == 1).sum()),
+        "no_answer": int((n_valid == 0).sum()),
+    }
+
+
+def agreement_sentence(counts: dict[str, int]) -> str:
+    """``models disagree on 1 of 8 row(s), agree on 5; 2 with no valid answer`` from
+    ``agreement_counts``: rows with fewer than two valid answers are named as such, never
+    counted as agreeing or disagreeing."""
+    rows = sum(counts.values())
+    agree, disagree = counts["agree"], counts["disagree"]
+    if agree == rows:
+        text = f"models agree on all {rows} row(s)"
+    elif disagree == rows:
+        text = f"models disagree on all {rows} row(s)"
+    elif disagree:
+        text = f"models disagree on {disagree} of {rows} row(s), agree on {agree}"
+    else:
+        text = f"models agree on {agree} of {rows} row(s), disagree on none"
+    neither = [
+        f"{counts[key]} with {what}"
+        for key, what in (("no_answer", "no valid answer"), ("one_answer", "one valid answer"))
+        if counts[key]
+    ]
+    return text + (f"; {', '.join(neither)}" if neither else "")
+
+
 def data_column(result: RunResult, name: Any) -> Any | None:
     """The column of ``result.consensus`` that holds the user's data column ``name``, or None.
 
@@ -108,8 +146,10 @@ class RunResult:
         return table.reindex(columns=self.models)
 
     def disagreements(self) -> pd.DataFrame:
-        """The consensus rows where the valid answers were not unanimous."""
-        return self.consensus[self.consensus["agreement"] < 1.0]
+        """The consensus rows where two or more valid answers were not all the same (a row
+        with fewer than two valid answers is not a disagreement)."""
+        c = self.consensus
+        return c[(c["n_valid"].fillna(0) >= 2) & (c["agreement"] < 1.0)]
 
     def totals(self) -> dict[str, Any]:
         """Calls, failures, tokens, cost (NaN if any price is unknown) and wall time.
@@ -118,7 +158,9 @@ class RunResult:
         not be read), ``skipped`` (not needed) and ``cancelled`` (stopped by a cancel) never
         overlap, and only ``failed`` and ``invalid`` are among ``calls``.
         ``unknown_cost_calls`` counts the calls made whose cost is unknown (no price, or no
-        ``usage`` in the reply); ``unknown_token_calls`` those whose token counts are.
+        ``usage`` in the reply); ``unknown_token_calls`` those whose token counts are:
+        ``prompt_tokens`` and ``completion_tokens`` are then the sums of the known counts, a
+        lower bound (``display.format_tokens`` writes them so).
         """
         out = self.outputs
         if not self.strategy_calls.empty:
@@ -161,6 +203,9 @@ class RunResult:
                 "latency_s": grouped["latency_s"].median(),
                 "prompt_tokens": grouped["prompt_tokens"].sum(),
                 "completion_tokens": grouped["completion_tokens"].sum(),
+                "_unknown_tokens": (made["prompt_tokens"].isna() & made["output"].notna())
+                .groupby(made["model"], sort=False)
+                .any(),
                 "cost_usd": grouped["cost_usd"].apply(
                     lambda s: float(s.sum()) if s.notna().all() else math.nan
                 ),
@@ -173,6 +218,13 @@ class RunResult:
             table.loc[unasked, column] = 0
         table["calls"] = table["calls"].astype(int)
         table["failed"] = table["failed"].astype(int)
+        # Like cost_usd: a reply without usage makes its model's token sums unknown (<NA>),
+        # never a smaller number that reads as exact.
+        unknown = table.pop("_unknown_tokens").fillna(False).astype(bool)
+        for column in ("prompt_tokens", "completion_tokens"):
+            tokens = table[column].astype("Int64")
+            tokens[unknown] = pd.NA
+            table[column] = tokens
         return table
 
     def _summary_line(self) -> str:

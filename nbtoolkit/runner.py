@@ -630,7 +630,7 @@ def _not_in_cache() -> Outcome:
     )
 
 
-def _over_budget(budget: float, params: dict[str, Any]) -> str:
+def _over_budget(budget: float | None, params: dict[str, Any]) -> str:
     why = f"the budget max_cost_usd={budget} would be exceeded by this call's worst case"
     if params.get("max_completion_tokens") or params.get("max_tokens"):
         return why + " (prompt + max_tokens)"

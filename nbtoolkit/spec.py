@@ -135,9 +135,12 @@ def check_litellm_params(params: dict[str, Any], where: str) -> dict[str, Any]:
         if key in _OWNED:
             raise ModelError(f"{where}: '{key}' is not accepted: {_OWNED[key]}.")
         if key not in LITELLM_PARAMS:
+            from .suggest import did_you_mean
+
             known = ", ".join(sorted(LITELLM_PARAMS))
             raise ModelError(
-                f"{where}: unknown keyword argument '{key}'. Known litellm parameters: {known}; "
+                f"{where}: unknown keyword argument '{key}'.{did_you_mean(key, LITELLM_PARAMS)} "
+                f"Known litellm parameters: {known}; "
                 "pass anything else as extra={...}."
             )
     try:

@@ -332,3 +332,21 @@ def test_math_helper_does_not_rerun_an_unguarded_script(tmp_path, math_extract) 
         [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.split() == ["run", "2"]
+
+
+def test_unknown_tokens_are_unknown_in_per_model_and_the_totals_say_at_least(monkeypatch) -> None:
+    from nbtoolkit.display import _per_model, _totals
+
+    monkeypatch.setenv("LOCAL_KEY", "sk-local")
+    with FakeOpenAIServer(reply="The answer is 12", send_usage=False) as server:
+        model = nbt.Model("openai/local", api_base=server.base_url, api_key_env="LOCAL_KEY")
+        res = nbt.orchestrate(
+            "6*2?", [model, "sim/oracle-large"], extract="number", cache="off", audit=False
+        )
+    table = res.per_model()
+    assert pd.isna(table.loc["openai/local", "prompt_tokens"])
+    assert pd.isna(table.loc["openai/local", "completion_tokens"])
+    assert table.loc["sim/oracle-large", "prompt_tokens"] > 0
+    assert "unknown" in _per_model(res)
+    totals = _totals(res)
+    assert "at least" in totals and "unknown for 1 call(s)" in totals

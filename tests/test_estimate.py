@@ -81,6 +81,10 @@ def test_typical_reply_length_comes_from_the_cache_and_unknown_prices_are_named(
     assert any("Price unknown for openai/no-such-price" in n for n in est.notes)
     assert "without openai/no-such-price (price unknown)" in est.summary()
     assert "<table" in est._repr_html_()
+    alone = estimate(PROMPT, [unpriced], data=questions(3), max_tokens=200)
+    # nothing priced: the cost is unknown, not "at least $0 to $0"
+    assert "cost unknown (no price known for openai/no-such-price)" in alone.summary()
+    assert "$0 to" not in repr(alone)
 
 
 def test_nothing_is_sent_or_written(tmp_path) -> None:

@@ -408,4 +408,10 @@ def test_a_missing_key_names_only_what_a_cell_can_do(
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     message = usage(ip, "-m gpt-4o-mini", "What is 2+2?")
     assert "OPENAI_API_KEY" in message and "os.environ" in message
+    assert "%env OPENAI_API_KEY=" in message
     assert "api_key_env" not in message and "Model(" not in message
+
+
+def test_a_judge_without_a_model_is_told_the_cells_flag(ip: InteractiveShell) -> None:
+    message = usage(ip, "-m oracle -m swift -s judge", "What is 2+2?")
+    assert "--judge MODEL" in message and "Judge(" not in message

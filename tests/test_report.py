@@ -96,7 +96,13 @@ def test_an_unknown_template_is_one_line(capsys: pytest.CaptureFixture[str]) -> 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-p", "nope", "1"], "has no parameter 'nope'; its parameters: title, prompt"),
+        (["-p", "nope", "1"], "has no parameter 'nope'. Its parameters: title, prompt"),
+        (["-p", "modles", "[a]"], "no parameter 'modles'. Did you mean 'models'?"),
+        (
+            ["-p", "strategy", "votee"],
+            "parameter 'strategy': unknown strategy 'votee'. Did you mean 'vote'?",
+        ),
+        (["-p", "strategy", "judge"], "'judge' needs options (a judge or aggregator model)"),
         (["-p", "rows", "eight"], "parameter 'rows' takes int, not 'eight'"),
         (["-p", "confidence_threshold", "high"], "takes float"),
         (["-p", "variables", "[1, 2]"], "takes dict"),
@@ -356,6 +362,9 @@ def test_demo_writes_the_html_report_and_a_five_line_summary(
     no_external_resources(page)
     assert html.with_suffix(".ipynb").exists()
     assert (tmp_path / "nbtoolkit-demo.consensus.csv").exists()
+    # Every file written is named on the screen, the CSVs included.
+    written = sorted(p.name for p in tmp_path.glob("nbtoolkit-demo.*"))
+    assert len(written) == 4 and all(name in lines[0] for name in written), (written, lines[0])
 
 
 @pytest.mark.slow
@@ -380,7 +389,7 @@ def test_a_failing_cell_is_named_and_the_partial_notebook_kept(
     code, _, err = run_cli(capsys, "report", str(template), "-p", "divisor", "0", "-o", str(out))
     assert code == 1
     # Cell "In [4]": the parameters, papermill's injected parameters, one that ran, this one.
-    assert "nbtoolkit: cell 4 failed: ZeroDivisionError: division by zero" in err
+    assert "nbtoolkit: cell In [4] failed: ZeroDivisionError: division by zero" in err
     assert f"nbtoolkit: the partial notebook is kept at {out}" in err
     kept = nbformat.read(out, as_version=4)
     failed = [c for c in kept.cells if c.get("execution_count") == 4]

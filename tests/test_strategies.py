@@ -210,3 +210,14 @@ def test_every_strategy_keeps_confidence_in_range(items) -> None:
         verdict = strategy.combine(base)
         assert 0 <= verdict.confidence <= 1 and 0 <= verdict.agreement <= 1
         assert verdict.n_valid == sum(c.valid for c in base)
+
+
+def test_strategy_classes_import_from_the_package_and_strategies():
+    import nbtoolkit
+    import nbtoolkit.strategies as strategies
+    from nbtoolkit.strategies.judge import Judge
+
+    for name in ("Cascade", "FirstValid", "Fuse", "Judge", "Medoid", "Vote", "Weighted"):
+        assert getattr(nbtoolkit, name) is getattr(strategies, name)
+        assert name in nbtoolkit.__all__ and name in strategies.__all__
+    assert nbtoolkit.Judge is Judge

@@ -132,6 +132,29 @@ def litellm_id(model: Model) -> str:
     )
 
 
+# The API key variables `nbtoolkit models` and `%orchestrate models` name (never their
+# values): one list, so the two front ends show the same.
+KEY_VARIABLES = (
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "GEMINI_API_KEY",
+    "MISTRAL_API_KEY",
+    "COHERE_API_KEY",
+    "GROQ_API_KEY",
+    "TOGETHERAI_API_KEY",
+    "OPENROUTER_API_KEY",
+)
+
+
+def key_variables() -> list[tuple[str, bool]]:
+    """``(name, is set)`` for the well-known key variables, then any other ``*_API_KEY``
+    in the environment; values are never returned."""
+    names = list(KEY_VARIABLES) + sorted(
+        k for k in os.environ if k.endswith("_API_KEY") and k not in KEY_VARIABLES
+    )
+    return [(name, bool(os.environ.get(name))) for name in names]
+
+
 def check_model(model: Model, options: dict[str, Any]) -> None:
     """Raise before any call if ``model`` cannot be called (unknown id, missing API key)."""
     prefix, _, name = model.id.partition("/")
@@ -154,10 +177,12 @@ def check_model(model: Model, options: dict[str, Any]) -> None:
     missing = [k for k in missing if not k.endswith(("_API_BASE", "_BASE_URL", "_ENDPOINT"))]
     if missing:
         names = " or ".join(missing)
-        raise MissingAPIKeyError(
+        error = MissingAPIKeyError(
             f"{model.label} needs the environment variable {names}: set it "
             f"(os.environ['{missing[0]}'] = '...') or pass Model('{model.id}', api_key_env='NAME')"
         )
+        error.model, error.variables = model.label, tuple(missing)
+        raise error
 
 
 def _price_entry(model: Model) -> dict[str, Any] | None:

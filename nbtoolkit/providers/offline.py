@@ -155,8 +155,10 @@ def _check_sim(name: str, options: dict[str, Any]) -> None:
         from ..suggest import closest
 
         known = ", ".join(f"sim/{p}" for p in sim.PROFILES)
-        near = closest(name, sim.PROFILES)
-        hint = f" Did you mean 'sim/{near}'?" if near else ""
+        # A typo is usually in the first word (sim/oracel): match it against "oracle" too.
+        forms = {p: p for p in sim.PROFILES} | {p.split("-")[0]: p for p in sim.PROFILES}
+        near = closest(name, forms) or closest(name.split("-")[0], forms)
+        hint = f" Did you mean 'sim/{forms[near]}'?" if near else ""
         raise ModelError(f"unknown simulated model 'sim/{name}'.{hint} Known: {known}")
 
 

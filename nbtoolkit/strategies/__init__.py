@@ -28,12 +28,41 @@ __all__ = [
     "Strategy",
     "Verdict",
     "answer_key",
+    "Cascade",
+    "FirstValid",
+    "Fuse",
+    "Judge",
+    "Medoid",
+    "Vote",
+    "Weighted",
     "get",
     "names",
     "register",
 ]
 
 _REGISTRY: dict[str, Callable[..., Strategy]] = {}
+
+# The built-in classes load on first use: their modules import register() from here.
+_CLASSES = {
+    "Cascade": "cascade",
+    "FirstValid": "vote",
+    "Fuse": "judge",
+    "Judge": "judge",
+    "Medoid": "medoid",
+    "Vote": "vote",
+    "Weighted": "vote",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _CLASSES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nbtoolkit.strategies' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
 
 def register(name: str, factory: Callable[..., Strategy] | None = None) -> Any:
@@ -74,5 +103,6 @@ def get(spec: str | Strategy, **options: Any) -> Strategy:
 
 
 def _load_builtins() -> None:
-    if "vote" not in _REGISTRY:
-        from . import cascade, judge, medoid, vote  # noqa: F401  (they register themselves)
+    # Always import all four: importing one of them alone (vote, for Weighted) registers
+    # only its own names, so "is vote registered" does not mean "the built-ins are loaded".
+    from . import cascade, judge, medoid, vote  # noqa: F401  (they register themselves)

@@ -98,10 +98,12 @@ class _AskOneMore:
     def __init__(self, model: Any = None, models: Sequence[str] | None = None) -> None:
         if model is None:
             cls = type(self).__name__
-            raise StrategyError(
+            error = StrategyError(
                 f"{self.name} needs {'a judge' if self.name == 'judge' else 'an aggregator'} "
                 f"model: strategy={cls}(model='gpt-4o')"
             )
+            error.needs_model = self.name  # the front ends say how, each in its own terms
+            raise error
         self.model = model
         self.models = list(models) if models is not None else None
 
