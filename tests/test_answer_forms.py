@@ -109,6 +109,7 @@ FORMS = [
     ("The answer is 1.000.000 grains", "number", "1000000"),
     ("It costs 18 dollars for 9 eggs", "number", "9"),
     ('{"answer": "18 dollars for 9 eggs"}', "number", "18"),
+    ('{"answer": "$9 500"}', "number", INVALID),  # the published grader reads 9
     # --- not one number: invalid, never the first of several
     ("The answer is 3 or 4.", "number", INVALID),
     ("It could be 3 or 4", "number", INVALID),

@@ -92,6 +92,17 @@ def _unmarked(text: str, *, field: bool) -> Fraction:
     # published GSM8K grader reads it; any other reply concludes with its last number
     # ("She had 3 boxes of 12, so 36.").
     first = field and "\n" not in text.strip() and len(text) <= _ONE_LINE
+    if first:
+        plain = prepare(text)
+        head = NUMBER.search(plain)
+        spaced = _SPACED.match(plain, head.start("num")) if head and head["num"] else None
+        if spaced:
+            # The published grader reads "$9 500" in an answer field as 9: rather than differ
+            # from it silently either way, the row says what it found.
+            raise ExtractionError(
+                f"{spaced.group(0)!r} in an answer field: digit groups split by a space "
+                "(9500, or 9 and 500?); ask for the answer without spaces"
+            )
     # The field's first number is read even in "20 * 40 + 80 * 30 = 3200", as the grader does.
     return _value(prepared, found[0] if first else found[-1], operand=not first)
 
