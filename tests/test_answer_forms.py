@@ -160,6 +160,8 @@ FORMS = [
     ("The answer is (d)", "choice:ABCD", "D"),
     ("The correct option is B", "choice:ABCD", "B"),
     ("Answer: K", "choice", INVALID),
+    ('```json\n{"reasoning": "Option A is wrong because', "choice", INVALID),
+    ('The answer is (B).\n{"reasoning": "Option A is wrong', "choice", "B"),
 ]
 
 

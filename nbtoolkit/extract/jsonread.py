@@ -40,11 +40,7 @@ def find_json(text: str) -> dict[str, Any]:
             if isinstance(obj, dict):
                 return obj
     if ends_inside_json(text):
-        tail = " ".join(text.split())[-40:]
-        raise ExtractionError(
-            f"JSON cut off: the reply ends inside its JSON object (…{tail!r}); "
-            "raise max_tokens if the model ran out of room"
-        )
+        raise cut_off(text)
     raise ExtractionError(f"no JSON object in {preview(text)}")
 
 
@@ -84,6 +80,15 @@ def cut_json_start(text: Any) -> int | None:
         elif ch == "}":
             depth -= 1
     return start if depth > 0 or in_string else None
+
+
+def cut_off(text: str) -> ExtractionError:
+    """The error of a reply that ends inside its JSON object (see ``cut_json_start``)."""
+    tail = " ".join(text.split())[-40:]
+    return ExtractionError(
+        f"JSON cut off: the reply ends inside its JSON object (…{tail!r}) before it states "
+        "an answer; raise max_tokens if the model ran out of room"
+    )
 
 
 class FieldValue(str):

@@ -10,7 +10,7 @@ from typing import Any
 from ..answers import NUMBER, canonical, number_value, prepare, value_of
 from ..errors import ExtractionError
 from . import markers
-from .jsonread import FieldValue, answer_field, cut_json_start
+from .jsonread import FieldValue, answer_field, cut_json_start, cut_off
 from .registry import preview, register, text_of
 
 # "1 000 000": a plain space between groups of exactly three digits.
@@ -120,11 +120,7 @@ def read_number(text: str, *, json_field: bool = True, field: bool = False) -> F
         value = markers.decide(text, found, lambda mk: read_marked(mk.text), canonical)
         if value is not None:
             return value
-        tail = " ".join(text.split())[-40:]
-        raise ExtractionError(
-            f"JSON cut off: the reply ends inside its JSON object (…{tail!r}) before it "
-            "states an answer; raise max_tokens if the model ran out of room"
-        )
+        raise cut_off(text)
     answer = answer_field(text) if json_field else None
     found = markers.marks(text, outside=answer[1:] if answer else None)
     if found:
