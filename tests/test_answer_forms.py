@@ -160,6 +160,14 @@ FORMS = [
     ("The answer is (d)", "choice:ABCD", "D"),
     ("The correct option is B", "choice:ABCD", "B"),
     ("Answer: K", "choice", INVALID),
+    # --- math: a plain expression after a marker, or as the whole reply
+    ("x^2+1", "math", "x**2 + 1"),
+    ("The answer is x^2+1", "math", "x**2 + 1"),
+    ("The answer is x**2 + 1.", "math", "x**2 + 1"),
+    ("Answer: sqrt(2)/2", "math", "sqrt(2)/2"),
+    ("sin(x)^2", "math", "sin(x)**2"),
+    (r"So $\boxed{2\pi}$", "math", "2*pi"),
+    ("No idea", "math", INVALID),
     ('```json\n{"reasoning": "Option A is wrong because', "choice", INVALID),
     ('The answer is (B).\n{"reasoning": "Option A is wrong', "choice", "B"),
 ]

@@ -137,7 +137,7 @@ def available() -> None:
     """Raise ``ExtractorError`` with the fix when math-verify is not installed."""
     if importlib.util.find_spec("math_verify") is None:
         raise ExtractorError(
-            "extract='math' needs math-verify: pip install 'math-verify[antlr4-13-2]'"
+            "extract='math' needs math-verify: pip install math-verify antlr4-python3-runtime==4.13.2"
         )
 
 
