@@ -1,4 +1,15 @@
-"""``number``: the numeric answer of a reply, as an exact value in its canonical form."""
+"""``number``: the numeric answer of a reply, as an exact value in its canonical form.
+
+Where the answer is: ``markers``. Without a mark, a reply concludes with its last number;
+only the one-line value of a JSON answer field (a ``FieldValue``, from the ``answer`` field
+or a ``json:<field>`` step) states it first, as the published GSM8K grader reads it. The
+number read must stand alone, else the reply is invalid, never a guess: not one of two joined
+by "or" (``3 or 4``), not glued to another by ``:``/``,``/``-``/``.`` (``3:45``,
+``2024-01-05``, ``3-5``, ``1,2,3``, the decimal comma ``1,5``), not an operand of an
+unevaluated sum (``10 - 3``). ``1 000 000`` and ``1.000.000`` group thousands, except that in
+an answer field ``$9 500`` is invalid (the grader reads 9). A reply cut off inside its JSON
+object reads only a mark before that object, else it is invalid ("JSON cut off").
+"""
 
 from __future__ import annotations
 
