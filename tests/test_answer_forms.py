@@ -116,6 +116,8 @@ FORMS = [
     ("Answer: 1,5", "number", INVALID),  # a decimal comma, or a list of two?
     ("3:45", "number", INVALID),
     ("The train leaves at 3:45", "number", INVALID),
+    ('{"answer": "2:00 pm"}', "number", "2"),  # on the hour: the hour, as GSM8K grades it
+    ("She must start by 2:00 pm", "number", "2"),
     ("2024-01-05", "number", INVALID),
     ("1,2,3", "number", INVALID),
     ("10 - 3", "number", INVALID),

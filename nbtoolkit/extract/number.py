@@ -4,7 +4,8 @@ Where the answer is: ``markers``. Without a mark, a reply concludes with its las
 only the one-line value of a JSON answer field (a ``FieldValue``, from the ``answer`` field
 or a ``json:<field>`` step) states it first, as the published GSM8K grader reads it. The
 number read must stand alone, else the reply is invalid, never a guess: not one of two joined
-by "or" (``3 or 4``), not glued to another by ``:``/``,``/``-``/``.`` (``3:45``,
+by "or" (``3 or 4``), not glued to another by ``:``/``,``/``-``/``.`` (``3:45``; but
+``2:00 pm`` is the hour 2,
 ``2024-01-05``, ``3-5``, ``1,2,3``, the decimal comma ``1,5``), not an operand of an
 unevaluated sum (``10 - 3``). ``1 000 000`` and ``1.000.000`` group thousands, except that in
 an answer field ``$9 500`` is invalid (the grader reads 9). A reply cut off inside its JSON
@@ -32,6 +33,8 @@ _DOTTED = re.compile(r"(?<![\d.,])\d{1,3}(?:\.\d{3}){2,}(?![\d.,])")
 # (2024-01-05), a range (3-5), a list (1,2,3), a decimal comma (1,5) or a version (1.2.3).
 _GLUE_AFTER = re.compile(r"[:,.\-]\d")
 _GLUE_BEFORE = re.compile(r"\d[:,.\-]$")
+# "2:00 pm" is the hour 2 exactly (GSM8K's "latest time" questions are graded so).
+_ON_THE_HOUR = re.compile(r":00(?![\d:])")
 _COMPOUND = re.compile(r"[\d:,.\-]+")
 _OR_AFTER = re.compile(r"\s+or\s+-?\$?\d")
 _OR_BEFORE = re.compile(r"\d\S*\s+or\s+-?\$?$")
@@ -58,7 +61,8 @@ def _value(text: str, m: re.Match[str], *, operand: bool = True) -> Fraction:
     """
     before = text[max(0, m.start() - 2) : m.start()]
     after = text[m.end() : m.end() + 2]
-    if _GLUE_AFTER.match(after) or _GLUE_BEFORE.search(before):
+    on_the_hour = _ON_THE_HOUR.match(text, m.end()) and not _GLUE_BEFORE.search(before)
+    if not on_the_hour and (_GLUE_AFTER.match(after) or _GLUE_BEFORE.search(before)):
         left = text[: m.start()]
         lead = len(left) - len(left.rstrip("0123456789:,.-"))
         token = _COMPOUND.match(text, m.start() - lead)
@@ -115,7 +119,10 @@ def _unmarked(text: str, *, field: bool) -> Fraction:
                 "(9500, or 9 and 500?); ask for the answer without spaces"
             )
     # The field's first number is read even in "20 * 40 + 80 * 30 = 3200", as the grader does.
-    return _value(prepared, found[0] if first else found[-1], operand=not first)
+    chosen = found[0] if first else found[-1]
+    if not first and len(found) > 1 and _ON_THE_HOUR.match(prepared, found[-2].end()):
+        chosen = found[-2]  # "by 2:00 pm" ends on its minutes: the hour is the number
+    return _value(prepared, chosen, operand=not first)
 
 
 def read_number(text: str, *, json_field: bool = True, field: bool = False) -> Fraction:
