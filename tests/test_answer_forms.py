@@ -100,8 +100,41 @@ FORMS = [
     ("Working:\n12 apples minus 5\n- 7", "number", "7"),
     ("Temperature: −10°F", "number", "-10"),
     ("It takes 0.5 hours", "number", "0.5"),
-    ("pages 3–5 of the book", "number", "3"),
+    ("pages 3–5 of the book", "number", INVALID),  # a range is not one number
     ("No idea, sorry.", "number", INVALID),
+    # --- a whole reply concludes with its last number; only an answer field states it first
+    ("She had 3 boxes of 12, so 36.", "number", "36"),
+    ("Total: 1 000 000", "number", "1000000"),
+    ("1.000.000", "number", "1000000"),
+    ("The answer is 1.000.000 grains", "number", "1000000"),
+    ("It costs 18 dollars for 9 eggs", "number", "9"),
+    ('{"answer": "18 dollars for 9 eggs"}', "number", "18"),
+    ('{"answer": "$9 500"}', "number", INVALID),  # the published grader reads 9
+    # --- not one number: invalid, never the first of several
+    ("The answer is 3 or 4.", "number", INVALID),
+    ("It could be 3 or 4", "number", INVALID),
+    ("Answer: 1,5", "number", INVALID),  # a decimal comma, or a list of two?
+    ("3:45", "number", INVALID),
+    ("The train leaves at 3:45", "number", INVALID),
+    ('{"answer": "2:00 pm"}', "number", "2"),  # on the hour: the hour, as GSM8K grades it
+    ("She must start by 2:00 pm", "number", "2"),
+    ("2024-01-05", "number", INVALID),
+    ("1,2,3", "number", INVALID),
+    ("10 - 3", "number", INVALID),
+    ("Answer: 10 - 3", "number", INVALID),
+    ("Answer: 10 - 3 = 7", "number", "7"),
+    ("v1.2.3", "number", INVALID),
+    # --- a reply cut off inside its JSON object states no answer there
+    (
+        'So 124 / 24 = 5.17, so one more bus: 6.\n\n```json\n{"reasoning": "124 ÷ 24 =',
+        "number",
+        INVALID,
+    ),
+    ('```json\n{"reasoning": "the answer is 24 because', "number", INVALID),
+    ('{"reasoning": "9 eggs x $2", "answer": "18', "number", INVALID),
+    ('#### 6\n\n```json\n{"reasoning": "124 ÷ 24 =', "number", "6"),
+    ('The answer is 6.\n{"reasoning": "the answer is 24', "number", "6"),
+    ('{"answer": 6}\nAs a check, 124 ÷ 24 = 5.2, so 6 buses', "number", "6"),
     ("", "number", INVALID),
     ("1e99999", "number", INVALID),
     # --- choices, letters A to J
@@ -129,6 +162,16 @@ FORMS = [
     ("The answer is (d)", "choice:ABCD", "D"),
     ("The correct option is B", "choice:ABCD", "B"),
     ("Answer: K", "choice", INVALID),
+    # --- math: a plain expression after a marker, or as the whole reply
+    ("x^2+1", "math", "x**2 + 1"),
+    ("The answer is x^2+1", "math", "x**2 + 1"),
+    ("The answer is x**2 + 1.", "math", "x**2 + 1"),
+    ("Answer: sqrt(2)/2", "math", "sqrt(2)/2"),
+    ("sin(x)^2", "math", "sin(x)**2"),
+    (r"So $\boxed{2\pi}$", "math", "2*pi"),
+    ("No idea", "math", INVALID),
+    ('```json\n{"reasoning": "Option A is wrong because', "choice", INVALID),
+    ('The answer is (B).\n{"reasoning": "Option A is wrong', "choice", "B"),
 ]
 
 

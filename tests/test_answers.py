@@ -350,3 +350,37 @@ def test_unknown_tokens_are_unknown_in_per_model_and_the_totals_say_at_least(mon
     assert "unknown" in _per_model(res)
     totals = _totals(res)
     assert "at least" in totals and "unknown for 1 call(s)" in totals
+
+
+# --- issue 9 follow-up: first number only for an answer field; cut-off JSON ------------------
+
+
+def test_only_an_answer_fields_value_gives_its_first_number() -> None:
+    from nbtoolkit.extract import apply
+
+    reply = '{"reasoning": "9 eggs at $2", "answer": "18 dollars for 9 eggs"}'
+    assert apply(build_extractor(["json:answer", "number"]), reply)[:2] == ("18", True)
+    assert apply(build_extractor("number"), reply)[:2] == ("18", True)
+    # The same words as a whole reply, or handed on by a function, conclude with the last number.
+    assert apply(build_extractor("number"), "18 dollars for 9 eggs")[:2] == ("9", True)
+    chain = build_extractor([lambda text: text.upper(), "number"])
+    assert apply(chain, "She had 3 boxes of 12, so 36.")[:2] == ("36", True)
+
+
+def test_the_simulated_oracles_cut_off_replies_are_invalid_not_a_number_from_the_json() -> None:
+    from nbtoolkit.extract.jsonread import ends_inside_json
+    from nbtoolkit.providers import sim
+
+    res = nbt.orchestrate(
+        "{question}\nAnswer with a number.",
+        ["sim/oracle-large"],
+        data=pd.DataFrame(sim.question_bank()),
+        extract="number",
+        audit=False,
+        cache="off",
+    )
+    out = res.outputs
+    cut = out[out["output"].map(ends_inside_json)]
+    assert len(cut) >= 1
+    assert not cut["valid"].any()
+    assert cut["error"].str.startswith("extract: JSON cut off").all()

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import ExtractionError, ExtractorError
 from . import markers
-from .jsonread import answer_field
+from .jsonread import answer_field, cut_json_start, cut_off
 from .registry import Extractor, preview, register, text_of
 
 LETTERS = "ABCDEFGHIJ"
@@ -53,6 +53,15 @@ def letter_at(text: str, pos: int = 0, *, opening: bool = False) -> str | None:
 
 
 def read_choice(text: str, *, json_field: bool = True) -> str:
+    # A reply cut off inside its JSON object: only a letter marked before that object stands
+    # (the same rule as ``number``'s).
+    cut = cut_json_start(text) if json_field else None
+    if cut is not None:
+        found = markers.marks(text[:cut])
+        letter = markers.decide(text, found, lambda mk: letter_at(mk.text), str.upper)
+        if letter is not None:
+            return letter
+        raise cut_off(text)
     field = answer_field(text) if json_field else None
     found = markers.marks(text, outside=field[1:] if field else None)
     if found:

@@ -40,24 +40,30 @@ def find_json(text: str) -> dict[str, Any]:
             if isinstance(obj, dict):
                 return obj
     if ends_inside_json(text):
-        tail = " ".join(text.split())[-40:]
-        raise ExtractionError(
-            f"JSON cut off: the reply ends inside its JSON object (…{tail!r}); "
-            "raise max_tokens if the model ran out of room"
-        )
+        raise cut_off(text)
     raise ExtractionError(f"no JSON object in {preview(text)}")
 
 
 def ends_inside_json(text: Any) -> bool:
     """True when ``text`` ends inside a JSON object: after its first ``{`` (that opens a key),
     an object or a string is still open. A reply cut by ``max_tokens`` looks like this."""
+    return cut_json_start(text) is not None
+
+
+def cut_json_start(text: Any) -> int | None:
+    """Where the JSON object that ``text`` ends inside opens (its outermost ``{``), else None.
+
+    Nothing the reply wrote from there on is a conclusion: the object was cut off before it
+    could state its answer.
+    """
     if not isinstance(text, str):
-        return False
+        return None
     opening = _OBJECT_START.search(text)
     if opening is None:
-        return False
-    depth, in_string, escaped = 0, False, False
-    for ch in text[opening.start() :]:
+        return None
+    depth, in_string, escaped, start = 0, False, False, opening.start()
+    for i in range(opening.start(), len(text)):
+        ch = text[i]
         if in_string:
             if escaped:
                 escaped = False
@@ -68,10 +74,29 @@ def ends_inside_json(text: Any) -> bool:
         elif ch == '"':
             in_string = True
         elif ch == "{":
+            if depth == 0:
+                start = i
             depth += 1
         elif ch == "}":
             depth -= 1
-    return depth > 0 or in_string
+    return start if depth > 0 or in_string else None
+
+
+def cut_off(text: str) -> ExtractionError:
+    """The error of a reply that ends inside its JSON object (see ``cut_json_start``)."""
+    tail = " ".join(text.split())[-40:]
+    return ExtractionError(
+        f"JSON cut off: the reply ends inside its JSON object (…{tail!r}) before it states "
+        "an answer; raise max_tokens if the model ran out of room"
+    )
+
+
+class FieldValue(str):
+    """A string read from a JSON answer field (``json:<field>``, or the ``answer`` field a
+    marker rule reads): a short stated answer, which the ``number`` rules read as one (its
+    first number: ``"18 dollars"``, ``"$18 (9 eggs x $2)"``), not as a worked reply."""
+
+    __slots__ = ()
 
 
 @register("json")
@@ -112,7 +137,8 @@ def json_field(path: str) -> Extractor:
             if len(keys) == 1 and isinstance(value, str):
                 match = _field_pattern(keys[0]).search(value)
                 if match:
-                    return match.group(1) if match.group(1) is not None else match.group(2)
+                    found = match.group(1) if match.group(1) is not None else match.group(2)
+                    return FieldValue(found)
             raise
         for key in keys:
             if not isinstance(obj, dict) or key not in obj:
@@ -120,7 +146,7 @@ def json_field(path: str) -> Extractor:
             obj = obj[key]
         if obj is None or obj == "":
             raise ExtractionError(f"the JSON field '{path}' is empty")
-        return obj
+        return FieldValue(obj) if isinstance(obj, str) else obj
 
     extract.__name__ = f"json:{path}"
     return extract

@@ -15,6 +15,11 @@ A reply that answers and then writes a new question of its own (``#### 18`` then
 kind present that disagree: the last ``\\boxed`` wins; otherwise the last wins when the reply
 corrects itself between them ("Wait, I misread", "Actually", ...), and when it does not, the
 reply is invalid and the message names both answers.
+
+A reply that ends inside a JSON object (cut off by ``max_tokens``, see
+``jsonread.cut_json_start``) is read by the extractors only before that object: nothing in an
+unfinished object is a conclusion, so a mark before it stands and otherwise the reply is
+invalid ("JSON cut off").
 """
 
 from __future__ import annotations

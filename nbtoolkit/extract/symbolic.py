@@ -1,7 +1,9 @@
 """``math``: LaTeX and symbolic answers (``\\sqrt{2}``, ``2\\pi``, ``x^2+1``), read by math-verify.
 
 Hugging Face's math-verify finds the answer (``\\boxed{}`` first, then "final answer", then
-the last expression) and parses it to SymPy. Its own timeout uses ``signal.alarm`` and fails
+the last expression) and parses it to SymPy. It reads LaTeX only inside ``$...$`` or after its
+own anchors, so the answer our markers find (``The answer is x^2+1``) is handed to it first
+as inline LaTeX, and a one-line reply (``x^2+1``) last, each only when it holds no prose word. Its own timeout uses ``signal.alarm`` and fails
 off the main thread (math-verify issues #50, #55), and a parse can run for minutes
 (``2^{10^{9}}``), so it runs with that timeout disabled in one helper process of ours (a
 ``python -c`` child speaking JSON lines), killed and restarted when a reply takes longer than
@@ -19,6 +21,7 @@ import atexit
 import importlib.util
 import json
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -27,6 +30,7 @@ from typing import Any
 
 from ..answers import canonical
 from ..errors import ExtractionError, ExtractorError
+from . import markers
 from .markers import runon_cut
 from .registry import preview, register, text_of
 
@@ -45,10 +49,18 @@ import sympy
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 
-def one(text):
+def _read(text):
+    return [e for e in parse(text, parsing_timeout=None) if not isinstance(e, str)]
+
+
+def one(text, marked, line):
     # parsing_timeout=None: math-verify's own timeout is signal.alarm, which fails off the
-    # main thread; the parent bounds the time by killing this process.
-    found = [e for e in parse(text, parsing_timeout=None) if not isinstance(e, str)]
+    # main thread; the parent bounds the time by killing this process. math-verify reads LaTeX
+    # only between $ or after its own anchors: the answer our markers found ("The answer is
+    # x^2+1") is read first as inline LaTeX, and a one-line reply last.
+    found = (_read("$" + marked + "$") if marked else []) or _read(text)
+    if not found and line:
+        found = _read("$" + line + "$")
     if not found:
         return ["none", None]
     expr = found[0]
@@ -69,7 +81,7 @@ def one(text):
 print(json.dumps(["ready", None]), flush=True)
 for line in sys.stdin:
     try:
-        out = one(json.loads(line))
+        out = one(*json.loads(line))
     except Exception as exc:
         out = ["error", ("%s: %s" % (type(exc).__name__, exc))[:200]]
     print(json.dumps(out), flush=True)
@@ -100,7 +112,7 @@ class _Helper:
             self.lines.put(line)
         self.lines.put("")  # the helper ended
 
-    def ask(self, text: str | None, timeout: float) -> Any:
+    def ask(self, text: list[str] | None, timeout: float) -> Any:
         if text is not None:
             assert self.proc.stdin is not None
             self.proc.stdin.write(json.dumps(text) + "\n")
@@ -125,7 +137,7 @@ def available() -> None:
     """Raise ``ExtractorError`` with the fix when math-verify is not installed."""
     if importlib.util.find_spec("math_verify") is None:
         raise ExtractorError(
-            "extract='math' needs math-verify: pip install 'math-verify[antlr4_13_2]'"
+            "extract='math' needs math-verify: pip install math-verify antlr4-python3-runtime==4.13.2"
         )
 
 
@@ -149,16 +161,47 @@ def shutdown() -> None:
 atexit.register(shutdown)
 
 
+_PLAIN_MAX = 200  # a whole reply this short, on one line, may be the expression itself
+# A word that is neither a LaTeX command nor a function's name: prose, not an expression.
+_WORD = re.compile(r"(?<![\\a-zA-Z])(?!(?:sin|cos|tan|log|ln|exp|sqrt|pi|mod)\b)[a-zA-Z]{2,}")
+_FUNCTION = re.compile(r"(?<![\\a-zA-Z])(sin|cos|tan|log|ln|exp|sqrt|pi)(?![a-zA-Z])")
+
+_SQRT_PARENS = re.compile(r"\\sqrt\(([^()]*)\)")
+
+
+def plain_answers(text: str) -> tuple[str, str]:
+    """``(marked, line)``: the answer our markers find (``The answer is x^2+1``) and the reply
+    whole when it is one short line, each as plain math for math-verify to read as LaTeX, or
+    "" when it is not one (prose: ``5 hours``, ``No idea``). Python's ``**`` becomes ``^``."""
+    try:
+        marked = markers.decide(text, markers.marks(text), lambda mk: mk.text.strip() or None, str)
+    except ExtractionError:
+        marked = None
+    stripped = text.strip()
+    line = stripped if "\n" not in stripped and len(stripped) <= _PLAIN_MAX else ""
+    return _as_math(marked or ""), _as_math(line)
+
+
+def _as_math(text: str) -> str:
+    text = text.strip(" \t*_$").rstrip(".").strip().replace("**", "^")
+    if not text or _WORD.search(text):
+        return ""
+    # "sin(x)" in LaTeX is s*i*n*x: plain function names become their commands.
+    text = _FUNCTION.sub(r"\\\1", text)
+    return _SQRT_PARENS.sub(r"\\sqrt{\1}", text)  # \sqrt takes braces, not parentheses
+
+
 def read_math(text: str, timeout: float | None = None) -> str:
     """The reply's mathematical answer in canonical form; ``ExtractionError`` if none."""
     global _worker
     text = runon_cut(text)[-MAX_CHARS:]
+    marked, line = plain_answers(text)
     limit = TIMEOUT_S if timeout is None else timeout
     with _lock:
         if _worker is None:
             _worker = _start()
         try:
-            got = _worker.ask(text, limit)
+            got = _worker.ask([text, marked, line], limit)
         except (OSError, ExtractionError):
             _worker.stop()
             _worker = None
