@@ -50,6 +50,24 @@ def test_choice_forms_and_free_text_forms_are_one_vote() -> None:
     assert (verdict.answer, verdict.agreement) == ("Paris.", 0.75)
 
 
+@pytest.mark.parametrize(
+    ("reply", "letters"),
+    [
+        ("The answer is A and C", "(A, C)"),
+        ("B, C", "(B, C)"),
+        ("B/C", "(B, C)"),
+        ("Both (A) and (C) are correct.", "(A, C)"),
+        ("A) Paris\nB) London\nC) Rome\nthe options (B) and (C) look close", "(B, C)"),
+    ],
+)
+def test_several_letters_are_invalid_and_named(reply: str, letters: str) -> None:
+    from nbtoolkit.extract import apply
+
+    answer, valid, error = apply(build_extractor("choice"), reply)
+    assert (answer, valid) == (None, False)
+    assert error is not None and "several letters" in error and letters in error, error
+
+
 def test_a_fraction_stays_exact() -> None:
     assert not answers.same("1/3", "0.333")
     assert answers.same("1/3", r"\frac{1}{3}")
