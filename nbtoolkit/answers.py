@@ -3,13 +3,20 @@
 Every place that compares answers (the vote, weighted vote, cascade, judge, fuse, medoid's
 ties, ``calibrate``, ``rescore``, the report) asks ``answer_key``; nothing compares raw strings.
 
-- A number is equal by value, exactly: ``"1/2"``, ``"0.5"``, ``"\\frac{1}{2}"``, ``0.5`` and
-  ``"$0.50"`` are one answer; ``"1/3"`` is not ``"0.333"``.
-- A choice letter is itself: extractors give ``"C"`` for ``(C)``, ``c`` and ``C) Paris``.
+- A number is equal by value, exactly: ``"1/2"``, ``"0.5"``, ``"\\frac{1}{2}"``, ``"½"``,
+  ``"1 / 2"``, ``"+0.5"``, ``"$0.50"`` and any ``numbers.Number`` worth 0.5 (``0.5``,
+  ``np.float64(0.5)``, ``Decimal("0.50")``, ``Fraction(1, 2)``) are one answer; ``"1/3"`` is
+  not ``"0.333"``.
+- A string that is exactly a choice form (letters A-J, either case: ``"C"``, ``"(C)"``,
+  ``"C)"``, ``"C."``, ``"[C]"``, ``"Option C"``, ``"choice c"``, ``"\\boxed{C}"``) is that
+  letter. Anything more is free text: ``"C) Paris"`` and ``"A. Lincoln"`` are not letters
+  (``extract="choice"`` reads the letter out of a reply).
+- A whole answer inside ``\\boxed{}``, ``\\text{}``, ``$...$`` or ``**...**`` is what it wraps.
 - Free text compares after case, whitespace and punctuation are normalised:
   ``"Paris."`` is ``"paris"``.
 - A structured answer (dict, list, pydantic instance) compares by content, each leaf by the
-  rules above.
+  rules above; a set by its members, in any order.
+- Anything else keys by its ``str``, else its ``repr``: ``answer_key`` never raises.
 
 The canonical form of a number (what ``answer`` shows in the frames) is ``canonical_number``:
 an exact decimal written out plainly (``"1080"``, ``"0.5"``, ``"-3"``,
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import re
 import unicodedata
 from decimal import Decimal
@@ -177,15 +185,21 @@ def canonical(value: Fraction) -> str:
     return f"{sign}{digits[:-scale]}.{digits[-scale:]}".rstrip("0").rstrip(".")
 
 
+_SPACED_SLASH = re.compile(r"(?<=\d)[ \t]*[/\u2044\u2215][ \t]*(?=\d)")  # also ⁄ and ∕
+_LONE_PLUS = re.compile(r"^\+(?=[\d.$])")
+
+
 def parse_number(text: str) -> Fraction | None:
     """The exact value when ``text`` is one number and nothing else (units excepted: no)."""
     text = text.strip()
-    if not text or len(text) > 200 or not any(c.isdigit() for c in text):
+    if not text or len(text) > 200 or not any(c.isdigit() or c in _VULGAR for c in text):
         return None
     prepared = prepare(text).strip().strip("$").strip()
     for wrapper in ("\\(", "\\)", "\\[", "\\]"):
         prepared = prepared.replace(wrapper, "")
     prepared = prepared.strip().strip("$").strip()
+    # The whole text is one number here, so "1 / 2" is a fraction and "+0.5" a signed value.
+    prepared = _LONE_PLUS.sub("", _SPACED_SLASH.sub("/", prepared))
     m = NUMBER.fullmatch(prepared) or NUMBER.fullmatch(prepared.rstrip("%. "))
     if m is None:
         return None
@@ -207,24 +221,36 @@ def canonical_number(token: Any) -> str:
 
 
 def number_value(value: Any) -> Fraction | None:
-    """The exact value of a number or of a string that is one number; else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return Fraction(value)
-    if isinstance(value, float):
-        # 0.1 means the decimal 0.1, not the binary fraction nearest to it.
-        return Fraction(repr(value)) if math.isfinite(value) else None
-    if isinstance(value, (Fraction, Decimal)):
-        return (
-            Fraction(value) if not (isinstance(value, Decimal) and not value.is_finite()) else None
-        )
+    """The exact value of a finite real number (any ``numbers.Number``: int, float, Decimal,
+    Fraction, NumPy scalars) or of a string that is one number; else None."""
     if isinstance(value, str):
         return parse_number(value)
-    item = getattr(value, "item", None)
-    if callable(item) and type(value).__module__ == "numpy":
-        return number_value(item())
-    return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Number):
+        item = getattr(value, "item", None)
+        if callable(item) and getattr(value, "ndim", None) == 0:  # a 0-d NumPy array
+            return number_value(item())
+        return None
+    if isinstance(value, numbers.Integral):
+        return Fraction(int(value))
+    if isinstance(value, numbers.Rational):
+        return Fraction(int(value.numerator), int(value.denominator))
+    if isinstance(value, Decimal):
+        finite = value.is_finite() and abs(value.adjusted()) <= MAX_EXPONENT
+        return Fraction(value) if finite else None
+    if isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real):
+        return number_value(value.real) if value.imag == 0 else None
+    if not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        return None
+    if isinstance(value, float):
+        # 0.1 means the decimal 0.1, not the binary fraction nearest to it; float's own repr,
+        # since NumPy 2 spells a np.float64 "np.float64(0.1)".
+        return Fraction(float.__repr__(value))
+    # Other reals (np.float32, np.longdouble...) print their shortest decimal: 0.1, not
+    # float32's 0.100000001490116.
+    try:
+        return Fraction(str(value))
+    except (ValueError, TypeError):
+        return Fraction(repr(float(value)))
 
 
 _PUNCT = re.compile(r"[^\w\s]|_")
@@ -244,26 +270,68 @@ def text_key(text: str) -> str:
     return " ".join(_PUNCT.sub(" ", folded).split())
 
 
+# A whole answer wrapped in \\boxed{...}, \\text{...}, $...$ or **...**: the wrapper adds nothing.
+_WRAPPED = re.compile(
+    r"\\(?:boxed|fbox|text(?:bf|rm|it)?|mathrm|mathbf)\s*\{(.*)\}|\$(.*)\$|\*\*(.*)\*\*", re.S
+)
+# A choice letter and nothing else: "C", "(C)", "C)", "C.", "[C]", "Option C", "choice (c)".
+_CHOICE_FORM = re.compile(r"(?:(?:option|choice)\s*)?[(\[]?\s*([A-Ja-j])\s*[)\].]?", re.I)
+
+
 def answer_key(answer: Any) -> str:
     """The one form two answers share exactly when they are the same answer (see module doc).
 
-    Numbers key by their canonical form, so the key of ``"1/2"`` is ``"0.5"``.
+    Numbers key by their canonical form, so the key of ``"1/2"`` is ``"0.5"``. Never raises:
+    an object that cannot be read (its ``str`` or ``model_dump`` fails, it nests too deep)
+    keys by its ``repr``.
     """
+    try:
+        return _key(answer)
+    except Exception:  # a user's extractor may return anything: it still gets a key
+        try:
+            return "repr:" + repr(answer)
+        except Exception:
+            return f"repr:<{type(answer).__qualname__} object at {id(answer):#x}>"
+
+
+def _key(answer: Any) -> str:
     value = number_value(answer)
     if value is not None:
-        return canonical(value)
+        try:
+            return canonical(value)
+        except ExtractionError:  # too many digits to write out: hex has no such limit
+            return f"{value.numerator:#x}/{value.denominator:#x}"
     if isinstance(answer, str):
-        return text_key(answer)
+        return _string_key(answer)
     if answer is None or isinstance(answer, bool):
         return json.dumps(answer)
-    if isinstance(answer, float):  # NaN, inf
-        return repr(answer)
+    if isinstance(answer, numbers.Real) and not isinstance(answer, Decimal):  # NaN, inf
+        return repr(float(answer))
+    if isinstance(answer, numbers.Number):  # complex, Decimal NaN
+        return text_key(str(answer))
     dump = getattr(answer, "model_dump", None)
     if callable(dump):
         answer = dump(mode="json")
     if isinstance(answer, (dict, list, tuple)):
         return json.dumps(_content(answer), sort_keys=True)
+    if isinstance(answer, (set, frozenset)):  # equal sets print their members in any order
+        return "set:" + json.dumps(sorted(answer_key(v) for v in answer))
     return text_key(str(answer))
+
+
+def _string_key(text: str) -> str:
+    for _ in range(4):  # "$\\boxed{\\text{C}}$": a few wrappers deep, no more
+        wrapped = _WRAPPED.fullmatch(text.strip())
+        if wrapped is None:
+            break
+        text = next(g for g in wrapped.groups() if g is not None)
+        value = parse_number(text)
+        if value is not None:
+            return _key(value)
+    choice = _CHOICE_FORM.fullmatch(text.strip())
+    if choice is not None:
+        return choice.group(1).casefold()
+    return text_key(text)
 
 
 def _content(answer: Any) -> Any:

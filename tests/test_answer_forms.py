@@ -172,6 +172,27 @@ FORMS = [
     ("No idea", "math", INVALID),
     ('```json\n{"reasoning": "Option A is wrong because', "choice", INVALID),
     ('The answer is (B).\n{"reasoning": "Option A is wrong', "choice", "B"),
+    # --- replies that restate the options, or name several letters: the marked one, or none
+    ("A) Paris\nB) London\nC) Rome\nCorrect: C", "choice", "C"),
+    ("A. Paris\nB. London\nC. Rome\n\nThe capital of Italy is Rome, (C).", "choice", "C"),
+    ("A) Paris\nB) London\nC) Rome\nD) Berlin\n\nAnswer: C", "choice", "C"),
+    ("a) Paris\nb) London\nThe answer is b", "choice", "B"),
+    ("C\n\nA) Paris\nB) London\nC) Rome", "choice", "C"),
+    ("(A) is tempting, but (B) is correct.", "choice", "B"),
+    ("I choose option C over option A.", "choice", "C"),
+    ("I'd pick option E.", "choice", "E"),
+    ("Correct option: D", "choice", "D"),
+    ("A is wrong. Option B is also wrong. The answer must be C.", "choice", "C"),
+    ("The answer is (A). Wait, no, (B) is correct.", "choice", "B"),
+    ("Plan B is the best approach; the answer is (D).", "choice", "D"),
+    ("The answer is A and C", "choice", INVALID),
+    ("B, C", "choice", INVALID),
+    ("B/C", "choice", INVALID),
+    (r"\boxed{A, C}", "choice", INVALID),
+    ('{"answer": "A or C"}', "choice", INVALID),
+    ("Both (A) and (C) are correct.", "choice", INVALID),
+    ("Options: (A) Paris (B) London (C) Rome. Rome is the capital.", "choice", INVALID),
+    ("A) Paris\nB) London\nC) Rome", "choice", INVALID),
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import time
 from fractions import Fraction
@@ -50,6 +51,24 @@ def test_choice_forms_and_free_text_forms_are_one_vote() -> None:
     assert (verdict.answer, verdict.agreement) == ("Paris.", 0.75)
 
 
+@pytest.mark.parametrize(
+    ("reply", "letters"),
+    [
+        ("The answer is A and C", "(A, C)"),
+        ("B, C", "(B, C)"),
+        ("B/C", "(B, C)"),
+        ("Both (A) and (C) are correct.", "(A, C)"),
+        ("A) Paris\nB) London\nC) Rome\nthe options (B) and (C) look close", "(B, C)"),
+    ],
+)
+def test_several_letters_are_invalid_and_named(reply: str, letters: str) -> None:
+    from nbtoolkit.extract import apply
+
+    answer, valid, error = apply(build_extractor("choice"), reply)
+    assert (answer, valid) == (None, False)
+    assert error is not None and "several letters" in error and letters in error, error
+
+
 def test_a_fraction_stays_exact() -> None:
     assert not answers.same("1/3", "0.333")
     assert answers.same("1/3", r"\frac{1}{3}")
@@ -69,6 +88,152 @@ def test_gold_comparison_uses_the_same_key() -> None:
 
     assert _norm("1/2") == _norm(0.5) == norm(r"\frac{1}{2}") == norm("0.50")
     assert _norm("Paris") == norm("paris.")
+    # gold typed by people: "½", "1 / 2", "+0.5"; a letter as "(C)", "Option C", "\boxed{C}"
+    assert _norm("½") == norm("1 / 2") == norm("+0.5") == norm(0.5)
+    assert _norm("C") == norm("Option C") == norm(r"\boxed{C}") == norm("(c)")
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("½", "1/2"),
+        ("1 ½", "1.5"),
+        ("1 / 2", "0.5"),
+        ("+0.5", "0.5"),
+        (r"\boxed{1/2}", "0.5"),
+        ("C", "(C)"),
+        ("C", "C)"),
+        ("C", "C."),
+        ("C", "Option C"),
+        ("C", "choice (c)"),
+        ("C", r"\boxed{C}"),
+        ("C", r"$\boxed{\text{C}}$"),
+        ("C", "**C**"),
+        (r"\text{Paris}", "paris"),
+    ],
+)
+def test_equal_answers_typed_differently_key_together(a: str, b: str) -> None:
+    assert answers.answer_key(a) == answers.answer_key(b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("A. Lincoln", "A"),  # only a string that is exactly a choice form is its letter
+        ("C) Paris", "C"),
+        ("Option C is wrong", "C"),
+        ("Option K", "K"),  # K is no choice letter: "option k" stays text
+        ("1/2 + 1", "0.5"),
+        ("-0.5", "+0.5"),
+    ],
+)
+def test_free_text_is_not_over_normalised(a: str, b: str) -> None:
+    assert answers.answer_key(a) != answers.answer_key(b)
+
+
+def test_numbers_of_every_type_key_by_value() -> None:
+    np = pytest.importorskip("numpy")
+    from decimal import Decimal
+
+    half = answers.answer_key("1/2")
+    for value in (np.float64(0.5), np.float32(0.5), Decimal("0.50"), Fraction(1, 2), 0.5):
+        assert answers.answer_key(value) == half, repr(value)
+    assert answers.answer_key(np.float32(0.1)) == answers.answer_key("0.1")  # not 0.100000001
+    assert answers.answer_key(np.int64(66)) == answers.answer_key(np.float64(66.0)) == "66"
+    assert answers.answer_key(np.float64("nan")) == answers.answer_key(float("nan"))
+    assert answers.answer_key(np.array(7)) == "7"
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def _nested(depth: int) -> list[object]:
+    outer: list[object] = []
+    inner = outer
+    for _ in range(depth):
+        inner.append([])
+        inner = inner[0]  # type: ignore[assignment]
+    return outer
+
+
+def _self_containing() -> list[object]:
+    loop: list[object] = []
+    loop.append(loop)
+    return loop
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        _Unprintable(),
+        {"a": _Unprintable()},
+        _nested(100_000),
+        _self_containing(),
+        10**5000,
+        10**5000 + 1,
+        __import__("decimal").Decimal("sNaN"),
+        complex(1, 2),
+        {1, 2},
+    ],
+    ids=["unprintable", "in a dict", "deep", "self", "huge", "huge+1", "snan", "complex", "set"],
+)
+def test_answer_key_never_raises(answer: object) -> None:
+    key = answers.answer_key(answer)
+    assert isinstance(key, str) and key
+    assert answers.answer_key(answer) == key  # the same object, the same key
+
+
+def test_answer_key_tells_apart_what_it_cannot_print() -> None:
+    assert answers.answer_key(10**5000) != answers.answer_key(10**5000 + 1)
+    assert answers.answer_key({"b", "a"}) == answers.answer_key({"a", "b"})
+    assert answers.answer_key({"1/2"}) == answers.answer_key({0.5}) != answers.answer_key({1})
+
+
+class _Verdict:
+    """A user's own answer type, printed plainly."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return f"Verdict({self.text})"
+
+
+@pytest.mark.parametrize(
+    ("convert", "expected"),
+    [
+        (lambda s: __import__("numpy").float64(s), "66"),
+        (lambda s: __import__("numpy").int64(s), "66"),
+        (lambda s: {s, "x"}, None),
+        (_Verdict, None),
+        # nothing to compare two of these by: two answers, each its own, but still frames
+        (lambda s: _Unprintable(), "unequal"),
+    ],
+    ids=["np.float64", "np.int64", "set", "custom class", "unprintable"],
+)
+def test_a_users_extractor_returning_any_value_gives_frames(monkeypatch, convert, expected) -> None:
+    pytest.importorskip("numpy")
+    monkeypatch.setenv("LOCAL_KEY", "sk-local")
+    with FakeOpenAIServer(reply="The answer is 66") as server:
+        models = [
+            nbt.Model(f"openai/m{i}", api_base=server.base_url, api_key_env="LOCAL_KEY")
+            for i in range(2)
+        ]
+        res = nbt.orchestrate("q?", models, extract=["number", convert], cache="off", audit=False)
+    assert res.outputs["valid"].tolist() == [True, True]
+    row = res.consensus.iloc[0]
+    # both models gave the same value: one answer
+    assert row["agreement"] == (0.5 if expected == "unequal" else 1.0)
+    if expected not in (None, "unequal"):
+        assert answers.answer_key(row["answer"]) == expected
+    assert res.per_model()["valid"].tolist() == [1.0, 1.0]
+    if expected != "unequal":  # (the notebook display prints the answer: it needs a str())
+        assert res._repr_html_()
 
 
 # --- properties of number reading ------------------------------------------------------------
@@ -308,6 +473,10 @@ def test_medoid_counts_the_same_answer_as_identical() -> None:
 def test_degenerate_long_replies_stay_cheap(reply: str) -> None:
     """Replies of 40-60 KB built to make a careless reader backtrack or rescan."""
     for extract in (extract_number, extract_choice):
+        # One-time costs (lazy imports, regex compilation, a GC pass) are not the reply's.
+        with contextlib.suppress(NbtoolkitError):
+            extract("The answer is (B), 12.")
+        gc.collect()
         # CPU time of this thread only: other threads (litellm's logging worker) and other
         # processes on a busy machine do not count. Backtracking would cost seconds, not ms.
         start = time.thread_time()
