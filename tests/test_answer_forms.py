@@ -170,6 +170,20 @@ FORMS = [
     ("sin(x)^2", "math", "sin(x)**2"),
     (r"So $\boxed{2\pi}$", "math", "2*pi"),
     ("No idea", "math", INVALID),
+    # --- an aside after a marked answer is not where its "=" is read
+    ("Final answer: 18 (note: 1 egg = 2 dollars)", "number", "18"),
+    ("The answer is 18 where x = 2", "number", "18"),
+    ("Answer: 7 (since 10 = 3 + 7)", "number", "7"),
+    ("The answer is 2 + 3 = 5 (five)", "number", "5"),
+    # --- part of a value is not the value: powers, roots, pi, scale words
+    (r"\boxed{2^{10}}", "number", INVALID),
+    ("The answer is 10^2", "number", INVALID),
+    (r"\boxed{\sqrt{2}}", "number", INVALID),
+    (r"\boxed{3\pi}", "number", INVALID),
+    ("The answer is √16", "number", INVALID),
+    ("The answer is 2 million", "number", INVALID),
+    ("The answer is 1.5k", "number", INVALID),
+    ("The answer is 5 km", "number", "5"),
     ('```json\n{"reasoning": "Option A is wrong because', "choice", INVALID),
     ('The answer is (B).\n{"reasoning": "Option A is wrong', "choice", "B"),
     # --- replies that restate the options, or name several letters: the marked one, or none

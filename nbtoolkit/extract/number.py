@@ -42,6 +42,18 @@ _OR_BEFORE = re.compile(r"\d\S*\s+or\s+-?\$?$")
 _OPERATOR_AFTER = re.compile(r"[ \t]*[-+*/×÷][ \t]*\$?\d")
 _OPERATOR_BEFORE = re.compile(r"\d[ \t]*[-+*/×÷][ \t]*\$?-?$")
 _ONE_LINE = 120
+# A number that is only part of a value: a power (10^2, 2**10), a multiple of π (3\pi), a
+# root (\sqrt{2}, √16) or a scale word (2 million, 1.5k). Reading its digits alone would be
+# a wrong answer: invalid, with a pointer to extract="math".
+_PART_AFTER = re.compile(
+    r"[ \t]*(?:\^|\*\*[ \t]*-?\d|\\pi\b|π|\\sqrt|√)"
+    r"|[ \t]*(?:million|billion|trillion|thousand|hundred|dozen|k)\b",
+    re.I,
+)
+_PART_BEFORE = re.compile(r"(?:\\sqrt[ \t]*\{?|√|\bsqrt\(|\^[ \t]*\{?-?|\d[ \t]*\*\*[ \t]*-?)$")
+# Where a marked answer's own clause ends: an aside after it ("18 (note: 1 egg = 2 dollars)",
+# "18 where x = 2") is not where its "=" is read.
+_ASIDE = re.compile(r"[(;]|\s(?:where|since|because|as|if|when|note|i\.e\.|e\.g\.)\b", re.I)
 
 
 def _joined(text: str) -> str:
@@ -71,6 +83,14 @@ def _value(text: str, m: re.Match[str], *, operand: bool = True) -> Fraction:
             f"{shown!r} is not one number (a time, date, range, list or decimal comma?); "
             "ask for the answer as a single number"
         )
+    if _PART_AFTER.match(text, m.end()) or _PART_BEFORE.search(
+        text[max(0, m.start() - 8) : m.start()]
+    ):
+        piece = text[max(0, m.start() - 8) : m.end() + 12].strip()
+        raise ExtractionError(
+            f"{piece!r} is not one plain number (a power, root, multiple of pi or a word like "
+            "'million'); ask for the number written out, or use extract='math'"
+        )
     ahead = _OR_AFTER.match(text, m.end())
     if ahead or _OR_BEFORE.search(text[max(0, m.start() - 40) : m.start()]):
         other = NUMBER.search(text, m.end()) if ahead else None
@@ -90,6 +110,9 @@ def _value(text: str, m: re.Match[str], *, operand: bool = True) -> Fraction:
 def read_marked(segment: str) -> Fraction | None:
     """The number a marked answer's text holds: after its last ``=``, the first number."""
     text = _joined(prepare(segment))
+    aside = _ASIDE.search(text)
+    if aside and any(c.isdigit() for c in text[: aside.start()]):
+        text = text[: aside.start()]
     if "=" in text:
         after = text.rsplit("=", 1)[1]
         if any(c.isdigit() for c in after):
