@@ -119,8 +119,8 @@ def summary_lines(s: dict[str, Any], elapsed: float) -> list[str]:
     several = rows - s.get("one_answer", 0) - s.get("no_answer", 0)
     lines.append(
         f"  confidence  mean {mean:.2f}; {s.get('low_confidence', 0)} row(s) below the threshold; "
-        f"models disagree on {s.get('disagreements', 0)}"
-        + (f" (of {several} with two or more valid answers)" if several != rows else "")
+        f"models disagree on {s.get('disagreements', 0)} of {several} row(s)"
+        + (" with two or more valid answers" if several != rows else "")
         if mean is not None
         else "  confidence  no rows"
     )
