@@ -88,9 +88,9 @@ def test_load_ext_is_fast_quiet_and_imports_no_heavy_client() -> None:
         "ip.magics_manager.magics['cell'], f'{elapsed:.3f}')\n"
     )
     assert done.returncode == 0, done.stderr
-    printed, heavy, registered, elapsed = done.stdout.rsplit(" ", 3)
+    # How long it takes is measured in benchmarks/ (figure 1b), never asserted in a test.
+    printed, heavy, registered, _elapsed = done.stdout.rsplit(" ", 3)
     assert printed == "''" and heavy == "[]" and registered == "True", done.stdout
-    assert float(elapsed) < 0.3, f"%load_ext took {elapsed}s"
 
 
 def test_loading_twice_is_harmless_and_unload_removes_the_magics(
