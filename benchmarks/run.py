@@ -194,11 +194,11 @@ extra = None
 try:
     shell.run_line_magic("load_ext", "nbtoolkit")
 except ModuleNotFoundError as exc:
-    if exc.name != "nbtoolkit.magics":
+    if exc.name != "nbtoolkit.jupyter.magics":
         raise
     extra = "missing"
 seconds = time.perf_counter() - start
-if extra is None and "nbtoolkit.magics" not in sys.modules:
+if extra is None and "nbtoolkit.jupyter.magics" not in sys.modules:
     extra = "missing"
 if extra is None and "orchestrate" not in shell.magics_manager.magics["cell"]:
     extra = "no %%orchestrate after %load_ext"

@@ -16,6 +16,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from . import views as _views
 from .errors import (
     CacheError,
     CallError,
@@ -33,16 +34,22 @@ from .errors import (
 
 __version__ = "0.1.0"
 
+# How a RunResult shows itself lives in the glue; registered by path, imported on first use.
+_views.register("html", "nbtoolkit.jupyter.display:html_repr")
+_views.register("text", "nbtoolkit.jupyter.display:text_repr")
+_views.register("plot", "nbtoolkit.report.figures:Plots")
+_views.register("progress.widget", "nbtoolkit.jupyter.progress:WidgetProgress")
+
 if TYPE_CHECKING:
     from .api import aorchestrate, orchestrate
     from .cache import Cache
     from .calibration import Calibration, calibrate, rescore
     from .estimates import Estimate, estimate
+    from .jupyter.widgets import ui
     from .pipelines import PipelineResult, Step, apipeline, mixture_of_agents, pipeline
     from .results import RunResult
     from .spec import Model
     from .strategies import Cascade, FirstValid, Fuse, Judge, Medoid, Vote, Weighted
-    from .widgets import ui
 
 # Submodules are named apart from what they export (pipelines.py exports pipeline): importing
 # a submodule sets it as an attribute of the package, which must never hide a function.
@@ -61,7 +68,7 @@ _LAZY = {
     "Step": "pipelines",
     "PipelineResult": "pipelines",
     "mixture_of_agents": "pipelines",
-    "ui": "widgets",
+    "ui": "jupyter.widgets",
     "estimate": "estimates",
     "Estimate": "estimates",
     **{
@@ -113,14 +120,14 @@ __all__ = [
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext nbtoolkit``: register ``%%orchestrate`` and ``%orchestrate``."""
-    from .magics import load_ipython_extension as load
+    from .jupyter import load_ipython_extension as load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext nbtoolkit``: remove the magics again."""
-    from .magics import unload_ipython_extension as unload
+    from .jupyter import unload_ipython_extension as unload
 
     unload(ipython)
 

@@ -179,7 +179,7 @@ class Calibration:
     CANDIDATES_LABEL = "candidates, held-out accuracy (k-fold cross-validation)"
 
     def _shown(self, table: pd.DataFrame) -> pd.DataFrame:
-        from .display import format_cost  # small costs with significant digits; NaN: unknown
+        from .formatting import format_cost  # small costs with significant digits; NaN: unknown
 
         shown = table.round(4)
         shown["cost_per_row"] = [format_cost(c) for c in table["cost_per_row"]]

@@ -21,29 +21,6 @@ from typing import Any
 from .errors import MissingAPIKeyError, NbtoolkitError
 
 
-class TerminalProgress:
-    """One line on stderr, rewritten in place: done/total per model and the money spent."""
-
-    def __init__(self, stream: Any = None) -> None:
-        self.stream = stream or sys.stderr
-        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.last = -1
-
-    def __call__(self, state: Any) -> None:
-        done = state.completed
-        if not self.live and not state.finished:
-            return
-        if done == self.last and not state.finished:
-            return
-        self.last = done
-        from .progress import status_line
-
-        line = "  " + status_line(state)
-        end = "\n" if state.finished else ""
-        self.stream.write("\r" + line + end)
-        self.stream.flush()
-
-
 def _agreement(s: dict[str, Any], rows: int) -> str:
     """The summary's agreement counts as the displays word them (a record written before
     the counts were split has only ``disagreements``)."""
@@ -98,7 +75,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def summary_lines(s: dict[str, Any], elapsed: float) -> list[str]:
     """Five lines: what was asked, the outcome, confidence, cost, time."""
-    from .display import format_cost
+    from .formatting import format_cost
 
     rows, models = s.get("rows", 0), s.get("models", [])
     simulated = len(s.get("simulated", []))

@@ -30,7 +30,7 @@ import pandas as pd
 from .budget import DEFAULT_MAX_TOKENS, prices
 from .budget import prompt_tokens as _count
 from .cache import Cache, cache_dir
-from .display import format_cost
+from .formatting import format_cost
 from .spec import Model, as_models
 from .templating import Template
 

@@ -80,7 +80,7 @@ class PipelineResult:
     def __repr__(self) -> str:
         lines = [f"PipelineResult: {len(self.steps)} steps"]
         for name, r in self.steps.items():
-            lines.append(f"  {name}: {r._summary_line()}")
+            lines.append(f"  {name}: {r.summary_line()}")
         lines.append("-> .final, ['step name'] for a step's RunResult, .totals()")
         return "\n".join(lines)
 

@@ -1,4 +1,4 @@
-"""Live progress of a run: bars per model in Jupyter, a text line elsewhere.
+"""Live progress of a run: a text line, or bars per model in Jupyter (``nbtoolkit.jupyter.progress``).
 
 The core calls a progress callback with a ``runner.Progress`` after every finished call, from
 the worker thread that runs the event loop, and ``on_start(runner)`` once the calls are
@@ -11,7 +11,7 @@ Which reporter a run gets (``resolve_mode``):
   stop is interrupting the kernel (the finished rows are kept): a button could not work
   there, as the kernel reads a click only once the cell has finished. The app
   (``nbtoolkit.ui()``) runs off the main thread, so its Cancel button works.
-- ``text``: ``cli.TerminalProgress``, a line rewritten in place on a terminal, or one final
+- ``text``: ``TerminalProgress``, a line rewritten in place on a terminal, or one final
   line when the output is not a terminal. Headless runs (papermill, nbconvert, nbclient: they
   execute with ``allow_stdin=False``) get this: widget output does not survive them.
 - ``none``: nothing.
@@ -21,13 +21,23 @@ Which reporter a run gets (``resolve_mode``):
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
-import threading
-import time
 from typing import Any
 
-__all__ = ["MODES", "NullProgress", "TextProgress", "WidgetProgress", "resolve_mode", "start"]
+from . import views
+from .formatting import format_cost
+
+__all__ = [
+    "MODES",
+    "NullProgress",
+    "TerminalProgress",
+    "TextProgress",
+    "resolve_mode",
+    "start",
+    "status_line",
+]
 
 MODES = ("auto", "widget", "text", "none")
 
@@ -51,9 +61,7 @@ def resolve_mode(mode: str = "auto", shell: Any = None) -> str:
     # allow input(). Widgets would be lost in a headless run's saved notebook anyway.
     if not getattr(kernel, "_allow_stdin", False):
         return "text"
-    try:
-        import ipywidgets  # noqa: F401
-    except ImportError:  # pragma: no cover - a dependency
+    if importlib.util.find_spec("ipywidgets") is None:  # pragma: no cover - a dependency
         return "text"
     return "widget"
 
@@ -75,112 +83,34 @@ class NullProgress:
 
 
 class TextProgress(NullProgress):
-    """``cli.TerminalProgress``: in place on a terminal, one final line otherwise."""
+    """``TerminalProgress``: in place on a terminal, one final line otherwise."""
 
     def __init__(self, stream: Any = None) -> None:
-        from .cli import TerminalProgress
-
         self.terminal = TerminalProgress(stream)
 
     def __call__(self, state: Any) -> None:
         self.terminal(state)
 
 
-class WidgetProgress:
-    """One progress bar per model and the cost spent so far; ``cancel()`` stops the run.
+class TerminalProgress:
+    """One line on stderr, rewritten in place: done/total per model and the money spent."""
 
-    Updates come from the run's worker thread and are throttled to ``MAX_UPDATES_PER_S``;
-    the last one (``state.finished``) always goes through. The widget has no button of its
-    own: in a cell, a click would reach the kernel only after the run (see the module's
-    docstring); the app wires its own Cancel button to ``cancel()``.
-    """
-
-    def __init__(self, *, hint: str = "") -> None:
-        import ipywidgets as w
-
-        self._w = w
-        self.runner: Any = None
-        self.cancel_requested = False
-        self.closed = False
-        self._last = 0.0
-        self._lock = threading.Lock()
-        self._rows: dict[str, tuple[Any, Any]] = {}
-        self.bars = w.VBox()
-        self.cost = w.Label("starting…")
-        footer: list[Any] = [self.cost]
-        if hint:
-            footer.append(w.HTML(f"<small>{hint}</small>"))
-        self.widget = w.VBox([self.bars, w.HBox(footer)])
-        self.widget.add_class("nbtoolkit-progress")
-        self._handle: Any = None
-
-    # -- the core's hooks
-    def attach(self, runner: Any) -> None:
-        """``on_start``: keep the runner, so Cancel can stop it."""
-        self.runner = runner
-        if self.cancel_requested:
-            runner.cancel()
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.last = -1
 
     def __call__(self, state: Any) -> None:
-        now = time.monotonic()
-        if not state.finished and now - self._last < 1.0 / MAX_UPDATES_PER_S:
+        done = state.completed
+        if not self.live and not state.finished:
             return
-        self._last = now
-        if self.cancel_requested and self.runner is not None and not state.finished:
-            self.runner.cancel()  # a click that came before the runner was listening
-        with self._lock:
-            self._update(state)
-
-    # -- actions
-    def cancel(self) -> None:
-        """Stop the run (from any thread); the finished rows are kept."""
-        if self.closed:
+        if done == self.last and not state.finished:
             return
-        self.cancel_requested = True
-        self.cost.value = "cancelling…"
-        if self.runner is not None:
-            self.runner.cancel()
-
-    def show(self) -> None:
-        """Display the bars in the current cell's output."""
-        from IPython.display import display
-
-        self._handle = display(self.widget, display_id=True)
-
-    def close(self) -> None:
-        """Remove the widget from the output: the result shown next says it all."""
-        self.closed = True
-        if self._handle is not None:
-            self.widget.close()
-            self._handle.update({"text/plain": ""}, raw=True)
-            self._handle = None
-
-    # -- drawing
-    def _update(self, state: Any) -> None:
-        w = self._w
-        for label, total in state.total.items():
-            if label not in self._rows:
-                bar = w.IntProgress(min=0, max=max(total, 1), layout=w.Layout(width="16em"))
-                text = w.Label()
-                name = w.Label(label, layout=w.Layout(width="16em"))
-                self._rows[label] = (bar, text)
-                self.bars.children = (*self.bars.children, w.HBox([name, bar, text]))
-            bar, text = self._rows[label]
-            done, failed = state.done.get(label, 0), state.failed.get(label, 0)
-            if state.finished:  # a full bar: the calls not made (skipped, cancelled) are no gap
-                total -= state.skipped.get(label, 0) + state.cancelled.get(label, 0)
-            bar.max = max(total, 1)
-            bar.value = min(done + failed, bar.max)
-            if failed and not done:
-                bar.bar_style = "danger"
-            elif failed:
-                bar.bar_style = "warning"
-            elif state.finished:
-                bar.bar_style = "success"
-            text.value = bar_text(state, label)
-        self.cost.value = status_line(
-            state, cancelled=self.cancel_requested or getattr(self.runner, "cancelled", False)
-        )
+        self.last = done
+        line = "  " + status_line(state)
+        end = "\n" if state.finished else ""
+        self.stream.write("\r" + line + end)
+        self.stream.flush()
 
 
 def bar_text(state: Any, label: str) -> str:
@@ -203,8 +133,6 @@ def bar_text(state: Any, label: str) -> str:
 
 def money_spent(state: Any) -> str:
     """The money spent so far: ``$0.0031``, ``at least $0.0031`` or ``unknown``."""
-    from .display import format_cost  # pandas is loaded by now: a run is going
-
     unpriced = state.unpriced
     if not unpriced:
         return format_cost(state.cost_usd)
@@ -239,7 +167,8 @@ def start(mode: str, shell: Any = None) -> Any:
     """A reporter for ``mode`` (see ``resolve_mode``), already shown in the cell if it is a widget."""
     mode = resolve_mode(mode, shell)
     if mode == "widget":
-        reporter = WidgetProgress(hint=_STOP_HINT)
+        # The bars are glue (nbtoolkit.jupyter.progress), handed over through views.
+        reporter = views.get("progress.widget")(hint=_STOP_HINT)
         reporter.show()
         return reporter
     if mode == "text":

@@ -16,8 +16,8 @@ from typing import Any
 import pandas as pd
 
 from . import providers
-from .display import format_cost, sim_time_note
 from .errors import clip, redact
+from .formatting import format_cost, sim_time_note
 from .results import (
     CONSENSUS_COLUMNS,
     EXTRA_CONSENSUS_COLUMNS,

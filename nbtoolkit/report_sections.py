@@ -34,15 +34,14 @@ from . import report_analysis as an
 from . import report_failures as failures
 from . import report_figures as fig
 from . import report_svg as svg
-from .display import (
-    agreement_matrix,
+from .errors import ConfigError, clip
+from .formatting import (
     format_cost,
     format_tokens,
     sim_time_note,
     unpriced_calls,
 )
-from .errors import ConfigError, clip
-from .results import RunResult, agreement_counts, agreement_sentence
+from .results import RunResult, agreement_counts, agreement_matrix, agreement_sentence
 from .spec import Model
 
 if TYPE_CHECKING:

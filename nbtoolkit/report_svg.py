@@ -156,7 +156,7 @@ def flow(columns: Sequence[Sequence[Box]], edges: Sequence[Edge], *, title: str)
 
 
 def _colour(value: float) -> str:
-    from .display import colour
+    from .formatting import colour
 
     return colour(value)
 

@@ -13,7 +13,10 @@ from typing import Any
 
 import pandas as pd
 
+from . import views
+from .formatting import format_cost
 from .runner import is_cancelled, is_skipped
+from .strategies.base import answer_key
 
 OUTPUT_COLUMNS = [
     "row",
@@ -160,7 +163,7 @@ class RunResult:
         ``unknown_cost_calls`` counts the calls made whose cost is unknown (no price, or no
         ``usage`` in the reply); ``unknown_token_calls`` those whose token counts are:
         ``prompt_tokens`` and ``completion_tokens`` are then the sums of the known counts, a
-        lower bound (``display.format_tokens`` writes them so).
+        lower bound (``formatting.format_tokens`` writes them so).
         """
         out = self.outputs
         if not self.strategy_calls.empty:
@@ -227,9 +230,8 @@ class RunResult:
             table[column] = tokens
         return table
 
-    def _summary_line(self) -> str:
-        from .display import format_cost  # the one way a cost is written (NaN: unknown)
-
+    def summary_line(self) -> str:
+        """One line: rows x models, strategy, calls (failed, invalid, cached...), cost, time."""
         t = self.totals()
         cost = format_cost(t["cost_usd"])
         parts = [
@@ -248,16 +250,55 @@ class RunResult:
 
     def agreement_matrix(self) -> pd.DataFrame:
         """Models x models: the share of rows where both gave the same valid answer."""
-        from .display import agreement_matrix
-
         return agreement_matrix(self)
 
-    def __repr__(self) -> str:
-        from .display import text_repr
+    @property
+    def plot(self) -> Any:
+        """The run's charts as matplotlib figures: ``res.plot.agreement()``, ... (see
+        ``nbtoolkit.report.figures.Plots``). matplotlib is imported when a chart is drawn."""
+        return views.get("plot")(self)
 
-        return text_repr(self)
+    # The tables live in the glue (nbtoolkit.jupyter.display); views hands them over, so
+    # this module and that one never import each other.
+    def __repr__(self) -> str:
+        return str(views.get("text")(self))
 
     def _repr_html_(self) -> str:
-        from .display import html_repr
+        return str(views.get("html")(self))
 
-        return html_repr(self)
+
+def _model_answers(result: RunResult) -> dict[str, dict[int, str]]:
+    """Per model, per input row: the model's answer (its most frequent valid one over samples)."""
+    out: dict[str, dict[int, str]] = {m: {} for m in result.models}
+    valid = result.outputs[result.outputs["valid"].astype(bool)]
+    for (model, row), group in valid.groupby(["model", "row"], sort=False):
+        counts: dict[str, int] = {}
+        for answer in group.sort_values("sample")["answer"]:
+            key = answer_key(answer)
+            counts[key] = counts.get(key, 0) + 1
+        best = max(counts.values())
+        out.setdefault(str(model), {})[int(row)] = next(k for k, n in counts.items() if n == best)
+    return out
+
+
+def agreement_matrix(result: RunResult) -> pd.DataFrame:
+    """How often each pair of models gave the same answer to the same input row.
+
+    A square DataFrame (models x models) of shares in [0, 1], over the rows where both models
+    gave a valid answer; NaN where they have no such row in common. With several samples a
+    model's answer to a row is its most frequent one.
+
+    >>> agreement_matrix(res).round(2)                                  # doctest: +SKIP
+    """
+    answers = _model_answers(result)
+    models = list(result.models)
+    table = pd.DataFrame(math.nan, index=models, columns=models, dtype="float64")
+    for a in models:
+        for b in models:
+            shared = answers[a].keys() & answers[b].keys()
+            if shared:
+                same = sum(answers[a][r] == answers[b][r] for r in shared)
+                table.loc[a, b] = same / len(shared)
+    table.index.name = "model"
+    table.columns.name = "model"
+    return table

@@ -504,7 +504,7 @@ def test_math_helper_does_not_rerun_an_unguarded_script(tmp_path, math_extract) 
 
 
 def test_unknown_tokens_are_unknown_in_per_model_and_the_totals_say_at_least(monkeypatch) -> None:
-    from nbtoolkit.display import _per_model, _totals
+    from nbtoolkit.jupyter.display import _per_model, _totals
 
     monkeypatch.setenv("LOCAL_KEY", "sk-local")
     with FakeOpenAIServer(reply="The answer is 12", send_usage=False) as server:

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 
 import nbtoolkit as nbt
-from nbtoolkit.display import agreement_matrix, colour, format_cost, html_repr, text_repr
+from nbtoolkit.formatting import colour, format_cost
+from nbtoolkit.jupyter.display import html_repr, text_repr
 from nbtoolkit.providers import sim
-from nbtoolkit.results import OUTPUT_COLUMNS, RunResult
+from nbtoolkit.results import OUTPUT_COLUMNS, RunResult, agreement_matrix
 
 SCRIPT = "<script>alert('x')</script>"
 
@@ -255,7 +256,7 @@ def test_display_is_core_it_never_imports_jupyter() -> None:
 
     code = (
         "import sys\n"
-        "from nbtoolkit import display\n"
+        "from nbtoolkit.jupyter import display\n"
         "from nbtoolkit.results import RunResult\n"
         "print(sorted(m for m in ('IPython', 'ipywidgets', 'litellm') if m in sys.modules))"
     )

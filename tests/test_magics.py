@@ -342,7 +342,7 @@ def test_line_magic_help_and_mistakes(
 
 
 def test_line_magic_ui_builds_the_app(ip: InteractiveShell) -> None:
-    from nbtoolkit.widgets import App
+    from nbtoolkit.jupyter.widgets import App
 
     app = ip.run_line_magic("orchestrate", "ui")
     assert isinstance(app, App)

@@ -71,7 +71,7 @@ def test_rows_with_fewer_than_two_valid_answers_neither_agree_nor_disagree(monke
     from nbtoolkit import report_analysis as an
     from nbtoolkit import report_sections as rs
     from nbtoolkit.cli import summary_lines
-    from nbtoolkit.display import html_repr, text_repr
+    from nbtoolkit.jupyter.display import html_repr, text_repr
     from nbtoolkit.testing import FakeOpenAIServer
 
     # No valid answer anywhere: prompts outside the simulated bank.

@@ -16,9 +16,9 @@ from nbtoolkit import report_failures as failures
 from nbtoolkit import report_sections as rs
 from nbtoolkit.calibration import calibrate
 from nbtoolkit.cli import summary_lines
-from nbtoolkit.display import html_repr, text_repr
 from nbtoolkit.extract import canonical_number
 from nbtoolkit.extract.jsonread import ends_inside_json
+from nbtoolkit.jupyter.display import html_repr, text_repr
 from nbtoolkit.progress import status_line
 from nbtoolkit.providers import sim
 
@@ -342,7 +342,7 @@ def test_an_unknown_cost_is_never_shown_as_zero() -> None:
     assert "at least $0.002 " in status_line(state)
     import io
 
-    from nbtoolkit.cli import TerminalProgress
+    from nbtoolkit.progress import TerminalProgress
 
     out = io.StringIO()
     TerminalProgress(out)(

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
+from nbtoolkit.jupyter.widgets import App, ui
 from nbtoolkit.runner import Progress
-from nbtoolkit.widgets import App, ui
 
 from .conftest import loaded_shell
 
@@ -170,7 +170,7 @@ class FakeRunner:
 
 
 def test_progress_bars_per_model_cost_and_throttle() -> None:
-    from nbtoolkit.progress import WidgetProgress
+    from nbtoolkit.jupyter.progress import WidgetProgress
 
     reporter = WidgetProgress()
     reporter(progress(1))
@@ -186,7 +186,7 @@ def test_progress_bars_per_model_cost_and_throttle() -> None:
 
 
 def test_progress_cancel_before_and_after_start() -> None:
-    from nbtoolkit.progress import WidgetProgress
+    from nbtoolkit.jupyter.progress import WidgetProgress
 
     reporter = WidgetProgress()
     reporter.cancel()  # before the runner exists: passed on when it does
@@ -245,7 +245,7 @@ def test_after_an_error_no_stale_progress_or_result_is_shown(app: App) -> None:
 
 
 def test_progress_bars_after_a_cancel_say_cancelled_not_failed() -> None:
-    from nbtoolkit.progress import WidgetProgress
+    from nbtoolkit.jupyter.progress import WidgetProgress
 
     reporter = WidgetProgress()
     state = Progress(
@@ -266,7 +266,7 @@ def test_progress_bars_after_a_cancel_say_cancelled_not_failed() -> None:
 
 
 def test_progress_of_a_cascade_names_its_skipped_calls() -> None:
-    from nbtoolkit.progress import WidgetProgress
+    from nbtoolkit.jupyter.progress import WidgetProgress
 
     reporter = WidgetProgress()
     reporter(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .errors import ConfigError, MissingAPIKeyError, ModelError, StrategyError
+from ..errors import ConfigError, MissingAPIKeyError, ModelError, StrategyError
 
 _UNKNOWN_MODEL = re.compile(r"^unknown model '([^']+)': litellm cannot tell")
 
@@ -20,8 +20,8 @@ def _unknown_model(message: str, aliases: dict[str, str]) -> str:
     found = _UNKNOWN_MODEL.match(message)
     if found is None:
         return message
-    from .providers import sim
-    from .suggest import closest
+    from ..providers import sim
+    from ..suggest import closest
 
     name = found.group(1)
     forms = {**{a: a for a in aliases}, **{p: f"sim/{p}" for p in sim.PROFILES}}
@@ -63,7 +63,7 @@ def flag_hint(message: str, parser: Any) -> str:
     """argparse's "unrecognized arguments: --extrct number", with "did you mean --extract?"."""
     if "unrecognized arguments:" not in message:
         return message
-    from .suggest import closest
+    from ..suggest import closest
 
     flags = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
     words = message.split("unrecognized arguments:", 1)[1].split()

@@ -21,10 +21,11 @@ from typing import Any
 import ipywidgets as w
 from IPython.core.error import UsageError
 
-from . import magics
+from ..errors import ConfigError, RunFailedError
+from . import cells
 from .cell_messages import for_a_cell
-from .errors import ConfigError, RunFailedError
 from .progress import WidgetProgress
+from .settings import DEFAULT_OUT, settings_for
 
 __all__ = ["App", "ui"]
 
@@ -42,15 +43,6 @@ def _dataframe_names(namespace: dict[str, Any]) -> list[str]:
     )
 
 
-def _settings(shell: Any) -> magics.Orchestrate:
-    if shell is not None:
-        found = magics._settings(shell)
-        if found is not None:
-            return found
-        return magics.Orchestrate(parent=shell)
-    return magics.Orchestrate()
-
-
 class App:
     """The widget app; display it, or drive it from code (``app.run(wait=True)``)."""
 
@@ -63,7 +55,7 @@ class App:
         if namespace is None:
             namespace = shell.user_ns if shell is not None else {}
         self.namespace: dict[str, Any] = namespace
-        self.settings = _settings(shell)
+        self.settings = settings_for(shell)
         self.result: Any = None
         self.reporter: WidgetProgress | None = None
         self._thread: threading.Thread | None = None
@@ -73,7 +65,7 @@ class App:
 
     # ------------------------------------------------------------------ building
     def _build(self) -> None:
-        from . import strategies
+        from .. import strategies
 
         aliases = sorted(self.settings.aliases)
         defaults = list(self.settings.default_models)
@@ -110,7 +102,7 @@ class App:
         self.refresh_button = w.Button(
             icon="refresh", tooltip="list the DataFrames again", layout=w.Layout(width="3em")
         )
-        self.out = w.Text(value=magics.DEFAULT_OUT, description="save as")
+        self.out = w.Text(value=DEFAULT_OUT, description="save as")
         self.prompt = w.Textarea(
             placeholder="{question}\nAnswer with a number.",
             description="prompt",
@@ -194,7 +186,7 @@ class App:
     def cell_text(self) -> str:
         """The ``%%orchestrate`` cell equivalent to the app's fields."""
         judge = self.judge.value.strip() if self.strategy.value == "judge" else ""
-        return magics.format_cell(
+        return cells.format_cell(
             self.prompt.value,
             self.model_list(),
             strategy=self.strategy.value,
@@ -232,7 +224,7 @@ class App:
         text = self.cell_text()
         header, _, body = text.partition("\n")
         try:
-            run = magics.prepare(
+            run = cells.prepare(
                 header.removeprefix("%%orchestrate"), body, self.namespace, self.settings
             )
         except UsageError as exc:
@@ -263,8 +255,8 @@ class App:
             self._thread.join(timeout)
         return self.result
 
-    def _work(self, run: magics.CellRun, reporter: WidgetProgress) -> None:
-        from .api import orchestrate
+    def _work(self, run: cells.CellRun, reporter: WidgetProgress) -> None:
+        from ..api import orchestrate
 
         result: Any = None
         try:

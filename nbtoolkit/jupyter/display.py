@@ -7,12 +7,12 @@ The HTML shows, at a glance, where the models disagree:
   marked, and every model's answer to the row behind a ``<details>``;
 - the totals (calls, failures, tokens, cost, latency) and a per-model table;
 - a model-by-model heatmap of how often two models gave the same answer to the same row
-  (``agreement_matrix``);
+  (``RunResult.agreement_matrix``);
 - warnings, cancellation and simulated models, stated in words.
 
 Everything is escaped, styles are inline (they survive untrusted notebooks and nbconvert),
-and nothing loads from the network: no scripts, no CDN. This module is part of the core: it
-never imports IPython or ipywidgets.
+and nothing loads from the network: no scripts, no CDN. ``RunResult`` shows itself through
+these functions by way of ``nbtoolkit.views`` (the core never imports this module).
 """
 
 from __future__ import annotations
@@ -24,184 +24,42 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from . import results as _results
-from .errors import clip
-from .runner import is_cancelled, is_skipped
-from .strategies.base import answer_key
+from .. import results as _results
+from ..errors import clip
+from ..formatting import (
+    MUTED,
+    colour,
+    format_cost,
+    format_tokens,
+    is_missing,
+    latency_label,
+    seconds,
+    share,
+    sim_time_note,
+    text,
+    unpriced_calls,
+)
+from ..runner import is_cancelled, is_skipped
+from ..strategies.base import answer_key
 
 if TYPE_CHECKING:
-    from .results import RunResult
+    from ..results import RunResult
 
-__all__ = ["agreement_matrix", "colour", "format_cost", "html_repr", "text_repr"]
+__all__ = ["html_repr", "text_repr"]
 
 #: Rows of the consensus table shown in the HTML; ``res.consensus`` always has them all.
 MAX_ROWS = 100
 _CELL_CHARS = 80  # input values are cut to this in the table (the full text is the title)
 _OUTPUT_CHARS = 300  # each reply is cut to this behind the row's <details>
 
-_RED = (252, 165, 165)
-_YELLOW = (253, 230, 138)
-_GREEN = (134, 239, 172)
 _INK = "#111827"  # dark text on the coloured cells, readable in light and dark themes
-_MUTED = "#e5e7eb"
 # Jupyter right-aligns every table cell; text reads better on the left. Inline, because a
 # <style> block is dropped where outputs are sanitised (e.g. inside an Output widget).
 _L = " style='text-align:left'"
 
 
-# ------------------------------------------------------------------------- numbers
-
-
-def colour(value: float) -> str:
-    """A hex colour for a share in [0, 1]: red at 0, yellow at 0.5, green at 1; grey for NaN."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return _MUTED
-    v = min(1.0, max(0.0, float(value)))
-    low, high, t = (_RED, _YELLOW, v * 2) if v < 0.5 else (_YELLOW, _GREEN, v * 2 - 1)
-    rgb = (round(a + (b - a) * t) for a, b in zip(low, high, strict=True))
-    return "#" + "".join(f"{c:02x}" for c in rgb)
-
-
-def format_cost(value: Any) -> str:
-    """``$0.0031``; a cost that is not known (NaN) is ``unknown``, never ``$0``."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return "unknown"
-    if math.isnan(x):
-        return "unknown"
-    if x == 0:
-        return "$0"
-    if abs(x) >= 1:
-        return f"${x:,.2f}"
-    if abs(x) >= 0.01:
-        return f"${x:.4f}"
-    small = f"{x:.6f}".rstrip("0")
-    return f"${small}" if small not in ("0.", "-0.") else f"${x:.1e}"
-
-
-def format_tokens(prompt: Any, completion: Any, unknown_calls: int = 0) -> str:
-    """``90 (6 in, 84 out)``; ``at least 90 (...), unknown for 3 call(s)`` when some calls'
-    counts are unknown; ``unknown`` when none is known. Never a 0 that stands for unknown."""
-    try:
-        p, c = int(prompt), int(completion)
-    except (TypeError, ValueError):
-        return "unknown" + (f" ({unknown_calls} call(s) without counts)" if unknown_calls else "")
-    total = f"{p + c:,} ({p:,} in, {c:,} out)"
-    if not unknown_calls:
-        return total
-    if p + c == 0:
-        return f"unknown ({unknown_calls} call(s) without counts)"
-    return f"at least {total}; unknown for {unknown_calls} call(s)"
-
-
-def _seconds(value: Any) -> str:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return "—"
-    return "—" if math.isnan(x) else f"{x:.2f} s"
-
-
-def sim_time_note(result: RunResult) -> str:
-    """Words for beside a wall-clock time when simulated models slept a scaled latency.
-
-    A simulated call records its simulated latency (``latency_s``) but waits only
-    ``NBTOOLKIT_SIM_TIME_SCALE`` times it, so the wall-clock time is not their sum.
-    """
-    if not result.simulated:
-        return ""
-    scale = result.meta.get("sim_time_scale")
-    if scale is None:
-        from .providers import sim
-
-        scale = sim.time_scale()
-    return (
-        f"simulated models slept {float(scale):g}x their simulated latency, "
-        f"NBTOOLKIT_SIM_TIME_SCALE={float(scale):g}"
-    )
-
-
-def latency_label(result: RunResult) -> str:
-    """``latency`` or ``simulated latency`` (all models simulated) or a mixed note."""
-    if not result.simulated:
-        return "latency"
-    if set(result.simulated) >= set(result.models):
-        return "simulated latency"
-    return "latency (simulated for " + ", ".join(result.simulated) + ")"
-
-
-def unpriced_calls(result: RunResult) -> int:
-    """Answered calls whose cost is not known (NaN): a total over them is a lower bound."""
-    return int(result.totals()["unknown_cost_calls"])
-
-
-def _share(value: Any) -> str:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return "—"
-    return "—" if math.isnan(x) else f"{x:.0%}"
-
-
-def _is_missing(value: Any) -> bool:
-    if value is None:
-        return True
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):  # a list or an array: present
-        return False
-
-
-def _text(value: Any, limit: int | None = None) -> str:
-    if _is_missing(value):
-        return ""
-    text = value if isinstance(value, str) else str(value)
-    return clip(text, limit, "…") if limit is not None else text
-
-
 def _e(value: Any, limit: int | None = None) -> str:
-    return html.escape(_text(value, limit), quote=True)
-
-
-# ---------------------------------------------------------------- agreement matrix
-
-
-def _model_answers(result: RunResult) -> dict[str, dict[int, str]]:
-    """Per model, per input row: the model's answer (its most frequent valid one over samples)."""
-    out: dict[str, dict[int, str]] = {m: {} for m in result.models}
-    valid = result.outputs[result.outputs["valid"].astype(bool)]
-    for (model, row), group in valid.groupby(["model", "row"], sort=False):
-        counts: dict[str, int] = {}
-        for answer in group.sort_values("sample")["answer"]:
-            key = answer_key(answer)
-            counts[key] = counts.get(key, 0) + 1
-        best = max(counts.values())
-        out.setdefault(str(model), {})[int(row)] = next(k for k, n in counts.items() if n == best)
-    return out
-
-
-def agreement_matrix(result: RunResult) -> pd.DataFrame:
-    """How often each pair of models gave the same answer to the same input row.
-
-    A square DataFrame (models x models) of shares in [0, 1], over the rows where both models
-    gave a valid answer; NaN where they have no such row in common. With several samples a
-    model's answer to a row is its most frequent one.
-
-    >>> agreement_matrix(res).round(2)                                  # doctest: +SKIP
-    """
-    answers = _model_answers(result)
-    models = list(result.models)
-    table = pd.DataFrame(math.nan, index=models, columns=models, dtype="float64")
-    for a in models:
-        for b in models:
-            shared = answers[a].keys() & answers[b].keys()
-            if shared:
-                same = sum(answers[a][r] == answers[b][r] for r in shared)
-                table.loc[a, b] = same / len(shared)
-    table.index.name = "model"
-    table.columns.name = "model"
-    return table
+    return html.escape(text(value, limit), quote=True)
 
 
 # ---------------------------------------------------------------------------- HTML
@@ -256,7 +114,7 @@ def _row_details(
     result: RunResult, row: int, consensus_answer: Any, rows: pd.DataFrame, simulated: set[str]
 ) -> str:
     """The ``<details>`` of one input row: every model's answer, error and reply."""
-    target = None if _is_missing(consensus_answer) else answer_key(consensus_answer)
+    target = None if is_missing(consensus_answer) else answer_key(consensus_answer)
     keys: dict[str, int] = {}
     shown: dict[str, str] = {}
     body = []
@@ -265,14 +123,14 @@ def _row_details(
         key = answer_key(rec.answer) if valid else None
         if key is not None:
             keys[key] = keys.get(key, 0) + 1
-            shown.setdefault(key, _text(rec.answer, 24))
+            shown.setdefault(key, text(rec.answer, 24))
         if not valid:
             shade = "background-color:#f3f4f6;color:#6b7280"  # failed, unreadable or skipped
         elif target is not None and key != target:
             shade = f"background-color:{colour(0.0)};color:{_INK}"
         else:
             shade = ""
-        note = _e(rec.error, 200) if not _is_missing(rec.error) else ""
+        note = _e(rec.error, 200) if not is_missing(rec.error) else ""
         sample = f" #{int(rec.sample)}" if result.outputs["sample"].max() > 0 else ""
         body.append(
             "<tr>"
@@ -281,7 +139,7 @@ def _row_details(
             f"<td{_L}>{note}</td>"
             f"<td style='text-align:left;white-space:pre-wrap;max-width:40em'>"
             f"{_e(rec.output, _OUTPUT_CHARS)}</td>"
-            f"<td class='num'>{_seconds(rec.latency_s)}</td>"
+            f"<td class='num'>{seconds(rec.latency_s)}</td>"
             f"<td class='num'>{format_cost(rec.cost_usd)}</td>"
             "</tr>"
         )
@@ -333,19 +191,19 @@ def _consensus_table(result: RunResult, max_rows: int) -> str:
         style = "border-left:4px solid #f97316" if disagree else "border-left:4px solid transparent"
         cells = [f"<td style='{style}'>{row}</td>"]
         for col in inputs:
-            full = _text(rec[col])
+            full = text(rec[col])
             cells.append(
                 f"<td style='text-align:left;max-width:28em' title='{html.escape(clip(full, 1000), quote=True)}'>"
                 f"{_e(full, _CELL_CHARS)}</td>"
             )
         answer = rec["answer"]
-        shown = _e(answer, 200) if n_valid and not _is_missing(answer) else "—"
+        shown = _e(answer, 200) if n_valid and not is_missing(answer) else "—"
         cells.append(f"<td style='text-align:left;font-weight:600'>{shown}</td>")
         confidence = float(rec["confidence"])
         flag = rec.get("low_confidence")
-        low = " (low)" if not _is_missing(flag) and bool(flag) else ""
+        low = " (low)" if not is_missing(flag) and bool(flag) else ""
         cells.append(_coloured(confidence, f"{confidence:.2f}{low}", "confidence"))
-        cells.append(_coloured(agreement, _share(agreement), "share of valid answers agreeing"))
+        cells.append(_coloured(agreement, share(agreement), "share of valid answers agreeing"))
         cells.append(f"<td class='num'>{n_valid}</td>")
         cells.append(f"<td class='num'>{format_cost(rec['cost_usd'])}</td>")
         details = _row_details(result, row, answer, by_row.get(row, empty), simulated)
@@ -392,10 +250,10 @@ def _totals(result: RunResult) -> str:
         ),
         ("cost", cost),
         ("spent now", _spent(result, t["spent_usd"])),
-        (latency_label(result), f"median {_seconds(median)} per call"),
+        (latency_label(result), f"median {seconds(median)} per call"),
         (
             "wall-clock",
-            _seconds(t["wall_s"]) + (f" ({note})" if (note := sim_time_note(result)) else ""),
+            seconds(t["wall_s"]) + (f" ({note})" if (note := sim_time_note(result)) else ""),
         ),
     ]
     cells = "".join(
@@ -426,10 +284,10 @@ def _per_model(result: RunResult) -> str:
         rows.append(
             "<tr>"
             f"<td{_L}>{_model_name(str(model), simulated)}</td>"
-            f"<td class='num'>{_text(rec['calls'])}</td>"
-            f"<td class='num'>{_share(rec['valid'])}</td>"
-            f"<td class='num'>{_text(rec['failed'])}</td>"
-            f"<td class='num'>{_seconds(rec['latency_s'])}</td>"
+            f"<td class='num'>{text(rec['calls'])}</td>"
+            f"<td class='num'>{share(rec['valid'])}</td>"
+            f"<td class='num'>{text(rec['failed'])}</td>"
+            f"<td class='num'>{seconds(rec['latency_s'])}</td>"
             f"<td class='num'>{_e(tokens)}</td>"
             f"<td class='num'>{format_cost(rec['cost_usd'])}</td>"
             "</tr>"
@@ -442,7 +300,7 @@ def _per_model(result: RunResult) -> str:
 
 
 def _heatmap(result: RunResult) -> str:
-    matrix = agreement_matrix(result)
+    matrix = result.agreement_matrix()
     models = list(matrix.index)
     simulated = set(result.simulated)
     header = "<th></th>" + "".join(f"<th>{html.escape(m)}</th>" for m in models)
@@ -452,15 +310,15 @@ def _heatmap(result: RunResult) -> str:
         for b in models:
             value = float(matrix.loc[a, b])
             if a == b:
-                cells.append(f"<td style='background-color:{_MUTED};color:{_INK}'>—</td>")
+                cells.append(f"<td style='background-color:{MUTED};color:{_INK}'>—</td>")
             elif math.isnan(value):
                 cells.append(
-                    f"<td style='background-color:{_MUTED};color:{_INK}' title='{html.escape(a)} "
+                    f"<td style='background-color:{MUTED};color:{_INK}' title='{html.escape(a)} "
                     f"and {html.escape(b)} never both gave a valid answer to one row'>n/a</td>"
                 )
             else:
                 cells.append(
-                    _coloured(value, _share(value), f"{a} and {b} agree on {_share(value)} of rows")
+                    _coloured(value, share(value), f"{a} and {b} agree on {share(value)} of rows")
                 )
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return (
@@ -508,7 +366,7 @@ def html_repr(result: RunResult, *, max_rows: int = MAX_ROWS) -> str:
         " (disagreements marked in orange)" if counts["disagree"] else ""
     )
     sections = [
-        f"<p style='margin:0.2em 0'><strong>{html.escape(result._summary_line())}</strong></p>",
+        f"<p style='margin:0.2em 0'><strong>{html.escape(result.summary_line())}</strong></p>",
         _notes(result),
         prompt,
         f"<p style='margin:0.2em 0'>{html.escape(verdict)}</p>",
@@ -531,7 +389,7 @@ def html_repr(result: RunResult, *, max_rows: int = MAX_ROWS) -> str:
 
 def text_repr(result: RunResult, *, max_rows: int = 20) -> str:
     """The plain-text repr: summary, warnings, the consensus table and the agreement matrix."""
-    lines = [result._summary_line()]
+    lines = [result.summary_line()]
     if result.cancelled:
         lines.append("CANCELLED: the calls not finished are rows whose error says 'Cancelled'")
     if result.simulated:
@@ -555,6 +413,6 @@ def text_repr(result: RunResult, *, max_rows: int = 20) -> str:
         lines.append(f"... {n_rows} rows in all")
     if len(result.models) > 1:
         lines.append("agreement between models (share of rows with the same answer):")
-        lines.append(agreement_matrix(result).round(2).to_string(na_rep="n/a"))
+        lines.append(result.agreement_matrix().round(2).to_string(na_rep="n/a"))
     lines.append("-> .outputs for every model's reply, .consensus for every row")
     return "\n".join(lines)

@@ -1,0 +1,316 @@
+"""A ``%%orchestrate`` cell read and checked: its options, its prompt, the run it asks for.
+
+Shared by the magics (which run a cell) and the app (which writes one and runs it), so
+neither reaches into the other. A mistake is one ``UsageError`` line.
+"""
+
+from __future__ import annotations
+
+import inspect
+import keyword
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from IPython.core import magic_arguments as ma
+from IPython.core.error import UsageError
+
+from ..errors import ConfigError
+from .cell_messages import flag_hint
+from .settings import CACHE_MODES, DEFAULT_OUT, PROGRESS_MODES, Orchestrate
+
+__all__ = ["CellRun", "cell_options", "format_cell", "parse_options", "prepare", "usage"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The options of %%orchestrate, top to bottom as ``%%orchestrate?`` lists them.
+_OPTIONS = [
+    ma.argument(
+        "-m",
+        "--model",
+        action="append",
+        metavar="MODEL",
+        help="a litellm model id or an alias; repeat it, or separate ids with commas",
+    ),
+    ma.argument("-s", "--strategy", help="consensus strategy (default: vote)"),
+    ma.argument(
+        "--extract",
+        action="append",
+        metavar="SPEC",
+        help="read the answer: number, choice, json, json:FIELD or a regex; repeat for steps",
+    ),
+    ma.argument("--schema", metavar="NAME", help="a pydantic model class in the notebook"),
+    ma.argument("--over", metavar="NAME", help="a DataFrame in the notebook: one run per row"),
+    ma.argument(
+        "--out", metavar="NAME", help=f"bind the RunResult to NAME (default {DEFAULT_OUT})"
+    ),
+    ma.argument("--samples", type=int, metavar="N", help="ask each model N times"),
+    ma.argument("--temperature", type=float, metavar="T"),
+    ma.argument("--seed", type=int, metavar="N", help="a seed, for providers that take one"),
+    ma.argument("--max-tokens", type=int, dest="max_tokens", metavar="N"),
+    ma.argument("--system", metavar="TEXT", help="a system message"),
+    ma.argument("--judge", metavar="MODEL", help="let MODEL pick the best answer (judge strategy)"),
+    ma.argument(
+        "--cache", choices=CACHE_MODES, metavar="MODE", help="use, refresh, off or replay-only"
+    ),
+    ma.argument("--recordings", metavar="PATH", help="recordings for replay/ models"),
+    ma.argument("--concurrency", type=int, metavar="N", help="calls in flight at once"),
+    ma.argument("--timeout", type=float, metavar="SECONDS", help="per call"),
+    ma.argument("--retries", type=int, metavar="N", help="per call, on transient errors"),
+    ma.argument("--strict", action="store_true", help="fail the cell if any call fails"),
+    ma.argument("--budget", type=float, metavar="USD", help="stop before spending more than USD"),
+    ma.argument(
+        "--progress", choices=PROGRESS_MODES, metavar="MODE", help="auto, widget, text or none"
+    ),
+    ma.argument("--no-progress", action="store_true", dest="no_progress", help="no progress"),
+]
+
+
+def cell_options(fn: F) -> F:
+    """Give ``fn`` the options of ``%%orchestrate``: its ``.parser`` and its help text."""
+    for option in reversed(_OPTIONS):
+        fn = option(fn)
+    return ma.magic_arguments("%orchestrate")(fn)  # type: ignore[no-any-return]
+
+
+@cell_options
+def _options(line: str, cell: str) -> None:
+    """The options of %%orchestrate (parsed here without a shell)."""
+
+
+_PARSER = _options.parser  # type: ignore[attr-defined]
+
+
+@dataclass
+class CellRun:
+    """A checked ``%%orchestrate`` cell: what to pass to ``orchestrate`` and where to bind it."""
+
+    prompt: str
+    models: list[str]
+    options: dict[str, Any] = field(default_factory=dict)
+    out: str = DEFAULT_OUT
+    progress: str = "auto"
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def usage(message: object) -> UsageError:
+    """``message`` as the one line a mistake in a cell shows."""
+    return UsageError(_one_line(f"%%orchestrate: {message}"))
+
+
+def _resolve(name: str, aliases: dict[str, str]) -> str:
+    return aliases.get(name, name)
+
+
+def _models(values: list[str] | None, settings: Orchestrate) -> list[str]:
+    raw = values if values else list(settings.default_models)
+    models = [
+        _resolve(part.strip(), settings.aliases)
+        for value in raw
+        for part in value.split(",")
+        if part.strip()
+    ]
+    if not models:
+        raise usage(
+            "no models: name them with -m (e.g. -m oracle -m swift), or set "
+            "%config Orchestrate.default_models = ['gpt-4o-mini', 'claude-3-5-haiku-20241022']"
+        )
+    return models
+
+
+def _lookup(namespace: dict[str, Any], name: str, option: str) -> Any:
+    if name not in namespace:
+        raise usage(f"{option} {name}: there is no variable '{name}' in the notebook")
+    return namespace[name]
+
+
+def _dataframe(namespace: dict[str, Any], name: str) -> Any:
+    import pandas as pd
+
+    value = _lookup(namespace, name, "--over")
+    if not isinstance(value, pd.DataFrame):
+        raise usage(
+            f"--over {name}: '{name}' is a {type(value).__name__}, not a pandas DataFrame "
+            "(one run per row); for a list of dicts use pd.DataFrame(records)"
+        )
+    return value
+
+
+def _schema(namespace: dict[str, Any], name: str) -> Any:
+    value = _lookup(namespace, name, "--schema")
+    if not (isinstance(value, type) and callable(getattr(value, "model_validate", None))):
+        raise usage(
+            f"--schema {name}: '{name}' is not a pydantic model class "
+            "(class Answer(pydantic.BaseModel): ...)"
+        )
+    return value
+
+
+def _variables(
+    prompt: str, data: Any, namespace: dict[str, Any], over: str | None
+) -> dict[str, Any]:
+    from ..templating import Template
+
+    columns = {str(c) for c in data.columns} if data is not None else set()
+    variables: dict[str, Any] = {}
+    missing = []
+    for name in Template(prompt).names:
+        if name in columns:
+            continue
+        if name in namespace:
+            variables[name] = namespace[name]
+        else:
+            missing.append(name)
+    if missing:
+        where = f"no column of {over} and no variable" if over else "no variable"
+        known = f" (columns of {over}: {', '.join(sorted(columns))})" if over else ""
+        raise usage(
+            f"the prompt uses {{{missing[0]}}} but there is {where} called '{missing[0]}' "
+            f"in the notebook{known}; define it, or write {{{{{missing[0]}}}}} for literal braces"
+        )
+    return variables
+
+
+def _positive(option: str, value: float | None, *, zero: bool = False) -> None:
+    if value is not None and not (value >= 0 if zero else value > 0):  # NaN fails too
+        kind = "zero or more" if zero else "more than zero"
+        raise usage(f"{option} {value}: must be {kind}")
+
+
+def _judge(model: str, strategy: str | None, settings: Orchestrate) -> Any:
+    from .. import strategies
+
+    if "judge" not in strategies.names():
+        raise usage("--judge is not available yet: this version has no judge strategy")
+    if strategy not in (None, "judge"):
+        raise usage(f"--judge uses the judge strategy; drop -s {strategy}")
+    try:
+        return strategies.get("judge", model=_resolve(model, settings.aliases))
+    except ConfigError as exc:
+        raise usage(exc) from None
+
+
+def _budget(usd: float) -> dict[str, Any]:
+    from .. import api
+
+    if "max_cost_usd" not in inspect.signature(api.orchestrate).parameters:
+        raise usage("--budget is not available yet: this version cannot cap a run's cost")
+    return {"max_cost_usd": usd}
+
+
+def parse_options(line: str) -> Any:
+    """The options of a ``%%orchestrate`` line, as an argparse namespace."""
+    try:
+        argv = shlex.split(line)
+    except ValueError as exc:
+        raise usage(f"cannot read the options ({exc}); check the quotes") from None
+    parser = _PARSER
+    try:
+        return parser.parse_args(argv)
+    except UsageError as exc:
+        raise usage(flag_hint(str(exc), parser)) from None
+
+
+def prepare(line: str, body: str, namespace: dict[str, Any], settings: Orchestrate) -> CellRun:
+    """Check a ``%%orchestrate`` cell and turn it into a ``CellRun``; raises ``UsageError``.
+
+    Errors the core would find later (an unknown model, a missing key) are not checked here.
+    """
+    args = parse_options(line)
+    prompt = body.strip()
+    if not prompt:
+        raise usage("the cell is empty: write the prompt below the %%orchestrate line")
+    models = _models(args.model, settings)
+    for option, value in (
+        ("--samples", args.samples),
+        ("--max-tokens", args.max_tokens),
+        ("--concurrency", args.concurrency),
+        ("--timeout", args.timeout),
+        ("--budget", args.budget),
+    ):
+        _positive(option, value)
+    _positive("--temperature", args.temperature, zero=True)
+    _positive("--retries", args.retries, zero=True)
+    out = args.out or DEFAULT_OUT
+    if not out.isidentifier() or keyword.iskeyword(out):
+        raise usage(f"--out {out}: not a valid Python name")
+
+    data = _dataframe(namespace, args.over) if args.over else None
+    steps: list[Any] = list(args.extract or [])
+    schema = _schema(namespace, args.schema) if args.schema else None
+    extract = None if not steps else steps[0] if len(steps) == 1 else steps
+    if args.judge:
+        strategy: Any = _judge(args.judge, args.strategy, settings)
+    else:
+        strategy = args.strategy or settings.default_strategy
+    budget = _budget(args.budget) if args.budget is not None else {}
+    variables = _variables(prompt, data, namespace, args.over)
+
+    options: dict[str, Any] = {
+        "strategy": strategy,
+        "extract": extract,
+        "concurrency": args.concurrency or settings.concurrency,
+        "cache": args.cache or settings.cache,
+    }
+    if schema is not None:
+        options["schema"] = schema  # asks for JSON, validates, and votes field by field
+    if data is not None:
+        options["data"] = data
+    if variables:
+        options["variables"] = variables
+    optional = {
+        "samples": args.samples,
+        "temperature": args.temperature,
+        "seed": args.seed,
+        "max_tokens": args.max_tokens,
+        "timeout": args.timeout,
+        "retries": args.retries,
+        "recordings": args.recordings,
+        "system": args.system,
+    }
+    options.update({k: v for k, v in optional.items() if v is not None})
+    if args.strict:
+        options["strict"] = True
+    options.update(budget)
+    progress = "none" if args.no_progress else (args.progress or settings.progress)
+    return CellRun(prompt=prompt, models=models, options=options, out=out, progress=progress)
+
+
+def format_cell(
+    prompt: str,
+    models: list[str],
+    *,
+    strategy: str | None = None,
+    judge: str | None = None,
+    extract: str | None = None,
+    over: str | None = None,
+    out: str | None = None,
+    samples: int | None = None,
+    temperature: str | float | None = None,
+    seed: str | int | None = None,
+    max_tokens: str | int | None = None,
+) -> str:
+    """The ``%%orchestrate`` cell for these options (quoted so that it parses back the same)."""
+    parts = ["%%orchestrate"]
+    for model in models:
+        parts += ["-m", shlex.quote(model)]
+    if judge:
+        parts += ["--judge", shlex.quote(judge)]
+    elif strategy:
+        parts += ["-s", shlex.quote(strategy)]
+    for option, value in (
+        ("--extract", extract),
+        ("--over", over),
+        ("--samples", None if samples in (None, 1) else samples),
+        ("--temperature", temperature),
+        ("--seed", seed),
+        ("--max-tokens", max_tokens),
+        ("--out", None if out == DEFAULT_OUT else out),
+    ):
+        if value is not None and str(value).strip() != "":
+            parts += [option, shlex.quote(str(value).strip())]
+    return " ".join(parts) + "\n" + prompt.strip() + "\n"
