@@ -334,14 +334,14 @@ def calibrate(
     if beats:
         message = (
             f"The best single model ({best_single}, {single_acc:.0%} held out) is "
-            f"{_compared(single_acc, panel_acc, f'the best panel ({panel_acc:.0%} held out)')}: use it alone."
+            f"{compared(single_acc, panel_acc, f'the best panel ({panel_acc:.0%} held out)')}: use it alone."
         )
     else:
         best_acc = candidates.loc[best_name, "accuracy"]
         message = (
             f"Recommended: {best_name} ({best_acc:.0%} held out, "
             f"{candidates.loc[best_name, 'calls_per_row']:.1f} calls per row), "
-            f"{_compared(best_acc, single_acc, f'the best single model {best_single} ({single_acc:.0%} held out)')}."
+            f"{compared(best_acc, single_acc, f'the best single model {best_single} ({single_acc:.0%} held out)')}."
         )
     return Calibration(
         per_model=table,
@@ -355,7 +355,7 @@ def calibrate(
     )
 
 
-def _compared(share: float, other: float, what: str) -> str:
+def compared(share: float, other: float, what: str) -> str:
     """``better than WHAT, by N points`` / ``worse ...`` / ``as good as ...``, in whole points
     as the shares are shown, so the words agree with the numbers beside them."""
     gap = int(f"{share * 100:.0f}") - int(f"{other * 100:.0f}")

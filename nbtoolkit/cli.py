@@ -82,7 +82,7 @@ def summary_lines(s: dict[str, Any], elapsed: float) -> list[str]:
     kind = f"{simulated} simulated" if simulated == len(models) else f"{len(models)}"
     lines = [f"  asked       {rows} row(s) of {kind} model(s), strategy {s.get('strategy')}"]
     if s.get("accuracy") is not None:
-        from .report_analysis import compared
+        from .calibration import compared
 
         acc, best = s["accuracy"], s.get("best_model_accuracy") or 0.0
         lines.append(

@@ -84,7 +84,7 @@ def test_structured_answers_compare_by_content() -> None:
 
 def test_gold_comparison_uses_the_same_key() -> None:
     from nbtoolkit.calibration import _norm
-    from nbtoolkit.report_analysis import norm
+    from nbtoolkit.report.analysis import norm
 
     assert _norm("1/2") == _norm(0.5) == norm(r"\frac{1}{2}") == norm("0.50")
     assert _norm("Paris") == norm("paris.")

@@ -252,7 +252,7 @@ def test_report_notebook_html_and_csv_writers_redact(tmp_path) -> None:
     nbformat = pytest.importorskip("nbformat")
     pytest.importorskip("nbconvert")
     from nbtoolkit import report
-    from nbtoolkit.report_analysis import save_frames
+    from nbtoolkit.report.analysis import save_frames
 
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("print(key)")

@@ -14,9 +14,9 @@ import pytest
 
 import nbtoolkit as nbt
 from nbtoolkit import report
-from nbtoolkit import report_sections as rs
 from nbtoolkit.cli import main
 from nbtoolkit.providers import sim
+from nbtoolkit.report import sections as rs
 from nbtoolkit.testing import FakeOpenAIServer
 
 from .conftest import CANARY_KEY
@@ -286,10 +286,11 @@ def test_sections_of_a_pipeline() -> None:
 
 
 def test_sections_and_estimate_never_import_jupyter_or_papermill() -> None:
-    """``report_sections`` and ``estimate`` are core: a plain script can use them."""
+    """``nbtoolkit.report.sections`` and ``estimate``: a plain script can use them."""
     code = (
         "import sys\n"
-        "from nbtoolkit import report_sections as rs, report\n"
+        "from nbtoolkit import report\n"
+        "from nbtoolkit.report import sections as rs\n"
         "from nbtoolkit.estimates import estimate\n"
         "import nbtoolkit as nbt\n"
         "res = nbt.orchestrate('What is 2 + 2?', ['sim/swift-mini', 'sim/budget-a'], audit=False)\n"
@@ -466,7 +467,9 @@ def test_a_report_kernel_is_not_interrupted_when_it_is_shut_down() -> None:
     may still be in its handler, and prints "KeyboardInterrupt caught in kernel" (issue 11)."""
     import asyncio
 
-    manager = report._kernel_manager_class()()
+    from nbtoolkit.report import run as report_run
+
+    manager = report_run._kernel_manager_class()()
     sent: list[object] = []
 
     async def signal_kernel(signum: object) -> None:

@@ -68,10 +68,10 @@ def test_small_costs_are_written_with_significant_digits(six: Any) -> None:
 
 
 def test_rows_with_fewer_than_two_valid_answers_neither_agree_nor_disagree(monkeypatch) -> None:
-    from nbtoolkit import report_analysis as an
-    from nbtoolkit import report_sections as rs
     from nbtoolkit.cli import summary_lines
     from nbtoolkit.jupyter.display import html_repr, text_repr
+    from nbtoolkit.report import analysis as an
+    from nbtoolkit.report import sections as rs
     from nbtoolkit.testing import FakeOpenAIServer
 
     # No valid answer anywhere: prompts outside the simulated bank.

@@ -11,9 +11,6 @@ import pandas as pd
 import pytest
 
 import nbtoolkit as nbt
-from nbtoolkit import report_analysis as an
-from nbtoolkit import report_failures as failures
-from nbtoolkit import report_sections as rs
 from nbtoolkit.calibration import calibrate
 from nbtoolkit.cli import summary_lines
 from nbtoolkit.extract import canonical_number
@@ -21,6 +18,9 @@ from nbtoolkit.extract.jsonread import ends_inside_json
 from nbtoolkit.jupyter.display import html_repr, text_repr
 from nbtoolkit.progress import status_line
 from nbtoolkit.providers import sim
+from nbtoolkit.report import analysis as an
+from nbtoolkit.report import failures
+from nbtoolkit.report import sections as rs
 
 PROMPT = "{question}\nReason briefly, then reply as JSON with an 'answer' field."
 EXTRACT = ["json:answer", "number"]
@@ -282,9 +282,10 @@ def test_pairs_that_never_both_answered_show_n_a() -> None:
     table = page[page.index("nbtoolkit-agreement") :]
     assert ">n/a</td>" in table and ">0%</td>" not in table
     assert "n/a" in text_repr(res).split("agreement between models")[1]
-    from nbtoolkit import report_svg
+    from nbtoolkit.report import figures
 
-    drawing = report_svg.heatmap(["a", "b"], [[1.0, float("nan")], [float("nan"), 1.0]], title="t")
+    nan = float("nan")
+    drawing = figures.svg(figures.heatmap(["a", "b"], [[1.0, nan], [nan, 1.0]], title="t"))
     assert ">n/a<" in drawing and ">0%<" not in drawing
     section = rs.Report(res).key_questions()._repr_html_()
     assert ">n/a<" in section

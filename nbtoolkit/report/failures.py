@@ -10,10 +10,10 @@ from typing import Any
 
 import pandas as pd
 
-from .extract.jsonread import ends_inside_json
-from .report_analysis import missing, short
-from .results import RunResult
-from .runner import is_cancelled, is_skipped
+from ..extract.jsonread import ends_inside_json
+from ..results import RunResult
+from ..runner import is_cancelled, is_skipped
+from .values import missing, short
 
 # What an extraction message says, as a kind of failure a reader can act on. The messages
 # carry a preview of the reply, so grouping by message would give one group per reply.

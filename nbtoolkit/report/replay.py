@@ -1,0 +1,118 @@
+"""What another strategy or panel would have done on a run, from its recorded answers.
+
+``replay(res, strategy)`` is ``rescore`` plus the money and the waiting: per row, the calls
+the strategy would have needed, what they cost and how long the row waited for them. No
+model is called.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from .. import providers
+from ..results import RunResult
+from ..spec import Model
+from ..strategies.cascade import Cascade
+from ..strategies.medoid import Medoid
+from ..strategies.vote import FirstValid, Vote, Weighted
+from .values import calls_made, cost_total, norm
+
+__all__ = ["Replayed", "changed", "cheapest_first", "models_of", "replay", "restricted"]
+
+
+def models_of(res: RunResult) -> list[Model]:
+    """The run's models, rebuilt from its manifest."""
+    out = []
+    for dump in res.meta.get("models", []):
+        options = {k: v for k, v in dump.items() if k not in ("id", "fallbacks")}
+        try:
+            out.append(Model(dump["id"], **options))
+        except Exception:
+            out.append(Model(dump["id"]))
+    if not out:
+        out = [Model(m) for m in res.models]
+    return out
+
+
+def cheapest_first(res: RunResult, labels: Sequence[str]) -> list[str]:
+    price = {m.label: providers.price_per_token(m) for m in models_of(res)}
+
+    def key(label: str) -> tuple[bool, float, int]:
+        p = price.get(label, math.nan)
+        return (math.isnan(p), 0.0 if math.isnan(p) else p, labels.index(label))
+
+    return sorted(labels, key=key)
+
+
+def restricted(res: RunResult, labels: Sequence[str]) -> Any:
+    """The run's kind of strategy over ``labels`` only (a vote for kinds that need calls)."""
+    labels = list(labels)
+    if res.strategy == "cascade":
+        return Cascade(order=cheapest_first(res, labels), threshold=2)
+    if res.strategy == "medoid":
+        return Medoid(models=labels)
+    if res.strategy == "first_valid":
+        return FirstValid(models=labels)
+    if res.strategy == "weighted":
+        weights = {m.label: m.weight for m in models_of(res)}
+        return Weighted(weights={m: weights.get(m, 1.0) for m in labels})
+    return Vote(models=labels)
+
+
+# ---------------------------------------------------------------------------- replay
+
+
+@dataclass
+class Replayed:
+    """A strategy replayed over a run's recorded answers: per row answer, calls, cost, wait."""
+
+    answers: pd.Series
+    calls: pd.Series
+    cost: pd.Series
+    wait: pd.Series
+
+
+def _per_call(res: RunResult) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    out = calls_made(res)
+    cost = out.groupby(["row", "model"])["cost_usd"].agg(lambda s: cost_total(s)).unstack()
+    wait = out.groupby(["row", "model"])["latency_s"].max().unstack()
+    samples = int(res.outputs["sample"].max()) + 1 if len(res.outputs) else 1
+    return cost, wait, samples
+
+
+def replay(res: RunResult, strategy: Any) -> Replayed:
+    from ..calibration import rescore
+
+    scored = rescore(res, strategy)
+    cost, wait, samples = _per_call(res)
+    costs, waits = {}, {}
+    stages = getattr(strategy, "stages", None)
+    for row, calls in scored["calls"].items():
+        if callable(stages):
+            order = list(strategy.order or res.models)
+            asked = order[: max(1, math.ceil(int(calls) / samples))]
+            first = asked[: max(1, math.ceil(strategy.threshold))]
+            lat = [wait.at[row, m] for m in asked if m in wait.columns]
+            head = [wait.at[row, m] for m in first if m in wait.columns]
+            waits[row] = max(head, default=math.nan) + sum(lat[len(head) :])
+        else:
+            asked = list(getattr(strategy, "models", None) or res.models)
+            waits[row] = max(
+                (wait.at[row, m] for m in asked if m in wait.columns), default=math.nan
+            )
+        costs[row] = cost_total(cost.at[row, m] for m in asked if m in cost.columns)
+    return Replayed(
+        answers=scored["answer"],
+        calls=scored["calls"],
+        cost=pd.Series(costs, dtype="float64"),
+        wait=pd.Series(waits, dtype="float64"),
+    )
+
+
+def changed(a: pd.Series, b: pd.Series) -> int:
+    return sum(norm(a.get(r)) != norm(b.get(r)) for r in a.index)
