@@ -1,4 +1,4 @@
-"""Consensus strategies, in a registry: the built-ins register the same way yours do.
+"""Consensus strategies, in a registry: the built-ins sit in the same registry as yours.
 
 A strategy turns the candidates of one input row (every model's extracted answer) into one
 ``Verdict``. Select one with ``orchestrate(strategy="vote")`` or pass an instance.
@@ -42,7 +42,17 @@ __all__ = [
 
 _REGISTRY: dict[str, Callable[..., Strategy]] = {}
 
-# The built-in classes load on first use: their modules import register() from here.
+# The built-in classes load on first use. Their modules do not import this one (no import
+# circle): they are registered here by name, like a user's own, when the registry is first read.
+_BUILTINS = {
+    "cascade": ("cascade", "Cascade"),
+    "first_valid": ("vote", "FirstValid"),
+    "fuse": ("judge", "Fuse"),
+    "judge": ("judge", "Judge"),
+    "medoid": ("medoid", "Medoid"),
+    "vote": ("vote", "Vote"),
+    "weighted": ("vote", "Weighted"),
+}
 _CLASSES = {
     "Cascade": "cascade",
     "FirstValid": "vote",
@@ -103,6 +113,15 @@ def get(spec: str | Strategy, **options: Any) -> Strategy:
 
 
 def _load_builtins() -> None:
-    # Always import all four: importing one of them alone (vote, for Weighted) registers
-    # only its own names, so "is vote registered" does not mean "the built-ins are loaded".
-    from . import cascade, judge, medoid, vote  # noqa: F401  (they register themselves)
+    global _loaded
+    if _loaded:
+        return
+    from importlib import import_module
+
+    for name, (module, cls) in _BUILTINS.items():
+        # A name the user registered before the first use keeps the user's strategy.
+        _REGISTRY.setdefault(name, getattr(import_module(f".{module}", __name__), cls))
+    _loaded = True
+
+
+_loaded = False

@@ -17,12 +17,10 @@ import math
 from collections.abc import Sequence
 
 from ..errors import StrategyError
-from . import register
 from .base import Candidate, ModelInfo, Verdict, restrict, tally
 from .vote import Vote
 
 
-@register("cascade")
 class Cascade:
     name = "cascade"
 

@@ -21,7 +21,6 @@ from typing import Any
 from ..answers import shown
 from ..errors import ExtractionError, StrategyError
 from ..extract import find_json
-from . import register
 from .base import Candidate, FollowUp, RowContext, Verdict, answer_key, restrict
 from .medoid import similarity
 from .vote import Vote
@@ -144,7 +143,6 @@ def _agreement(answer: Any, valid: list[Candidate]) -> float:
     return sum(answer_key(c.answer) == key for c in valid) / max(1, len(valid))
 
 
-@register("judge")
 class Judge(_AskOneMore):
     name = "judge"
     role = "judge"
@@ -172,7 +170,6 @@ class Judge(_AskOneMore):
         )
 
 
-@register("fuse")
 class Fuse(_AskOneMore):
     name = "fuse"
     role = "aggregator"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 
-from . import register
 from .base import Candidate, Verdict, answer_key, restrict
 
 
@@ -24,7 +23,6 @@ def similarity(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, wa, wb, autojunk=False).ratio()
 
 
-@register("medoid")
 class Medoid:
     name = "medoid"
 

@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..answers import shown
-from . import register
 from .base import Candidate, Verdict, answer_key, as_fields, restrict, tally
 
 
@@ -64,7 +63,6 @@ def _field_vote(valid: list[Candidate], n_asked: int) -> Verdict:
     )
 
 
-@register("vote")
 class Vote:
     """Majority vote; ties to the earlier model in the ``models`` list."""
 
@@ -94,7 +92,6 @@ class Vote:
         return f"Vote(models={self.models!r})" if self.models else "Vote()"
 
 
-@register("weighted")
 class Weighted:
     """Weighted vote: ``weights`` by model label, else each ``Model(weight=...)``."""
 
@@ -139,7 +136,6 @@ class Weighted:
         return f"Weighted(weights={self.weights!r})"
 
 
-@register("first_valid")
 class FirstValid:
     """A fallback chain: the first answer, in model order, that passed extraction."""
 
