@@ -227,3 +227,10 @@ def test_a_report_embeds_the_figures_as_inline_svg_with_nothing_to_fetch(res: An
 def test_the_same_run_gives_the_same_figure_bytes(res: Any) -> None:
     assert figures.svg(res.plot.agreement()) == figures.svg(res.plot.agreement())
     assert report_html(res) == report_html(res)
+
+
+def test_a_chart_shows_itself_in_a_notebook_without_pyplot(res: Any) -> None:
+    from IPython.core.formatters import DisplayFormatter
+
+    bundle, _ = DisplayFormatter().format(res.plot.latency())
+    assert bundle["image/png"][:4] == b"\x89PNG"

@@ -133,8 +133,7 @@ def usage(res: RunResult, gold: pd.Series | None) -> pd.DataFrame:
     rows_n = max(1, len(res.consensus))
     consensus = res.consensus.set_index("row")["answer"]
     table = res.answers
-    error = res.outputs["error"]
-    out = res.outputs[~error.map(is_skipped).astype(bool) & ~error.map(is_cancelled).astype(bool)]
+    out = calls_made(res)
     rows = []
     for model in res.models:
         mine = out[out["model"] == model]

@@ -18,7 +18,22 @@ from .values import missing
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["READABLE", "RECORD_MIME", "Section"]
+__all__ = [
+    "CSS",
+    "READABLE",
+    "RECORD_MIME",
+    "Section",
+    "badge",
+    "bullets",
+    "esc",
+    "h2",
+    "manifest_table",
+    "model_name",
+    "seconds",
+    "share",
+    "table",
+    "wrap",
+]
 
 
 class Section:
