@@ -215,7 +215,7 @@ def heatmap(
 
     n = len(labels)
     data = np.ma.masked_invalid(np.array(values, dtype="float64").reshape(n, n))
-    side = 1.2 + 0.75 * n
+    side = 1.2 + 0.6 * n
     fig = _figure(side + 0.09 * max((len(str(m)) for m in labels), default=0), side + 0.4)
     ax = fig.add_subplot()
     cmap = colormaps["RdYlGn"].with_extremes(bad=_MISSING)
