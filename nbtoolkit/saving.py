@@ -166,7 +166,7 @@ def _pydantic_rows(column: pd.Series) -> dict[str, list[int]]:
     return found
 
 
-def _BaseModel() -> type:
+def _BaseModel() -> type:  # noqa: N802 - stands for the class
     from pydantic import BaseModel
 
     return BaseModel
@@ -265,7 +265,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, _BaseModel()):
-        return _plain(value.model_dump(mode="json"))
+        return _plain(value.model_dump(mode="json"))  # type: ignore[attr-defined]
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
