@@ -375,11 +375,28 @@ def format_cell(
     temperature: str | float | None = None,
     seed: str | int | None = None,
     max_tokens: str | int | None = None,
+    own_models: list[str] | None = None,
+    api_base: str | None = None,
+    api_key_env: str | None = None,
+    budget: str | float | None = None,
 ) -> str:
-    """The ``%%orchestrate`` cell for these options (quoted so that it parses back the same)."""
+    """The ``%%orchestrate`` cell for these options (quoted so that it parses back the same).
+
+    ``own_models`` come after ``--api-base``/``--api-key-env``, so only they go to that server.
+    """
     parts = ["%%orchestrate"]
     for model in models:
         parts += ["-m", shlex.quote(model)]
+    endpoint = [
+        (flag, str(value).strip())
+        for flag, value in (("--api-base", api_base), ("--api-key-env", api_key_env))
+        if value is not None and str(value).strip()
+    ]
+    if own_models:
+        for flag, setting in endpoint:
+            parts += [flag, shlex.quote(setting)]
+        for model in own_models:
+            parts += ["-m", shlex.quote(model)]
     if judge:
         parts += ["--judge", shlex.quote(judge)]
     elif strategy:
@@ -391,6 +408,7 @@ def format_cell(
         ("--temperature", temperature),
         ("--seed", seed),
         ("--max-tokens", max_tokens),
+        ("--budget", budget),
         ("--out", None if out == DEFAULT_OUT else out),
     ):
         if value is not None and str(value).strip() != "":
