@@ -203,12 +203,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from .cache import Cache
+    from .store import open_cache
 
-    cache = Cache()
+    cache = open_cache()  # $NBTOOLKIT_CACHE_URL (a shared Redis) or the local file
     if args.action == "info":
         info = cache.info()
-        print(f"{info['path']}: {info['entries']} entries, {info['bytes'] / 1e6:.1f} MB")
+        size = f", {info['bytes'] / 1e6:.1f} MB" if info.get("bytes") is not None else ""
+        print(f"{info['path']}: {info['entries']} entries{size}")
     elif args.action == "clear":
         print(f"removed {cache.clear()} entries from {cache.path}")
     elif args.action == "export":
