@@ -44,10 +44,11 @@ if TYPE_CHECKING:
     from .api import aorchestrate, orchestrate
     from .cache import Cache
     from .calibration import Calibration, calibrate, rescore
+    from .comparison import Comparison, compare
     from .estimates import Estimate, estimate
     from .jupyter.widgets import ui
     from .pipelines import PipelineResult, Step, apipeline, mixture_of_agents, pipeline
-    from .results import RunResult
+    from .results import RunResult, load
     from .spec import Model
     from .strategies import Cascade, FirstValid, Fuse, Judge, Medoid, Vote, Weighted
 
@@ -59,6 +60,9 @@ _LAZY = {
     "RunResult": "results",
     "Model": "spec",
     "Cache": "cache",
+    "compare": "comparison",
+    "Comparison": "comparison",
+    "load": "results",
     "Template": "templating",
     "calibrate": "calibration",
     "rescore": "calibration",
@@ -109,6 +113,9 @@ __all__ = [
     "aorchestrate",
     "apipeline",
     "calibrate",
+    "compare",
+    "Comparison",
+    "load",
     "estimate",
     "mixture_of_agents",
     "orchestrate",

@@ -22,7 +22,7 @@ from . import consensus as consensus_mod
 from . import extract as extract_mod
 from . import providers
 from .audit import AuditLog, call_record
-from .cache import Cache, cache_dir
+from .cache import cache_dir
 from .consensus import FollowUpCall
 from .errors import ConfigError, RunFailedError, public, redact
 from .loop import run_sync
@@ -30,6 +30,7 @@ from .plan import Plan, check_options, plan_run
 from .results import CONSENSUS_COLUMNS, EXTRA_CONSENSUS_COLUMNS, OUTPUT_COLUMNS, RunResult
 from .runner import SKIPPED, Call, Outcome, Progress, RetryPolicy, Runner
 from .spec import Model
+from .store import open_cache
 from .strategies import Candidate
 
 # The note on a duplicate call's row (same prompt, model, parameters and sample as another).
@@ -366,7 +367,7 @@ async def aorchestrate(
         concurrency=concurrency,
         timeout=timeout,
         retry=RetryPolicy(retries=retries),
-        cache=Cache(cache_path) if cache != "off" else None,
+        cache=open_cache(cache_path) if cache != "off" else None,
         cache_mode=cache,
         progress=reporter,
         on_outcome=_auditor(audit, run_id),

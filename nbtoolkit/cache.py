@@ -223,18 +223,7 @@ class Cache:
 
     def export(self, path: str | os.PathLike[str]) -> int:
         """Write every entry as a recordings file that ``replay/<model>`` can answer from."""
-        from .providers import recordings
-
-        def records() -> Iterator[dict[str, Any]]:
-            for e in self.entries():
-                record: dict[str, Any] = {"model": e.model, "prompt": e.prompt, "output": e.output}
-                for field in ("prompt_tokens", "completion_tokens", "cost_usd", "latency_s"):
-                    value = getattr(e, field)
-                    if value is not None:
-                        record[field] = value
-                yield record
-
-        return recordings.write(records(), path)
+        return export_entries(self.entries(), path)
 
     def integrity_ok(self) -> bool:
         return self._conn().execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -244,3 +233,20 @@ class Cache:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def export_entries(entries: Iterable[Entry], path: str | os.PathLike[str]) -> int:
+    """Write cache entries as a recordings file (``replay/<model>`` answers from it); returns
+    how many were written. Shared by every cache backend."""
+    from .providers import recordings
+
+    def records() -> Iterator[dict[str, Any]]:
+        for e in entries:
+            record: dict[str, Any] = {"model": e.model, "prompt": e.prompt, "output": e.output}
+            for field in ("prompt_tokens", "completion_tokens", "cost_usd", "latency_s"):
+                value = getattr(e, field)
+                if value is not None:
+                    record[field] = value
+            yield record
+
+    return recordings.write(records(), path)

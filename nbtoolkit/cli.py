@@ -2,7 +2,7 @@
 
 ::
 
-    nbtoolkit demo                 # a report on five simulated models, offline: nbtoolkit-demo.html
+    nbtoolkit demo                 # a report on five simulated models, offline: nbtoolkit-demo/
     nbtoolkit report TEMPLATE -p NAME VALUE ... [-f params.yaml] -o OUT.ipynb [--html OUT.html]
                      [--replay-only] [--estimate]
     nbtoolkit models               # the simulated profiles, and which API keys are set
@@ -44,6 +44,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if html.suffix != ".html":
         raise NbtoolkitError(f"the demo writes an HTML file: {html.name!r} should end in .html")
     notebook = html.with_suffix(".ipynb")
+    html.parent.mkdir(parents=True, exist_ok=True)  # the demo's files in a folder of their own
     print(
         f"Running the compare_models report: {args.rows} arithmetic questions, 5 simulated "
         "models (offline, no API key), majority vote...",
@@ -202,12 +203,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from .cache import Cache
+    from .store import open_cache
 
-    cache = Cache()
+    cache = open_cache()  # $NBTOOLKIT_CACHE_URL (a shared Redis) or the local file
     if args.action == "info":
         info = cache.info()
-        print(f"{info['path']}: {info['entries']} entries, {info['bytes'] / 1e6:.1f} MB")
+        size = f", {info['bytes'] / 1e6:.1f} MB" if info.get("bytes") is not None else ""
+        print(f"{info['path']}: {info['entries']} entries{size}")
     elif args.action == "clear":
         print(f"removed {cache.clear()} entries from {cache.path}")
     elif args.action == "export":
@@ -223,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nbtoolkit", description="Multi-model LLM orchestration, from the command line."
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"nbtoolkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
         "demo", help="a report comparing five simulated models, offline: writes HTML + notebook"
@@ -230,7 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rows", type=int, default=12, help="how many questions (default 12)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument(
-        "-o", "--output", default="nbtoolkit-demo.html", help="the HTML file to write"
+        "-o",
+        "--output",
+        default="nbtoolkit-demo/report.html",
+        help="the HTML file to write; the notebook and CSVs go beside it "
+        "(default: nbtoolkit-demo/report.html)",
     )
     demo.set_defaults(func=cmd_demo)
     report = sub.add_parser(

@@ -252,6 +252,24 @@ class RunResult:
         """Models x models: the share of rows where both gave the same valid answer."""
         return agreement_matrix(self)
 
+    def save(self, path: Any, *, overwrite: bool = False) -> Any:
+        """Keep the run in the folder ``path`` (``run.nbt``); ``nbt.load(path)`` gives it
+        back equal. The frames are JSON Lines pandas reads directly (see
+        ``nbtoolkit.saving``). Returns the folder's ``Path``."""
+        from .saving import save
+
+        return save(self, path, overwrite=overwrite)
+
+    def to_excel(self, path: Any) -> None:
+        """One workbook for a colleague without Python: sheets ``consensus``, ``outputs``,
+        ``per_model`` and ``run`` (the summary line and warnings). Needs openpyxl."""
+        run = pd.DataFrame({"run": [self.summary_line(), *self.warnings]})
+        with pd.ExcelWriter(path) as book:
+            self.consensus.to_excel(book, sheet_name="consensus", index=False)
+            self.outputs.to_excel(book, sheet_name="outputs", index=False)
+            self.per_model().to_excel(book, sheet_name="per_model")
+            run.to_excel(book, sheet_name="run", index=False)
+
     @property
     def plot(self) -> Any:
         """The run's charts as matplotlib figures: ``res.plot.agreement()``, ... (see
@@ -302,3 +320,14 @@ def agreement_matrix(result: RunResult) -> pd.DataFrame:
     table.index.name = "model"
     table.columns.name = "model"
     return table
+
+
+def load(path: Any) -> RunResult:
+    """The ``RunResult`` saved at ``path`` by ``res.save(path)``, equal to the one saved.
+
+    Raises ``ConfigError`` when ``path`` is not a saved run (no ``result.json``, another
+    format, or a frame file missing). The files are read in ``nbtoolkit.saving``.
+    """
+    from .saving import read
+
+    return RunResult(**read(path))

@@ -83,6 +83,7 @@ class Runner:
         self.retry = retry or RetryPolicy()
         self.cache = cache
         self.cache_mode = cache_mode
+        self.cache_unread: str | None = None  # why the cache could not be read, if it could not
         self.progress_cb = progress
         self.on_outcome = on_outcome
         self.sleep = sleep
@@ -240,7 +241,7 @@ class Runner:
             if entry is not None:
                 outcome = _from_entry(entry)
             elif call.key and self.cache_mode == "replay-only" and not call.model.fallbacks:
-                outcome = _not_in_cache()
+                outcome = _not_in_cache(self.cache_unread)
             else:
                 pending.append(call)
                 continue
@@ -308,8 +309,9 @@ class Runner:
         try:
             return self.cache.get_many(keys)
         except CacheError as exc:
+            self.cache_unread = redact(str(exc))
             self.not_recorded(
-                "cache-read", f"{redact(str(exc))}; the run went on without the cache"
+                "cache-read", f"{self.cache_unread}; the run went on without the cache"
             )
             self.cache = None
             return {}
@@ -622,7 +624,9 @@ def _key(call: Call) -> str:
     return call_key(call.model.id, call.messages, call.params, call.sample, call.model.label)
 
 
-def _not_in_cache() -> Outcome:
+def _not_in_cache(unread: str | None = None) -> Outcome:
+    if unread is not None:  # not "never recorded": the record could not be read at all
+        return Outcome(error=f"NotInCache: cache='replay-only' and {unread}", attempts=0)
     return Outcome(
         error="NotInCache: cache='replay-only' and this call was never recorded; "
         "run once with cache='use' to record it",

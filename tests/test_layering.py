@@ -71,7 +71,7 @@ def test_mypy_public_api() -> None:
 def test_exported_functions_are_never_shadowed_by_their_modules() -> None:
     out = run_python(
         "import importlib, nbtoolkit as nbt\n"
-        "for name in ('api', 'pipelines', 'calibration', 'estimates', 'jupyter.widgets', 'results'):\n"
+        "for name in ('api', 'pipelines', 'calibration', 'estimates', 'jupyter.widgets', 'results', 'comparison', 'saving'):\n"
         "    importlib.import_module('nbtoolkit.' + name)\n"
         "print(all(callable(getattr(nbt, n)) for n in nbt.__all__ if n != '__version__'))"
     )

@@ -370,6 +370,29 @@ def test_demo_writes_the_html_report_and_a_five_line_summary(
 
 @pytest.mark.slow
 @needs_kernel
+def test_the_demo_writes_into_a_folder_of_its_own(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    code, out, _ = run_cli(capsys, "demo", "--rows", "3")
+    assert code == 0
+    assert [p.name for p in work.iterdir()] == ["nbtoolkit-demo"]
+    written = sorted(p.name for p in (work / "nbtoolkit-demo").iterdir())
+    assert "report.html" in written and "report.ipynb" in written
+    assert "nbtoolkit-demo/report.html" in out
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        run_cli(capsys, "--version")
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"nbtoolkit {nbt.__version__}"
+
+
+@pytest.mark.slow
+@needs_kernel
 def test_a_failing_cell_is_named_and_the_partial_notebook_kept(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -10,7 +10,12 @@ import pytest
 from .conftest import execute_notebook
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-TUTORIALS = ["strategies_compared.ipynb", "pipelines.ipynb", "voting_as_a_teacher.ipynb"]
+TUTORIALS = [
+    "strategies_compared.ipynb",
+    "pipelines.ipynb",
+    "voting_as_a_teacher.ipynb",
+    "own_server.ipynb",
+]
 
 
 @pytest.mark.parametrize("name", TUTORIALS)
@@ -40,5 +45,7 @@ def test_tutorial_runs_end_to_end(name: str, tmp_path: Path) -> None:
         assert "cascade, cheapest first" in text and "Accuracy, cost and latency" in text
     if name == "pipelines.ipynb":
         assert "Pipeline workflow" in text and "<svg" in text
+    if name == "own_server.ipynb":
+        assert "The answer is 42." in text and "openai/my-local-model" in text
     if name == "voting_as_a_teacher.ipynb":
         assert "made independent" in text and "<svg" in text

@@ -279,3 +279,28 @@ def test_the_app_starts_from_the_default_models_in_their_order(ip: InteractiveSh
     ip.run_line_magic("config", 'Orchestrate.default_models = ["swift", "oracle", "sim/coin-flip"]')
     app = ui(shell=ip)
     assert app.model_list() == ["swift", "oracle", "sim/coin-flip"]  # not sorted, none dropped
+
+
+def test_own_server_fields_go_with_the_typed_ids_only(app: App) -> None:
+    app.models.value = ("oracle",)
+    app.other_models.value = "openai/mine"
+    app.api_base.value = "http://127.0.0.1:8000/v1"
+    app.api_key_env.value = "LOCAL_KEY"
+    app.budget.value = "0.5"
+    app.prompt.value = "Hi"
+    assert app.cell_text() == (
+        "%%orchestrate -m oracle --api-base http://127.0.0.1:8000/v1 --api-key-env LOCAL_KEY "
+        "-m openai/mine -s vote --budget 0.5\nHi\n"
+    )
+
+
+def test_estimate_and_clear(app: App) -> None:
+    fill(app)
+    found = app.estimate()
+    assert found is not None and "<table" in html_of(app.messages)
+    assert app.result is None  # nothing was run
+    app.run(wait=True)
+    assert html_of(app.result_output)
+    app.clear()
+    assert not app.result_output.outputs and not app.progress_box.children
+    assert app.result is not None  # the result stays bound

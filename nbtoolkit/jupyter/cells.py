@@ -6,6 +6,7 @@ neither reaches into the other. A mistake is one ``UsageError`` line.
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import keyword
 import shlex
@@ -24,14 +25,51 @@ __all__ = ["CellRun", "cell_options", "format_cell", "parse_options", "prepare",
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+class _Picked(argparse.Action):
+    """``-m``: each model with the ``--api-base``/``--api-key-env`` in force where it is named."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        picks = list(getattr(namespace, "model", None) or [])
+        endpoint = (getattr(namespace, "api_base", None), getattr(namespace, "api_key_env", None))
+        picks.append((values, *endpoint))
+        namespace.model = picks
+
+
+class _Endpoint(argparse.Action):
+    """``--api-base``/``--api-key-env``: for the ``-m`` after it (all models if none follows)."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        setattr(namespace, self.dest, values)
+        # How many models were named before it: those keep what they had.
+        setattr(namespace, f"{self.dest}_after", len(getattr(namespace, "model", None) or []))
+
+
 # The options of %%orchestrate, top to bottom as ``%%orchestrate?`` lists them.
 _OPTIONS = [
     ma.argument(
         "-m",
         "--model",
-        action="append",
+        action=_Picked,
         metavar="MODEL",
-        help="a litellm model id or an alias; repeat it, or separate ids with commas",
+        help="a litellm model id, an alias, or a notebook variable holding an nbt.Model (or a "
+        "list of them); repeat it, or separate ids with commas",
+    ),
+    ma.argument(
+        "--api-base",
+        dest="api_base",
+        action=_Endpoint,
+        metavar="URL",
+        help="an OpenAI-compatible server (vLLM, Ollama's /v1, LM Studio, a LiteLLM proxy) for "
+        "the -m models after it (for every model when no -m follows)",
+    ),
+    ma.argument(
+        "--api-key-env",
+        dest="api_key_env",
+        action=_Endpoint,
+        metavar="NAME",
+        help="the environment variable holding the key for the -m models after it (the "
+        "variable's name, never the key)",
     ),
     ma.argument("-s", "--strategy", help="consensus strategy (default: vote)"),
     ma.argument(
@@ -87,7 +125,7 @@ class CellRun:
     """A checked ``%%orchestrate`` cell: what to pass to ``orchestrate`` and where to bind it."""
 
     prompt: str
-    models: list[str]
+    models: list[Any]  # model ids, and nbt.Model objects (from the notebook or --api-base)
     options: dict[str, Any] = field(default_factory=dict)
     out: str = DEFAULT_OUT
     progress: str = "auto"
@@ -106,20 +144,64 @@ def _resolve(name: str, aliases: dict[str, str]) -> str:
     return aliases.get(name, name)
 
 
-def _models(values: list[str] | None, settings: Orchestrate) -> list[str]:
-    raw = values if values else list(settings.default_models)
-    models = [
-        _resolve(part.strip(), settings.aliases)
-        for value in raw
-        for part in value.split(",")
-        if part.strip()
-    ]
+def _models(args: Any, settings: Orchestrate, namespace: dict[str, Any]) -> list[Any]:
+    """The cell's models: ids (aliases resolved) and ``Model`` objects from the notebook,
+    each with the ``--api-base``/``--api-key-env`` in force where it was named."""
+    picks = args.model or [(value, None, None) for value in settings.default_models]
+    # A flag after the last -m (or with no -m at all) is for every model without its own.
+    for flag in ("api_base", "api_key_env"):
+        value = getattr(args, flag, None)
+        if value is not None and getattr(args, f"{flag}_after", 0) >= len(args.model or []):
+            at = 1 if flag == "api_base" else 2
+            picks = [(*p[:at], p[at] or value, *p[at + 1 :]) for p in picks]
+    models: list[Any] = []
+    for value, api_base, api_key_env in picks:
+        for part in (p.strip() for p in value.split(",")):
+            if not part:
+                continue
+            found = _model_variable(namespace, part)
+            if found is not None:
+                if api_base or api_key_env:
+                    raise usage(
+                        f"-m {part}: '{part}' is an nbt.Model in the notebook, with its own "
+                        "settings; set api_base/api_key_env on it, not with --api-base"
+                    )
+                models.extend(found)
+                continue
+            model_id = _resolve(part, settings.aliases)
+            if api_base or api_key_env:
+                models.append(_endpoint_model(model_id, api_base, api_key_env))
+            else:
+                models.append(model_id)
     if not models:
         raise usage(
             "no models: name them with -m (e.g. -m oracle -m swift), or set "
             "%config Orchestrate.default_models = ['gpt-4o-mini', 'claude-3-5-haiku-20241022']"
         )
     return models
+
+
+def _model_variable(namespace: dict[str, Any], name: str) -> list[Any] | None:
+    """The ``Model`` (or list of them) a notebook variable called ``name`` holds, else None."""
+    if not name.isidentifier() or name not in namespace:
+        return None
+    from ..spec import Model
+
+    value = namespace[name]
+    if isinstance(value, Model):
+        return [value]
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, Model) for v in value):
+        return list(value)
+    return None
+
+
+def _endpoint_model(model_id: str, api_base: str | None, api_key_env: str | None) -> Any:
+    from ..spec import Model
+
+    try:
+        return Model(model_id, api_base=api_base, api_key_env=api_key_env)
+    except (ConfigError, ValueError) as exc:
+        raise usage(f"-m {model_id}: {exc}") from None
 
 
 def _lookup(namespace: dict[str, Any], name: str, option: str) -> Any:
@@ -224,7 +306,7 @@ def prepare(line: str, body: str, namespace: dict[str, Any], settings: Orchestra
     prompt = body.strip()
     if not prompt:
         raise usage("the cell is empty: write the prompt below the %%orchestrate line")
-    models = _models(args.model, settings)
+    models = _models(args, settings, namespace)
     for option, value in (
         ("--samples", args.samples),
         ("--max-tokens", args.max_tokens),
@@ -293,11 +375,28 @@ def format_cell(
     temperature: str | float | None = None,
     seed: str | int | None = None,
     max_tokens: str | int | None = None,
+    own_models: list[str] | None = None,
+    api_base: str | None = None,
+    api_key_env: str | None = None,
+    budget: str | float | None = None,
 ) -> str:
-    """The ``%%orchestrate`` cell for these options (quoted so that it parses back the same)."""
+    """The ``%%orchestrate`` cell for these options (quoted so that it parses back the same).
+
+    ``own_models`` come after ``--api-base``/``--api-key-env``, so only they go to that server.
+    """
     parts = ["%%orchestrate"]
     for model in models:
         parts += ["-m", shlex.quote(model)]
+    endpoint = [
+        (flag, str(value).strip())
+        for flag, value in (("--api-base", api_base), ("--api-key-env", api_key_env))
+        if value is not None and str(value).strip()
+    ]
+    if own_models:
+        for flag, setting in endpoint:
+            parts += [flag, shlex.quote(setting)]
+        for model in own_models:
+            parts += ["-m", shlex.quote(model)]
     if judge:
         parts += ["--judge", shlex.quote(judge)]
     elif strategy:
@@ -309,6 +408,7 @@ def format_cell(
         ("--temperature", temperature),
         ("--seed", seed),
         ("--max-tokens", max_tokens),
+        ("--budget", budget),
         ("--out", None if out == DEFAULT_OUT else out),
     ):
         if value is not None and str(value).strip() != "":

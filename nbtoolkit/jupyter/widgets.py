@@ -31,6 +31,8 @@ __all__ = ["App", "ui"]
 
 _EXTRACTS = ["number", "choice", "json", "json:answer"]
 _WIDE = w.Layout(width="100%")
+# What nbt.estimate takes of a cell's options (it makes no call, so no cache or progress).
+_ESTIMATE_OPTIONS = ("data", "variables", "samples", "max_tokens", "system")
 
 
 def _dataframe_names(namespace: dict[str, Any]) -> list[str]:
@@ -85,6 +87,17 @@ class App:
             placeholder="litellm ids, comma-separated: gpt-4o-mini, claude-3-5-haiku-20241022",
             layout=_WIDE,
         )
+        # For the typed ids only: a vLLM, Ollama or LM Studio server, or a LiteLLM proxy.
+        self.api_base = w.Text(
+            description="api_base",
+            placeholder="their server, e.g. http://127.0.0.1:8000/v1 (empty: the provider's)",
+            layout=_WIDE,
+        )
+        self.api_key_env = w.Text(
+            description="key variable",
+            placeholder="the environment variable holding their key (its name, never the key)",
+            layout=_WIDE,
+        )
         names = strategies.names()
         default = self.settings.default_strategy
         self.strategy = w.Dropdown(
@@ -103,6 +116,7 @@ class App:
             icon="refresh", tooltip="list the DataFrames again", layout=w.Layout(width="3em")
         )
         self.out = w.Text(value=DEFAULT_OUT, description="save as")
+        self.budget = w.Text(description="budget $", placeholder="no cap")
         self.prompt = w.Textarea(
             placeholder="{question}\nAnswer with a number.",
             description="prompt",
@@ -113,6 +127,10 @@ class App:
         self.run_button.add_class("nbtoolkit-run")
         self.cancel_button = w.Button(description="Cancel", icon="stop", disabled=True)
         self.cancel_button.add_class("nbtoolkit-cancel-run")
+        self.estimate_button = w.Button(description="Estimate", icon="calculator")
+        self.estimate_button.add_class("nbtoolkit-estimate")
+        self.clear_button = w.Button(description="Clear", icon="eraser")
+        self.clear_button.add_class("nbtoolkit-clear")
         self.cell = w.HTML()
         self.cell.add_class("nbtoolkit-cell")
         self.progress_box = w.VBox()
@@ -124,6 +142,8 @@ class App:
         self.run_button.on_click(lambda _b: self._guarded(self.run))
         self.cancel_button.on_click(lambda _b: self._guarded(self.cancel))
         self.refresh_button.on_click(lambda _b: self._guarded(self.refresh))
+        self.estimate_button.on_click(lambda _b: self._guarded(self.estimate))
+        self.clear_button.on_click(lambda _b: self._guarded(self.clear))
         for field in self._fields():
             field.observe(lambda _change: self._guarded(self._update_cell), names="value")
 
@@ -136,12 +156,17 @@ class App:
                 ),
                 self.models,
                 self.other_models,
+                self.api_base,
+                self.api_key_env,
                 w.HBox([self.strategy, self.judge, self.samples]),
                 w.HBox([self.extract, self.temperature]),
                 w.HBox([self.seed, self.max_tokens]),
                 w.HBox([self.data, self.refresh_button, self.out]),
+                self.budget,
                 self.prompt,
-                w.HBox([self.run_button, self.cancel_button]),
+                w.HBox(
+                    [self.run_button, self.cancel_button, self.estimate_button, self.clear_button]
+                ),
                 self.progress_box,
                 self.messages,
                 w.HTML("<em>The same run as a cell:</em>"),
@@ -155,6 +180,9 @@ class App:
         return [
             self.models,
             self.other_models,
+            self.api_base,
+            self.api_key_env,
+            self.budget,
             self.strategy,
             self.judge,
             self.samples,
@@ -180,15 +208,17 @@ class App:
 
     def model_list(self) -> list[str]:
         """The chosen aliases in the order the user gave them, then the typed ids."""
-        typed = [m.strip() for m in self.other_models.value.split(",") if m.strip()]
-        return [*self.models.value, *typed]
+        return [*self.models.value, *self._typed()]
+
+    def _typed(self) -> list[str]:
+        return [m.strip() for m in self.other_models.value.split(",") if m.strip()]
 
     def cell_text(self) -> str:
         """The ``%%orchestrate`` cell equivalent to the app's fields."""
         judge = self.judge.value.strip() if self.strategy.value == "judge" else ""
         return cells.format_cell(
             self.prompt.value,
-            self.model_list(),
+            list(self.models.value),
             strategy=self.strategy.value,
             judge=judge or None,
             extract=self.extract.value.strip() or None,
@@ -198,6 +228,10 @@ class App:
             temperature=self.temperature.value,
             seed=self.seed.value,
             max_tokens=self.max_tokens.value,
+            own_models=self._typed(),
+            api_base=self.api_base.value,
+            api_key_env=self.api_key_env.value,
+            budget=self.budget.value,
         )
 
     def _update_cell(self) -> None:
@@ -221,14 +255,8 @@ class App:
         self.messages.outputs = ()
         self._clear()  # the last run's progress and result must not sit under this run's news
         self.result = None
-        text = self.cell_text()
-        header, _, body = text.partition("\n")
-        try:
-            run = cells.prepare(
-                header.removeprefix("%%orchestrate"), body, self.namespace, self.settings
-            )
-        except UsageError as exc:
-            self._say(str(exc))
+        run = self._prepared()
+        if run is None:
             return None
         self.reporter = WidgetProgress()
         self.progress_box.children = (self.reporter.widget,)
@@ -242,6 +270,40 @@ class App:
         )
         self._thread.start()
         return None
+
+    def estimate(self) -> Any:
+        """Show what the cell would cost before running it (``nbt.estimate``: tokens by
+        litellm's counter, prices from its table); returns the ``Estimate``."""
+        from ..estimates import estimate
+
+        self.messages.outputs = ()
+        run = self._prepared()
+        if run is None:
+            return None
+        options = {k: v for k, v in run.options.items() if k in _ESTIMATE_OPTIONS}
+        found = estimate(run.prompt, run.models, **options)
+        self.messages.outputs = (_display(found),)
+        return found
+
+    def clear(self) -> None:
+        """Remove the last run's progress, messages and result from the app (the result
+        stays bound to its name in the notebook)."""
+        if self.running:
+            self._say("A run is going: cancel it first.")
+            return
+        self.messages.outputs = ()
+        self._clear()
+
+    def _prepared(self) -> cells.CellRun | None:
+        text = self.cell_text()
+        header, _, body = text.partition("\n")
+        try:
+            return cells.prepare(
+                header.removeprefix("%%orchestrate"), body, self.namespace, self.settings
+            )
+        except UsageError as exc:
+            self._say(str(exc))
+            return None
 
     def cancel(self) -> None:
         """Stop the run going; the finished rows are kept and shown."""
@@ -285,13 +347,7 @@ class App:
         self.namespace[run.out] = result
         if result.cancelled:
             self._say(f"Cancelled: the finished rows are in {run.out}.")
-        self.result_output.outputs = (
-            {
-                "output_type": "display_data",
-                "data": {"text/html": result._repr_html_(), "text/plain": repr(result)},
-                "metadata": {},
-            },
-        )
+        self.result_output.outputs = (_display(result),)
 
     def _clear(self) -> None:
         """No progress bars and no result shown: what a failed start leaves."""
@@ -309,6 +365,15 @@ class App:
             self._say(str(exc))
         except Exception:
             self.messages.append_stderr(traceback.format_exc())
+
+
+def _display(shown: Any) -> dict[str, Any]:
+    """An output of the object's HTML and text, whatever the shell's formatters are."""
+    return {
+        "output_type": "display_data",
+        "data": {"text/html": shown._repr_html_(), "text/plain": repr(shown)},
+        "metadata": {},
+    }
 
 
 def ui(*, shell: Any = None, namespace: dict[str, Any] | None = None) -> App:

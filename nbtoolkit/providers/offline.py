@@ -13,7 +13,8 @@ import os
 from typing import Any
 
 from ..errors import CallError, ModelError, RecordingsError, clip
-from . import recordings, register_offline, sim
+from . import recordings, sim
+from .registry import register_offline
 
 # Simulated latencies are real sleeps, scaled so a demo feels alive without being slow.
 SIM_TIME_SCALE_ENV = sim.TIME_SCALE_ENV

@@ -364,30 +364,23 @@ def save_frames(runs: Sequence[tuple[str, RunResult]], prefix: str) -> dict[str,
 
 def per_model(res: RunResult, gold: pd.Series | None = None) -> pd.DataFrame:
     """One row per model (indexed by model, in the run's order), as numbers: the charts'
-    data. Columns: ``calls`` made, ``valid_share`` of them, ``accuracy`` on ``gold``
-    (normalised answers by row, ``gold_answers``; NaN without), ``agrees_with_consensus``
-    (share of rows), ``cost_usd`` and ``cost_per_row_usd`` (NaN when a price is unknown),
-    ``latency_median_s`` and ``latency_p90_s`` per call (NaN when none is known)."""
+    data. ``res.per_model()``'s calls made, ``valid`` share of them, median ``latency_s``
+    and ``cost_usd`` (NaN when a price is unknown), and: ``latency_p90_s``,
+    ``cost_per_row_usd``, ``agrees_with_consensus`` (share of rows) and ``accuracy`` on
+    ``gold`` (normalised answers by row, ``gold_answers``; NaN without)."""
+    table = res.per_model()[["calls", "valid", "latency_s", "cost_usd"]].copy()
     made = calls_made(res)
     rows_n = max(1, len(res.consensus))
     consensus = res.consensus.set_index("row")["answer"]
-    table = res.answers
-    out = []
-    for model in res.models:
-        mine = made[made["model"] == model]
-        cost = cost_total(mine["cost_usd"])
-        lat = mine["latency_s"].dropna()
-        out.append(
-            {
-                "model": model,
-                "calls": len(mine),
-                "valid_share": float(mine["valid"].astype(bool).mean()) if len(mine) else math.nan,
-                "accuracy": accuracy(table[model], gold) if gold is not None else math.nan,
-                "agrees_with_consensus": 1 - changed(table[model], consensus) / rows_n,
-                "cost_usd": cost,
-                "cost_per_row_usd": cost / rows_n,
-                "latency_median_s": float(lat.median()) if len(lat) else math.nan,
-                "latency_p90_s": float(lat.quantile(0.9)) if len(lat) else math.nan,
-            }
-        )
-    return pd.DataFrame(out).set_index("model")
+    answers = res.answers
+    table["latency_p90_s"] = [
+        made.loc[made["model"] == m, "latency_s"].dropna().quantile(0.9) for m in table.index
+    ]
+    table["cost_per_row_usd"] = table["cost_usd"] / rows_n
+    table["agrees_with_consensus"] = [
+        1 - changed(answers[m], consensus) / rows_n for m in table.index
+    ]
+    table["accuracy"] = [
+        accuracy(answers[m], gold) if gold is not None else math.nan for m in table.index
+    ]
+    return table.astype("float64").assign(calls=table["calls"])

@@ -112,7 +112,7 @@ class Plots:
 
         table = an.per_model(self.result)
         return bars(
-            [(str(m), v, _percent(v)) for m, v in table["valid_share"].items()],
+            [(str(m), v, _percent(v)) for m, v in table["valid"].items()],
             title="Valid answers per model",
             x_label="valid answers (share of calls made)",
             limit=1.0,
@@ -136,9 +136,7 @@ class Plots:
         from . import analysis as an
 
         table = an.per_model(self.result)
-        items = [
-            (str(m), rec["latency_median_s"], _latency_text(rec)) for m, rec in table.iterrows()
-        ]
+        items = [(str(m), rec["latency_s"], _latency_text(rec)) for m, rec in table.iterrows()]
         note = "simulated latencies" if self.result.simulated else "recorded latency of each call"
         return bars(
             items,
@@ -184,9 +182,9 @@ def _percent(value: float) -> str:
 
 
 def _latency_text(rec: Any) -> str:
-    if _nan(rec["latency_median_s"]):
+    if _nan(rec["latency_s"]):
         return "unknown"
-    return f"median {rec['latency_median_s']:.2f} s, p90 {rec['latency_p90_s']:.2f} s"
+    return f"median {rec['latency_s']:.2f} s, p90 {rec['latency_p90_s']:.2f} s"
 
 
 def _nan(value: Any) -> bool:

@@ -1,0 +1,121 @@
+"""Which models are answered on this machine, and litellm, imported once and configured.
+
+Offline providers (``replay/<name>``, ``sim/<profile>``) are registered here through
+litellm's own ``custom_provider_map``; register your own the same way with
+``register_offline``. This is the only place that imports litellm.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import ModelError
+from ..spec import Model
+
+__all__ = ["check_offline", "get_litellm", "is_offline", "litellm_id", "register_offline"]
+
+# name -> zero-argument factory returning a litellm CustomLLM; built lazily with litellm.
+_OFFLINE: dict[str, Callable[[], Any]] = {}
+# name -> validator(model name, run options) raising ModelError for an unknown name.
+_OFFLINE_CHECKS: dict[str, Callable[[str, dict[str, Any]], None]] = {}
+
+_lock = threading.Lock()
+_litellm: Any = None
+
+
+def register_offline(
+    prefix: str,
+    factory: Callable[[], Any],
+    check: Callable[[str, dict[str, Any]], None] | None = None,
+) -> None:
+    """Register an offline provider answering ``<prefix>/<name>`` models.
+
+    ``factory`` returns a ``litellm.CustomLLM``; it is called after litellm is imported.
+    """
+    _OFFLINE[prefix] = factory
+    if check is not None:
+        _OFFLINE_CHECKS[prefix] = check
+    if _litellm is not None:
+        _install(_litellm, prefix)
+
+
+def _install(litellm: Any, prefix: str) -> None:
+    litellm.custom_provider_map = [
+        item for item in litellm.custom_provider_map if item["provider"] != prefix
+    ] + [{"provider": prefix, "custom_handler": _OFFLINE[prefix]()}]
+    # litellm reads the map when it sets up a call's provider list; refresh it now.
+    litellm.utils.custom_llm_setup()
+
+
+def get_litellm() -> Any:
+    """Import and configure litellm once: local price table, quiet logs, offline providers."""
+    global _litellm
+    if _litellm is not None:
+        return _litellm
+    with _lock:
+        if _litellm is None:
+            # Offline, litellm would first try to download its price table.
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            import litellm
+
+            litellm.suppress_debug_info = True  # its "Provider List: ..." lines in every cell
+            litellm.telemetry = False
+            for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+            _register_builtins()
+            for prefix in _OFFLINE:
+                _install(litellm, prefix)
+            _litellm = litellm
+    return _litellm
+
+
+def _register_builtins() -> None:
+    from . import offline
+
+    offline.register_builtins()
+
+
+def check_offline(model_id: str, options: dict[str, Any]) -> None:
+    """Raise ``ModelError`` if the offline provider of ``model_id`` cannot answer it."""
+    prefix, _, name = model_id.partition("/")
+    if prefix in _OFFLINE_CHECKS:
+        _OFFLINE_CHECKS[prefix](name, options)
+
+
+def is_offline(model_id: str) -> bool:
+    """True for models answered on this machine (replay, sim, or a registered provider)."""
+    if not _OFFLINE:
+        _register_builtins()
+    return model_id.split("/", 1)[0] in _OFFLINE
+
+
+# Bare model ids litellm no longer lists, whose provider is plain from the name.
+_PREFIX_PROVIDERS = [
+    (re.compile(r"^claude-"), "anthropic"),
+    (re.compile(r"^gemini-"), "gemini"),
+    (re.compile(r"^(mistral|ministral|codestral|open-mistral|pixtral)-"), "mistral"),
+    (re.compile(r"^command-"), "cohere_chat"),
+]
+
+
+def litellm_id(model: Model) -> str:
+    """The model string litellm routes on (a provider prefix added when litellm needs one)."""
+    litellm = get_litellm()
+    try:
+        litellm.get_llm_provider(model.id)
+        return model.id
+    except Exception:
+        pass
+    for pattern, provider in _PREFIX_PROVIDERS:
+        if pattern.match(model.id):
+            return f"{provider}/{model.id}"
+    raise ModelError(
+        f"unknown model '{model.id}': litellm cannot tell which provider serves it. Prefix it with "
+        f"the provider, e.g. 'openai/{model.id}' (with api_base=... for a local server), or use "
+        "'sim/oracle-large' to try things offline."
+    )
