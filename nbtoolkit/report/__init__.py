@@ -13,7 +13,8 @@ The package, by what each module owns:
 - ``sections`` (``Report``): the sections a template shows, from a finished run; built from
   ``markup`` (HTML pieces), ``inputs`` (the rows and models a template runs on),
   ``analysis`` / ``replay`` / ``values`` / ``assumptions`` / ``failures`` (the numbers and
-  words), ``figures`` (matplotlib charts, also ``res.plot``) and ``workflow`` (the diagram).
+  words), ``figures`` (matplotlib charts, also ``res.plot``; ``chart`` is the one module that
+  imports matplotlib) and ``workflow`` (the hand-built diagram).
 
 Importing this package imports neither papermill nor matplotlib: they load when a report
 runs or a chart is drawn. The core never imports this package.

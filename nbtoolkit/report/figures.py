@@ -99,11 +99,13 @@ class Plots:
 
         answers = an.gold_answers(self.result, gold, who="res.plot.accuracy()")
         table = an.per_model(self.result, answers)
-        return bars(
-            [(str(m), v, _percent(v)) for m, v in table["accuracy"].items()],
-            title="Accuracy per model",
-            x_label="accuracy (share of rows right)",
-            limit=1.0,
+        return _shares(
+            bars(
+                [(str(m), v, _percent(v)) for m, v in table["accuracy"].items()],
+                title="Accuracy per model",
+                x_label="accuracy (share of rows right)",
+                limit=1.0,
+            )
         )
 
     def valid(self) -> Figure:
@@ -111,11 +113,13 @@ class Plots:
         from . import analysis as an
 
         table = an.per_model(self.result)
-        return bars(
-            [(str(m), v, _percent(v)) for m, v in table["valid"].items()],
-            title="Valid answers per model",
-            x_label="valid answers (share of calls made)",
-            limit=1.0,
+        return _shares(
+            bars(
+                [(str(m), v, _percent(v)) for m, v in table["valid"].items()],
+                title="Valid answers per model",
+                x_label="valid answers (share of calls made)",
+                limit=1.0,
+            )
         )
 
     def cost(self) -> Figure:
@@ -125,11 +129,15 @@ class Plots:
 
         table = an.per_model(self.result)
         simulated = " (simulated prices)" if self.result.simulated else ""
-        return bars(
+        fig = bars(
             [(str(m), v, format_cost(v)) for m, v in table["cost_usd"].items()],
             title="Cost per model" + simulated,
             x_label="cost (USD)",
         )
+        from matplotlib.ticker import FuncFormatter
+
+        fig.axes[0].xaxis.set_major_formatter(FuncFormatter(lambda v, _: _usd_tick(v)))
+        return fig
 
     def latency(self) -> Figure:
         """Bars: each model's median latency per call (s), a tick at the 90th percentile."""
@@ -175,6 +183,13 @@ def strategy_scatter(table: Any) -> Figure:
         x_label="cost per row (USD)",
         y_label="accuracy",
     )
+
+
+def _shares(fig: Figure) -> Figure:
+    from matplotlib.ticker import PercentFormatter
+
+    fig.axes[0].xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    return fig
 
 
 def _percent(value: float) -> str:
@@ -359,7 +374,15 @@ def bars(
     ax.set_xlim(0, max(limit or 0.0, most) * 1.35)
     for k, (_, value, text) in enumerate(items):
         x = max(0.0 if _nan(v) else float(v) for v in (value, (ticks or [math.nan] * n)[k]))
-        ax.text(x, k, f" {text}", va="center", fontsize=8, color=_GREY)
+        ax.annotate(
+            text,
+            (x, k),
+            xytext=(6, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+            color=_GREY,
+        )
     ax.set_yticks(range(n), [label for label, _, _ in items])
     ax.set_ylim(n - 0.5, -0.5)
     ax.grid(True, axis="x", color=_MISSING, linewidth=0.8)
