@@ -7,6 +7,15 @@ weighted vote, cascades) is fitted on some rows and scored on others, by k-fold
 cross-validation, never on the rows it was fitted on. It says plainly when the best single
 model beats every panel.
 
+It also fits a **confidence model** for the recommendation (``nbtoolkit.confidence``: a
+logistic regression from features every strategy's verdict has to the probability the row
+is right), the same way: fitted on four folds, scored on the fifth, so ``cal.ece``,
+``cal.reliability()``, ``cal.selective()`` and ``cal.threshold_for(0.05)`` describe rows the
+model never saw. The recommendation carries the model fitted on all rows (``Calibrated``),
+so a run with ``strategy=cal.recommendation`` has calibrated ``confidence`` (the consensus's
+``calibrated`` column says so) and ``confidence_threshold="auto:0.05"`` works. ``cal.paired``
+is McNemar's test of the recommendation against the best single model on the held-out rows.
+
 ``rescore(result, strategy)`` recombines a finished run's answers with another strategy,
 without a single new call (a cascade is replayed stage by stage over the recorded answers).
 
@@ -26,9 +35,19 @@ from typing import Any
 
 import pandas as pd
 
+from .confidence import METHOD, ConfidenceModel, features
 from .errors import ConfigError
+from .reliability import (
+    BINS,
+    HeldOut,
+    PairedTest,
+    Threshold,
+    expected_calibration_error,
+    mcnemar,
+)
 from .results import RunResult, data_column
 from .strategies import Candidate, answer_key
+from .strategies.calibrated import Calibrated
 from .strategies.cascade import Cascade
 from .strategies.vote import FirstValid, Vote, Weighted
 
@@ -130,7 +149,8 @@ def rescore(result: RunResult, strategy: Any, rows: Sequence[int] | None = None)
     """Recombine a finished run with ``strategy``: answer, confidence and calls per row.
 
     No call is made; a cascade is replayed over the recorded answers, and ``calls`` says how
-    many of them it would have needed.
+    many of them it would have needed. ``calibrated``: whether ``confidence`` is a probability
+    fitted by ``calibrate`` (a ``Calibrated`` strategy) or the strategy's own share.
     """
     from . import strategies
 
@@ -149,6 +169,7 @@ def rescore(result: RunResult, strategy: Any, rows: Sequence[int] | None = None)
                 "confidence": verdict.confidence,
                 "agreement": verdict.agreement,
                 "calls": len(asked),
+                "calibrated": verdict.calibrated,
             }
         )
     return pd.DataFrame.from_records(records).set_index("row")
@@ -162,7 +183,15 @@ def _log_odds(accuracy: float, n: int) -> float:
 
 @dataclass
 class Calibration:
-    """What ``calibrate`` learned; ``recommendation`` goes straight to ``strategy=``."""
+    """What ``calibrate`` learned; ``recommendation`` goes straight to ``strategy=``.
+
+    ``held_out``: one row per calibrated row (index ``row``): ``fold``, the recommendation's
+    ``answer`` there, its calibrated ``confidence`` (from the model fitted without that
+    fold), the strategy's own ``strategy_confidence``, whether it was ``correct``, and
+    whether the best single model was (``single_correct``). ``ece`` and ``strategy_ece``:
+    the expected calibration error (10 bins) of those two confidences. ``fold_models``: the
+    confidence model fitted for each fold (its ``rows`` never include the fold's).
+    """
 
     per_model: pd.DataFrame
     weights: dict[str, float]
@@ -172,11 +201,64 @@ class Calibration:
     best_single: str
     single_beats_panels: bool
     message: str
+    confidence_model: ConfidenceModel | None = None
+    held_out: pd.DataFrame = field(default_factory=pd.DataFrame)
+    fold_models: list[ConfidenceModel] = field(default_factory=list)
+    paired: PairedTest | None = None
 
     # The per-model accuracy is in-sample (every row, the rows the weights are fitted on);
     # the candidates' is held out. Each table says which, so the two never read as one.
     PER_MODEL_LABEL = "per model, in-sample (accuracy on all rows, not held out)"
     CANDIDATES_LABEL = "candidates, held-out accuracy (k-fold cross-validation)"
+    CONFIDENCE_LABEL = f"confidence of the recommendation, held out ({METHOD})"
+    TARGETS = (0.01, 0.05)
+
+    @property
+    def measured(self) -> HeldOut:
+        """The held-out confidences and outcomes, as ``HeldOut``."""
+        return HeldOut(
+            tuple(float(c) for c in self.held_out.get("confidence", [])),
+            tuple(bool(c) for c in self.held_out.get("correct", [])),
+        )
+
+    @property
+    def ece(self) -> float:
+        """Expected calibration error (10 bins) of the calibrated confidence, held out."""
+        return self.measured.ece()
+
+    @property
+    def strategy_ece(self) -> float:
+        """The same for the strategy's own confidence (its share of votes), held out."""
+        return expected_calibration_error(
+            self.held_out.get("strategy_confidence", []), self.held_out.get("correct", [])
+        )
+
+    def reliability(self, bins: int = BINS) -> pd.DataFrame:
+        """Held-out reliability table: ``bin, low, high, mean_confidence, accuracy, rows``,
+        one row per equal-width confidence bin (the data of a reliability diagram)."""
+        return self.measured.reliability(bins)
+
+    def selective(self) -> pd.DataFrame:
+        """Held-out selective accuracy curve: ``threshold, kept, rows, error`` per distinct
+        confidence, highest first (keep rows at or above ``threshold``)."""
+        return self.measured.selective()
+
+    def threshold_for(self, target_error: float) -> Threshold:
+        """The threshold keeping the most rows with held-out error <= ``target_error``;
+        ``str()`` of it is the sentence (``keep the 78% of rows with confidence >= 0.82 ...``)."""
+        return self.measured.threshold(target_error)
+
+    def _confidence_lines(self) -> list[str]:
+        if self.held_out.empty:
+            return []
+        lines = [
+            f"expected calibration error {self.ece:.3f} (10 bins; the strategy's own "
+            f"confidence: {self.strategy_ece:.3f})",
+            *(str(self.threshold_for(t)) for t in self.TARGETS),
+        ]
+        if self.paired is not None:
+            lines.append(str(self.paired))
+        return lines
 
     def _shown(self, table: pd.DataFrame) -> pd.DataFrame:
         from .formatting import format_cost  # small costs with significant digits; NaN: unknown
@@ -186,22 +268,37 @@ class Calibration:
         return shown
 
     def __repr__(self) -> str:
+        lines = self._confidence_lines()
+        confidence = (
+            f"\n\n{self.CONFIDENCE_LABEL}:\n" + "\n".join(f"- {line}" for line in lines)
+            if lines
+            else ""
+        )
         with pd.option_context("display.width", 120):
             return (
                 f"Calibration: {self.message}\n\n{self.PER_MODEL_LABEL}:\n"
                 f"{self._shown(self.per_model)}\n\n"
-                f"{self.CANDIDATES_LABEL}:\n{self._shown(self.candidates)}"
+                f"{self.CANDIDATES_LABEL}:\n{self._shown(self.candidates)}{confidence}"
             )
 
     def _repr_html_(self) -> str:
         import html
 
+        lines = self._confidence_lines()
+        confidence = (
+            f"<h4>{html.escape(self.CONFIDENCE_LABEL.capitalize())}</h4><ul>"
+            + "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+            + "</ul>"
+            + self.reliability().round(4).to_html(index=False)
+            if lines
+            else ""
+        )
         return (
             f"<div><p><strong>{html.escape(self.message)}</strong></p>"
             f"<h4>{html.escape(self.PER_MODEL_LABEL.capitalize())}</h4>"
             f"{self._shown(self.per_model).to_html()}"
             f"<h4>{html.escape(self.CANDIDATES_LABEL.capitalize())}</h4>"
-            f"{self._shown(self.candidates).to_html()}</div>"
+            f"{self._shown(self.candidates).to_html()}{confidence}</div>"
         )
 
 
@@ -298,12 +395,13 @@ def calibrate(
     random.Random(seed).shuffle(shuffled)
     chunks = [shuffled[i::folds] for i in range(folds)]
     scores: dict[str, _Scored] = {}
-    chosen_single: list[str] = []
+    fits: list[_FoldFit] = []
     for k in range(folds):
         test = chunks[k]
         train = [r for j, chunk in enumerate(chunks) if j != k for r in chunk]
-        w, o = _fit(_model_table(result, by_row, gold_by_row, train))
-        chosen_single.append(o[0])
+        fold_table = _model_table(result, by_row, gold_by_row, train)
+        w, o = _fit(fold_table)
+        fits.append(_FoldFit(k, test, train, w, o, _accuracies(fold_table)))
         for name, make in _families(w, o, named=weights).items():
             strategy = make()
             score = scores.setdefault(name, _Scored())
@@ -330,7 +428,17 @@ def calibrate(
     single_acc = candidates.loc["single best model", "accuracy"]
     panel_acc = candidates.drop(index="single best model")["accuracy"].max()
     beats = bool(single_acc >= panel_acc)
-    recommendation = _families(weights, order)[best_name]()
+    fold_models, held_out = _held_out_confidence(by_row, gold_by_row, fits, best_name, weights)
+    chosen = _families(weights, order)[best_name]()
+    model = _fit_confidence(chosen, by_row, gold_by_row, use, _accuracies(table), order[0])
+    measured = HeldOut(tuple(held_out["confidence"]), tuple(bool(c) for c in held_out["correct"]))
+    recommendation = Calibrated(chosen, model, measured)
+    paired = mcnemar(
+        held_out["correct"],
+        held_out["single_correct"],
+        "the recommendation" if best_name != "single best model" else "the best model",
+        "the best single model" if best_name != "single best model" else "itself",
+    )
     if beats:
         message = (
             f"The best single model ({best_single}, {single_acc:.0%} held out) is "
@@ -352,7 +460,106 @@ def calibrate(
         best_single=best_single,
         single_beats_panels=beats,
         message=message,
+        confidence_model=model,
+        held_out=held_out,
+        fold_models=fold_models,
+        paired=paired,
     )
+
+
+@dataclass
+class _FoldFit:
+    """One fold: its test rows, the rows fitted on, and what was fitted on them."""
+
+    fold: int
+    test: list[int]
+    train: list[int]
+    weights: dict[str, float]
+    order: list[str]
+    accuracy: dict[str, float]
+
+
+def _accuracies(table: pd.DataFrame) -> dict[str, float]:
+    return {str(m): float(a) for m, a in table["accuracy"].fillna(0.0).items()}
+
+
+def _outcomes(
+    strategy: Any,
+    by_row: dict[int, list[Candidate]],
+    gold: dict[int, str],
+    rows: list[int],
+    accuracy: dict[str, float],
+    best: str,
+) -> tuple[list[list[float]], list[bool], list[Any], list[float]]:
+    """Per row: the confidence features, whether the strategy was right, its answer and its
+    own confidence, as the strategy would have played on the recorded answers."""
+    x: list[list[float]] = []
+    right: list[bool] = []
+    answers: list[Any] = []
+    own: list[float] = []
+    for r in rows:
+        answer, asked = _play(strategy, by_row.get(r, []))
+        x.append(features(asked, answer, accuracy, best))
+        right.append(answer is not None and _norm(answer) == gold[r])
+        answers.append(answer)
+        own.append(float(strategy.combine(asked).confidence))
+    return x, right, answers, own
+
+
+def _fit_confidence(
+    strategy: Any,
+    by_row: dict[int, list[Candidate]],
+    gold: dict[int, str],
+    rows: list[int],
+    accuracy: dict[str, float],
+    best: str,
+) -> ConfidenceModel:
+    x, right, answers, _ = _outcomes(strategy, by_row, gold, rows, accuracy, best)
+    # A row with no answer has confidence 0 by definition: it teaches the model nothing.
+    keep = [i for i, a in enumerate(answers) if a is not None]
+    return ConfidenceModel.fit(
+        [x[i] for i in keep],
+        [right[i] for i in keep],
+        accuracy=accuracy,
+        best=best,
+        rows=[rows[i] for i in keep],
+    )
+
+
+def _held_out_confidence(
+    by_row: dict[int, list[Candidate]],
+    gold: dict[int, str],
+    fits: list[_FoldFit],
+    name: str,
+    named: dict[str, float],
+) -> tuple[list[ConfidenceModel], pd.DataFrame]:
+    """The candidate ``name``'s calibrated confidence on each fold's test rows, from a
+    confidence model fitted on the other folds only (their rows, their labels, their
+    per-model accuracies), and the best single model's outcome on the same rows."""
+    models: list[ConfidenceModel] = []
+    records = []
+    for fit in fits:
+        strategy = _families(fit.weights, fit.order, named=named)[name]()
+        best = fit.order[0]
+        model = _fit_confidence(strategy, by_row, gold, fit.train, fit.accuracy, best)
+        models.append(model)
+        x, right, answers, own = _outcomes(strategy, by_row, gold, fit.test, fit.accuracy, best)
+        single = FirstValid(models=[best])
+        for i, r in enumerate(fit.test):
+            single_answer, _ = _play(single, by_row.get(r, []))
+            records.append(
+                {
+                    "row": r,
+                    "fold": fit.fold,
+                    "answer": answers[i],
+                    "confidence": model.probability_of(x[i]) if answers[i] is not None else 0.0,
+                    "strategy_confidence": own[i],
+                    "correct": right[i],
+                    "single_correct": single_answer is not None and _norm(single_answer) == gold[r],
+                }
+            )
+    frame = pd.DataFrame.from_records(records).set_index("row").sort_index()
+    return models, frame
 
 
 def _compared(share: float, other: float, what: str) -> str:

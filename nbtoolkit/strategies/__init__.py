@@ -28,6 +28,7 @@ __all__ = [
     "Strategy",
     "Verdict",
     "answer_key",
+    "Calibrated",
     "Cascade",
     "FirstValid",
     "Fuse",
@@ -44,6 +45,7 @@ _REGISTRY: dict[str, Callable[..., Strategy]] = {}
 
 # The built-in classes load on first use: their modules import register() from here.
 _CLASSES = {
+    "Calibrated": "calibrated",
     "Cascade": "cascade",
     "FirstValid": "vote",
     "Fuse": "judge",
