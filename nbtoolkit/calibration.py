@@ -124,8 +124,12 @@ class _Scored:
     costs: list[float] = field(default_factory=list)
 
 
-def _play(strategy: Any, cands: list[Candidate]) -> tuple[Any, list[Candidate]]:
-    """The strategy's answer on recorded candidates, and the candidates it would have asked."""
+def _play(
+    strategy: Any, cands: list[Candidate], panel: Sequence[str] | None = None
+) -> tuple[Any, list[Candidate]]:
+    """The strategy's answer on recorded candidates, and the candidates it would have asked.
+    ``panel``: the run's models, in order (default: those with a candidate in the row); a
+    cascade plans its stages over all of them, also over a run where some were skipped."""
     stages = getattr(strategy, "stages", None)
     if not callable(stages):
         used = getattr(strategy, "models", None)
@@ -133,8 +137,13 @@ def _play(strategy: Any, cands: list[Candidate]) -> tuple[Any, list[Candidate]]:
         return strategy.combine(subset).answer, subset
     from .strategies.base import ModelInfo
 
-    labels = sorted(
-        {c.model for c in cands}, key=lambda m: min(c.position for c in cands if c.model == m)
+    labels = (
+        list(panel)
+        if panel is not None
+        else sorted(
+            {c.model for c in cands},
+            key=lambda m: min(c.position for c in cands if c.model == m),
+        )
     )
     infos = [ModelInfo(m, i, 1.0, math.nan) for i, m in enumerate(labels)]
     asked: list[Candidate] = []
@@ -160,7 +169,7 @@ def rescore(result: RunResult, strategy: Any, rows: Sequence[int] | None = None)
     records = []
     for row in wanted:
         cands = by_row.get(row, [])
-        answer, asked = _play(chosen, cands)
+        answer, asked = _play(chosen, cands, result.models)
         verdict = chosen.combine(asked)
         records.append(
             {

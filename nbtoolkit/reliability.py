@@ -7,8 +7,9 @@ row's answer right), as ``calibrate`` collects them from rows its confidence mod
   equal-width bins weighted by their rows (Naeini, Cooper & Hauskrecht, AAAI 2015; the
   form used by Guo et al., "On Calibration of Modern Neural Networks", ICML 2017).
 - ``reliability_table``: the same bins, one row each (the data of a reliability diagram).
-- ``selective_curve`` and ``threshold_for``: keep the rows at or above a confidence, what
-  share that keeps and how often the kept rows are wrong; the threshold for a target error.
+- ``selective_curve``, ``threshold_for`` and ``error_at``: keep the rows at or above a
+  confidence, what share that keeps and how often the kept rows are wrong; the threshold for
+  a target error; the error of the most confident share.
 - ``mcnemar``: an exact paired test between two ways of answering the same rows.
 
 ``HeldOut`` bundles the arrays with those methods; ``Calibration`` and a calibrated strategy
@@ -167,6 +168,17 @@ def threshold_for(confidence: Any, correct: Any, target_error: float) -> Thresho
     )
 
 
+def error_at(confidence: Any, correct: Any, kept: float) -> tuple[float, float]:
+    """``(share kept, error)`` when keeping the most confident ``kept`` share of the rows
+    (at least that share: rows tied on confidence are kept together). NaN with no rows."""
+    curve = selective_curve(confidence, correct)
+    enough = curve[curve["kept"] >= kept - 1e-12]
+    if enough.empty:
+        return math.nan, math.nan
+    first = enough.iloc[0]
+    return float(first["kept"]), float(first["error"])
+
+
 @dataclass(frozen=True)
 class PairedTest:
     """McNemar's test on paired right/wrong outcomes of two methods on the same rows.
@@ -232,6 +244,9 @@ class HeldOut:
 
     def threshold(self, target_error: float) -> Threshold:
         return threshold_for(self.confidence, self.correct, target_error)
+
+    def error_at(self, kept: float) -> tuple[float, float]:
+        return error_at(self.confidence, self.correct, kept)
 
 
 _AUTO = re.compile(r"auto:\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(%?)")

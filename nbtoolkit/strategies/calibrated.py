@@ -4,7 +4,7 @@ It answers exactly as the strategy it wraps (same answer, same calls, same stage
 cascade) and replaces each verdict's ``confidence`` with the probability its
 ``ConfidenceModel`` gives, so ``confidence >= 0.9`` means "right about 9 times in 10" as
 measured on held-out rows. ``calibrate(...).recommendation`` is one; build one yourself
-only from a model ``calibrate`` fitted (``cal.confidence_model``).
+only from a model ``calibrate`` fitted: ``Calibrated(strategy, cal.confidence_model)``.
 
 >>> cal = nbt.calibrate(res, gold="gold")                                   # doctest: +SKIP
 >>> nbt.orchestrate(prompt, models, data=new, strategy=cal.recommendation,
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 class Calibrated:
     """``strategy`` with a calibrated confidence (module doc).
 
-    ``model``: the fitted ``ConfidenceModel``; ``calibration``: the held-out measures it was
+    ``confidence_model``: the fitted ``ConfidenceModel`` (not ``model``: that name means a
+    judge's model to the engine); ``calibration``: the held-out measures it was
     judged by (``HeldOut``: ECE, reliability, selective curve), which
     ``confidence_threshold="auto:<target error>"`` reads its threshold from.
     Raises ``StrategyError`` for a strategy that asks a judge or aggregator: its verdict
@@ -34,7 +35,7 @@ class Calibrated:
     """
 
     def __init__(
-        self, strategy: Any, model: ConfidenceModel, calibration: HeldOut | None = None
+        self, strategy: Any, confidence_model: ConfidenceModel, calibration: HeldOut | None = None
     ) -> None:
         if callable(getattr(strategy, "followup", None)) or callable(
             getattr(strategy, "conclude", None)
@@ -44,7 +45,7 @@ class Calibrated:
                 f"not {getattr(strategy, 'name', type(strategy).__name__)!r}"
             )
         self.strategy = strategy
-        self.model = model
+        self.confidence_model = confidence_model
         self.calibration = calibration
 
     @property
@@ -58,12 +59,12 @@ class Calibrated:
     def combine(self, candidates: list[Candidate]) -> Verdict:
         # The features describe the candidates the wrapped strategy used, as calibrate saw them.
         used = restrict(candidates, self.models)
-        return self.model.apply(self.strategy.combine(candidates), used)
+        return self.confidence_model.apply(self.strategy.combine(candidates), used)
 
     def __getattr__(self, name: str) -> Any:
         # The rest (a cascade's stages/settled/order/threshold, a vote's weights) is the
         # wrapped strategy's, so the engine and rescore plan the same calls for both.
-        if name.startswith("__") or name in {"strategy", "model", "calibration"}:
+        if name.startswith("__") or name in {"strategy", "confidence_model", "calibration"}:
             raise AttributeError(name)
         return getattr(self.strategy, name)
 
