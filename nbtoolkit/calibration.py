@@ -46,7 +46,7 @@ from .reliability import (
     mcnemar,
 )
 from .results import RunResult, data_column
-from .strategies import Candidate, answer_key
+from .strategies import Candidate, Verdict, answer_key
 from .strategies.calibrated import Calibrated
 from .strategies.cascade import Cascade
 from .strategies.vote import FirstValid, Vote, Weighted
@@ -127,14 +127,22 @@ class _Scored:
 def _play(
     strategy: Any, cands: list[Candidate], panel: Sequence[str] | None = None
 ) -> tuple[Any, list[Candidate]]:
-    """The strategy's answer on recorded candidates, and the candidates it would have asked.
+    """The strategy's answer on recorded candidates, and the candidates it would have asked."""
+    verdict, asked = _replay(strategy, cands, panel)
+    return verdict.answer, asked
+
+
+def _replay(
+    strategy: Any, cands: list[Candidate], panel: Sequence[str] | None = None
+) -> tuple[Verdict, list[Candidate]]:
+    """The strategy's verdict on recorded candidates, and the candidates it would have asked.
     ``panel``: the run's models, in order (default: those with a candidate in the row); a
     cascade plans its stages over all of them, also over a run where some were skipped."""
     stages = getattr(strategy, "stages", None)
     if not callable(stages):
         used = getattr(strategy, "models", None)
         subset = [c for c in cands if used is None or c.model in used]
-        return strategy.combine(subset).answer, subset
+        return strategy.combine(subset), subset
     from .strategies.base import ModelInfo
 
     labels = (
@@ -151,7 +159,7 @@ def _play(
         asked += [c for c in cands if c.model in stage]
         if strategy.settled(asked):
             break
-    return strategy.combine(asked).answer, asked
+    return strategy.combine(asked), asked
 
 
 def rescore(result: RunResult, strategy: Any, rows: Sequence[int] | None = None) -> pd.DataFrame:
@@ -169,8 +177,8 @@ def rescore(result: RunResult, strategy: Any, rows: Sequence[int] | None = None)
     records = []
     for row in wanted:
         cands = by_row.get(row, [])
-        answer, asked = _play(chosen, cands, result.models)
-        verdict = chosen.combine(asked)
+        verdict, asked = _replay(chosen, cands, result.models)
+        answer = verdict.answer
         records.append(
             {
                 "row": row,
@@ -507,11 +515,12 @@ def _outcomes(
     answers: list[Any] = []
     own: list[float] = []
     for r in rows:
-        answer, asked = _play(strategy, by_row.get(r, []))
+        verdict, asked = _replay(strategy, by_row.get(r, []))
+        answer = verdict.answer
         x.append(features(asked, answer, accuracy, best))
         right.append(answer is not None and _norm(answer) == gold[r])
         answers.append(answer)
-        own.append(float(strategy.combine(asked).confidence))
+        own.append(float(verdict.confidence))
     return x, right, answers, own
 
 
