@@ -21,7 +21,7 @@ without a single new call (a cascade is replayed stage by stage over the recorde
 
 >>> cal = nbt.calibrate(res, gold="gold")                     # doctest: +SKIP
 >>> cal.recommendation                                         # doctest: +SKIP
-Cascade(order=['gpt-4o', 'claude-3-5-sonnet', ...], threshold=2)
+Calibrated(Cascade(order=['gpt-4o', 'claude-3-5-sonnet', ...], threshold=2))
 >>> nbt.orchestrate(prompt, models, data=new_rows, strategy=cal.recommendation)  # doctest: +SKIP
 """
 
@@ -35,16 +35,10 @@ from typing import Any
 
 import pandas as pd
 
-from .confidence import METHOD, ConfidenceModel, features
+from .calibration_result import Calibration
+from .confidence import ConfidenceModel, features
 from .errors import ConfigError
-from .reliability import (
-    BINS,
-    HeldOut,
-    PairedTest,
-    Threshold,
-    expected_calibration_error,
-    mcnemar,
-)
+from .reliability import HeldOut, mcnemar
 from .results import RunResult, data_column
 from .strategies import Candidate, Verdict, answer_key
 from .strategies.calibrated import Calibrated
@@ -198,127 +192,6 @@ def _log_odds(accuracy: float, n: int) -> float:
     return max(0.0, math.log(p / (1 - p)))
 
 
-@dataclass
-class Calibration:
-    """What ``calibrate`` learned; ``recommendation`` goes straight to ``strategy=``.
-
-    ``held_out``: one row per calibrated row (index ``row``): ``fold``, the recommendation's
-    ``answer`` there, its calibrated ``confidence`` (from the model fitted without that
-    fold), the strategy's own ``strategy_confidence``, whether it was ``correct``, and
-    whether the best single model was (``single_correct``). ``ece`` and ``strategy_ece``:
-    the expected calibration error (10 bins) of those two confidences. ``fold_models``: the
-    confidence model fitted for each fold (its ``rows`` never include the fold's).
-    """
-
-    per_model: pd.DataFrame
-    weights: dict[str, float]
-    order: list[str]
-    candidates: pd.DataFrame
-    recommendation: Any
-    best_single: str
-    single_beats_panels: bool
-    message: str
-    confidence_model: ConfidenceModel | None = None
-    held_out: pd.DataFrame = field(default_factory=pd.DataFrame)
-    fold_models: list[ConfidenceModel] = field(default_factory=list)
-    paired: PairedTest | None = None
-
-    # The per-model accuracy is in-sample (every row, the rows the weights are fitted on);
-    # the candidates' is held out. Each table says which, so the two never read as one.
-    PER_MODEL_LABEL = "per model, in-sample (accuracy on all rows, not held out)"
-    CANDIDATES_LABEL = "candidates, held-out accuracy (k-fold cross-validation)"
-    CONFIDENCE_LABEL = f"confidence of the recommendation, held out ({METHOD})"
-    TARGETS = (0.01, 0.05)
-
-    @property
-    def measured(self) -> HeldOut:
-        """The held-out confidences and outcomes, as ``HeldOut``."""
-        return HeldOut(
-            tuple(float(c) for c in self.held_out.get("confidence", [])),
-            tuple(bool(c) for c in self.held_out.get("correct", [])),
-        )
-
-    @property
-    def ece(self) -> float:
-        """Expected calibration error (10 bins) of the calibrated confidence, held out."""
-        return self.measured.ece()
-
-    @property
-    def strategy_ece(self) -> float:
-        """The same for the strategy's own confidence (its share of votes), held out."""
-        return expected_calibration_error(
-            self.held_out.get("strategy_confidence", []), self.held_out.get("correct", [])
-        )
-
-    def reliability(self, bins: int = BINS) -> pd.DataFrame:
-        """Held-out reliability table: ``bin, low, high, mean_confidence, accuracy, rows``,
-        one row per equal-width confidence bin (the data of a reliability diagram)."""
-        return self.measured.reliability(bins)
-
-    def selective(self) -> pd.DataFrame:
-        """Held-out selective accuracy curve: ``threshold, kept, rows, error`` per distinct
-        confidence, highest first (keep rows at or above ``threshold``)."""
-        return self.measured.selective()
-
-    def threshold_for(self, target_error: float) -> Threshold:
-        """The threshold keeping the most rows with held-out error <= ``target_error``;
-        ``str()`` of it is the sentence (``keep the 78% of rows with confidence >= 0.82 ...``)."""
-        return self.measured.threshold(target_error)
-
-    def _confidence_lines(self) -> list[str]:
-        if self.held_out.empty:
-            return []
-        lines = [
-            f"expected calibration error {self.ece:.3f} (10 bins; the strategy's own "
-            f"confidence: {self.strategy_ece:.3f})",
-            *(str(self.threshold_for(t)) for t in self.TARGETS),
-        ]
-        if self.paired is not None:
-            lines.append(str(self.paired))
-        return lines
-
-    def _shown(self, table: pd.DataFrame) -> pd.DataFrame:
-        from .formatting import format_cost  # small costs with significant digits; NaN: unknown
-
-        shown = table.round(4)
-        shown["cost_per_row"] = [format_cost(c) for c in table["cost_per_row"]]
-        return shown
-
-    def __repr__(self) -> str:
-        lines = self._confidence_lines()
-        confidence = (
-            f"\n\n{self.CONFIDENCE_LABEL}:\n" + "\n".join(f"- {line}" for line in lines)
-            if lines
-            else ""
-        )
-        with pd.option_context("display.width", 120):
-            return (
-                f"Calibration: {self.message}\n\n{self.PER_MODEL_LABEL}:\n"
-                f"{self._shown(self.per_model)}\n\n"
-                f"{self.CANDIDATES_LABEL}:\n{self._shown(self.candidates)}{confidence}"
-            )
-
-    def _repr_html_(self) -> str:
-        import html
-
-        lines = self._confidence_lines()
-        confidence = (
-            f"<h4>{html.escape(self.CONFIDENCE_LABEL.capitalize())}</h4><ul>"
-            + "".join(f"<li>{html.escape(line)}</li>" for line in lines)
-            + "</ul>"
-            + self.reliability().round(4).to_html(index=False)
-            if lines
-            else ""
-        )
-        return (
-            f"<div><p><strong>{html.escape(self.message)}</strong></p>"
-            f"<h4>{html.escape(self.PER_MODEL_LABEL.capitalize())}</h4>"
-            f"{self._shown(self.per_model).to_html()}"
-            f"<h4>{html.escape(self.CANDIDATES_LABEL.capitalize())}</h4>"
-            f"{self._shown(self.candidates).to_html()}{confidence}</div>"
-        )
-
-
 def _model_table(
     result: RunResult, by_row: dict[int, list[Candidate]], gold: dict[int, str], rows: list[int]
 ) -> pd.DataFrame:
@@ -450,12 +323,21 @@ def calibrate(
     model = _fit_confidence(chosen, by_row, gold_by_row, use, _accuracies(table), order[0])
     measured = HeldOut(tuple(held_out["confidence"]), tuple(bool(c) for c in held_out["correct"]))
     recommendation = Calibrated(chosen, model, measured)
-    paired = mcnemar(
-        held_out["correct"],
-        held_out["single_correct"],
-        "the recommendation" if best_name != "single best model" else "the best model",
-        "the best single model" if best_name != "single best model" else "itself",
-    )
+    if best_name != "single best model":
+        paired = mcnemar(
+            held_out["correct"],
+            held_out["single_correct"],
+            "the recommendation",
+            "the best single model",
+        )
+    else:  # the test that says something: the best model against the best panel
+        panel = str(candidates.drop(index=best_name)["accuracy"].idxmax())
+        paired = mcnemar(
+            held_out["correct"],
+            _held_out_correct(by_row, gold_by_row, fits, panel, weights),
+            "the best single model",
+            f"the best panel ({panel})",
+        )
     if beats:
         message = (
             f"The best single model ({best_single}, {single_acc:.0%} held out) is "
@@ -562,9 +444,7 @@ def _held_out_confidence(
         model = _fit_confidence(strategy, by_row, gold, fit.train, fit.accuracy, best)
         models.append(model)
         x, right, answers, own = _outcomes(strategy, by_row, gold, fit.test, fit.accuracy, best)
-        single = FirstValid(models=[best])
         for i, r in enumerate(fit.test):
-            single_answer, _ = _play(single, by_row.get(r, []))
             records.append(
                 {
                     "row": r,
@@ -573,11 +453,28 @@ def _held_out_confidence(
                     "confidence": model.probability_of(x[i]) if answers[i] is not None else 0.0,
                     "strategy_confidence": own[i],
                     "correct": right[i],
-                    "single_correct": single_answer is not None and _norm(single_answer) == gold[r],
                 }
             )
     frame = pd.DataFrame.from_records(records).set_index("row").sort_index()
+    frame["single_correct"] = _held_out_correct(by_row, gold, fits, "single best model", named)
     return models, frame
+
+
+def _held_out_correct(
+    by_row: dict[int, list[Candidate]],
+    gold: dict[int, str],
+    fits: list[_FoldFit],
+    name: str,
+    named: dict[str, float],
+) -> pd.Series:
+    """Whether candidate ``name``, fitted on the other folds, was right on each test row."""
+    right: dict[int, bool] = {}
+    for fit in fits:
+        strategy = _families(fit.weights, fit.order, named=named)[name]()
+        for r in fit.test:
+            answer, _ = _play(strategy, by_row.get(r, []))
+            right[r] = answer is not None and _norm(answer) == gold[r]
+    return pd.Series(right, dtype=bool).sort_index()
 
 
 def _compared(share: float, other: float, what: str) -> str:

@@ -174,3 +174,13 @@ def test_recommendation_fitted_on_half_is_calibrated_on_the_other_half(replayed)
 
     ece = expected_calibration_error(scored["confidence"], right)
     assert ece <= 0.03, ece
+
+
+def test_when_the_best_model_is_recommended_it_is_tested_against_the_best_panel(replayed) -> None:
+    res, _ = replayed
+    cal = nbt.calibrate(res, gold="gold", rows=range(200))
+    assert cal.single_beats_panels  # on these 200 rows o1-mini alone is as good as any panel
+    assert cal.paired is not None and "the best single model is right where the best panel (" in (
+        str(cal.paired)
+    )
+    assert "no difference to test" not in str(cal.paired)
