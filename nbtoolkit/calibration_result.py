@@ -92,8 +92,8 @@ class Calibration:
         if self.held_out.empty:
             return []
         lines = [
-            f"expected calibration error {self.ece:.3f} (10 bins; the strategy's own "
-            f"confidence: {self.strategy_ece:.3f})",
+            f"expected calibration error {self.ece:.3f} on {len(self.held_out)} held-out rows "
+            f"(10 bins; the strategy's own confidence: {self.strategy_ece:.3f})",
             *(str(self.threshold_for(t)) for t in self.TARGETS),
         ]
         if self.paired is not None:
