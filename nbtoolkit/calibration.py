@@ -272,6 +272,12 @@ def calibrate(
 
     ``gold`` is a column of the run's data (by name) or a sequence with one value per row;
     ``rows`` restricts the calibration to some rows (to keep others for a test).
+
+    The recommendation is a ``Calibrated`` strategy: its confidence is the probability from
+    a ``ConfidenceModel`` fitted on all ``rows``. The same model fitted fold by fold gives the
+    held-out measures: ``held_out`` (per row), ``ece``, ``reliability()``, ``selective()``,
+    ``threshold_for(target_error)``, ``paired`` (McNemar). Raises ``ConfigError`` for an
+    unknown gold column, a gold of the wrong length, or fewer rows than ``folds``.
     """
     gold_by_row = _gold(result, gold)
     by_row = _candidates(result)
