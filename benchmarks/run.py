@@ -896,7 +896,7 @@ def figure_calibration(ctx: Context) -> None:
         else "n/a (--quick subset)",
     )
     table.note(
-        f"7a: {cal.recommendation!r}; the strategy's own confidence (its vote share) has "
+        f"7a: {cal.message} The strategy's own confidence (its vote share) has "
         f"held-out ECE {cal.strategy_ece:.4f}; calibrate() took {wall:.1f} s"
     )
     kept, top = cal.measured.error_at(0.8)
