@@ -17,7 +17,6 @@ from .reliability import (
     HeldOut,
     PairedTest,
     Threshold,
-    expected_calibration_error,
 )
 
 
@@ -55,9 +54,15 @@ class Calibration:
 
     @property
     def measured(self) -> HeldOut:
-        """The held-out confidences and outcomes, as ``HeldOut``."""
+        """The held-out calibrated confidences and outcomes, as ``HeldOut``."""
+        return self._held("calibrated")
+
+    def _held(self, of: str) -> HeldOut:
+        columns = {"calibrated": "confidence", "strategy": "strategy_confidence"}
+        if of not in columns:
+            raise ValueError(f"of={of!r}: 'calibrated' or 'strategy'")
         return HeldOut(
-            tuple(float(c) for c in self.held_out.get("confidence", [])),
+            tuple(float(c) for c in self.held_out.get(columns[of], [])),
             tuple(bool(c) for c in self.held_out.get("correct", [])),
         )
 
@@ -69,19 +74,19 @@ class Calibration:
     @property
     def strategy_ece(self) -> float:
         """The same for the strategy's own confidence (its share of votes), held out."""
-        return expected_calibration_error(
-            self.held_out.get("strategy_confidence", []), self.held_out.get("correct", [])
-        )
+        return self._held("strategy").ece()
 
-    def reliability(self, bins: int = BINS) -> pd.DataFrame:
+    def reliability(self, bins: int = BINS, *, of: str = "calibrated") -> pd.DataFrame:
         """Held-out reliability table: ``bin, low, high, mean_confidence, accuracy, rows``,
-        one row per equal-width confidence bin (the data of a reliability diagram)."""
-        return self.measured.reliability(bins)
+        one row per equal-width confidence bin (the data of a reliability diagram).
+        ``of="strategy"``: the same for the strategy's own confidence, to compare."""
+        return self._held(of).reliability(bins)
 
-    def selective(self) -> pd.DataFrame:
+    def selective(self, *, of: str = "calibrated") -> pd.DataFrame:
         """Held-out selective accuracy curve: ``threshold, kept, rows, error`` per distinct
-        confidence, highest first (keep rows at or above ``threshold``)."""
-        return self.measured.selective()
+        confidence, highest first (keep rows at or above ``threshold``).
+        ``of="strategy"``: the same for the strategy's own confidence, to compare."""
+        return self._held(of).selective()
 
     def threshold_for(self, target_error: float) -> Threshold:
         """The threshold keeping the most rows with held-out error <= ``target_error``;

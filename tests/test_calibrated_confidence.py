@@ -219,3 +219,11 @@ def test_rescore_replays_a_cascade_over_a_cascade_run() -> None:
     again = rescore(res, cascade)  # used to fail: the skipped models were not in its plan
     assert again["answer"].tolist() == res.consensus["answer"].tolist()
     assert again["confidence"].tolist() == pytest.approx(res.consensus["confidence"].tolist())
+
+
+def test_the_strategys_own_confidence_is_there_to_compare(cal: Any) -> None:
+    own = cal.reliability(of="strategy")
+    assert own["rows"].sum() == 320 and not own.equals(cal.reliability())
+    assert cal.selective(of="strategy")["threshold"].max() <= 1.0
+    with pytest.raises(ValueError, match="'calibrated' or 'strategy'"):
+        cal.selective(of="vote")
