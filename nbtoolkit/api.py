@@ -256,6 +256,7 @@ def _consensus(
                 "cost_usd": consensus_mod.cost_sum(row_costs[row_number]),
                 "low_confidence": confidence < plan.confidence_threshold,
                 "note": verdict.note,
+                "calibrated": bool(verdict.calibrated),
             }
         )
         if verdict.fields:
@@ -320,7 +321,7 @@ async def aorchestrate(
     repair: int = 0,
     repair_token_budget: int = 8000,
     max_cost_usd: float | None = None,
-    confidence_threshold: float = 0.5,
+    confidence_threshold: float | str = 0.5,
     progress: Callable[[Progress], None] | str | None = None,
     audit: bool | str = True,
     cache_path: str | None = None,
@@ -533,7 +534,7 @@ def orchestrate(
     repair: int = 0,
     repair_token_budget: int = 8000,
     max_cost_usd: float | None = None,
-    confidence_threshold: float = 0.5,
+    confidence_threshold: float | str = 0.5,
     audit: bool | str = True,
     cache_path: str | None = None,
     on_start: Callable[[Runner], None] | None = None,

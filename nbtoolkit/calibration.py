@@ -7,12 +7,21 @@ weighted vote, cascades) is fitted on some rows and scored on others, by k-fold
 cross-validation, never on the rows it was fitted on. It says plainly when the best single
 model beats every panel.
 
+It also fits a **confidence model** for the recommendation (``nbtoolkit.confidence``: a
+logistic regression from features every strategy's verdict has to the probability the row
+is right), the same way: fitted on four folds, scored on the fifth, so ``cal.ece``,
+``cal.reliability()``, ``cal.selective()`` and ``cal.threshold_for(0.05)`` describe rows the
+model never saw. The recommendation carries the model fitted on all rows (``Calibrated``),
+so a run with ``strategy=cal.recommendation`` has calibrated ``confidence`` (the consensus's
+``calibrated`` column says so) and ``confidence_threshold="auto:0.05"`` works. ``cal.paired``
+is McNemar's test of the recommendation against the best single model on the held-out rows.
+
 ``rescore(result, strategy)`` recombines a finished run's answers with another strategy,
 without a single new call (a cascade is replayed stage by stage over the recorded answers).
 
 >>> cal = nbt.calibrate(res, gold="gold")                     # doctest: +SKIP
 >>> cal.recommendation                                         # doctest: +SKIP
-Cascade(order=['gpt-4o', 'claude-3-5-sonnet', ...], threshold=2)
+Calibrated(Cascade(order=['gpt-4o', 'claude-3-5-sonnet', ...], threshold=2))
 >>> nbt.orchestrate(prompt, models, data=new_rows, strategy=cal.recommendation)  # doctest: +SKIP
 """
 
@@ -26,9 +35,13 @@ from typing import Any
 
 import pandas as pd
 
+from .calibration_result import Calibration
+from .confidence import ConfidenceModel, features
 from .errors import ConfigError
+from .reliability import HeldOut, mcnemar
 from .results import RunResult, data_column
-from .strategies import Candidate, answer_key
+from .strategies import Candidate, Verdict, answer_key
+from .strategies.calibrated import Calibrated
 from .strategies.cascade import Cascade
 from .strategies.vote import FirstValid, Vote, Weighted
 
@@ -105,17 +118,34 @@ class _Scored:
     costs: list[float] = field(default_factory=list)
 
 
-def _play(strategy: Any, cands: list[Candidate]) -> tuple[Any, list[Candidate]]:
+def _play(
+    strategy: Any, cands: list[Candidate], panel: Sequence[str] | None = None
+) -> tuple[Any, list[Candidate]]:
     """The strategy's answer on recorded candidates, and the candidates it would have asked."""
+    verdict, asked = _replay(strategy, cands, panel)
+    return verdict.answer, asked
+
+
+def _replay(
+    strategy: Any, cands: list[Candidate], panel: Sequence[str] | None = None
+) -> tuple[Verdict, list[Candidate]]:
+    """The strategy's verdict on recorded candidates, and the candidates it would have asked.
+    ``panel``: the run's models, in order (default: those with a candidate in the row); a
+    cascade plans its stages over all of them, also over a run where some were skipped."""
     stages = getattr(strategy, "stages", None)
     if not callable(stages):
         used = getattr(strategy, "models", None)
         subset = [c for c in cands if used is None or c.model in used]
-        return strategy.combine(subset).answer, subset
+        return strategy.combine(subset), subset
     from .strategies.base import ModelInfo
 
-    labels = sorted(
-        {c.model for c in cands}, key=lambda m: min(c.position for c in cands if c.model == m)
+    labels = (
+        list(panel)
+        if panel is not None
+        else sorted(
+            {c.model for c in cands},
+            key=lambda m: min(c.position for c in cands if c.model == m),
+        )
     )
     infos = [ModelInfo(m, i, 1.0, math.nan) for i, m in enumerate(labels)]
     asked: list[Candidate] = []
@@ -123,14 +153,15 @@ def _play(strategy: Any, cands: list[Candidate]) -> tuple[Any, list[Candidate]]:
         asked += [c for c in cands if c.model in stage]
         if strategy.settled(asked):
             break
-    return strategy.combine(asked).answer, asked
+    return strategy.combine(asked), asked
 
 
 def rescore(result: RunResult, strategy: Any, rows: Sequence[int] | None = None) -> pd.DataFrame:
     """Recombine a finished run with ``strategy``: answer, confidence and calls per row.
 
     No call is made; a cascade is replayed over the recorded answers, and ``calls`` says how
-    many of them it would have needed.
+    many of them it would have needed. ``calibrated``: whether ``confidence`` is a probability
+    fitted by ``calibrate`` (a ``Calibrated`` strategy) or the strategy's own share.
     """
     from . import strategies
 
@@ -140,8 +171,8 @@ def rescore(result: RunResult, strategy: Any, rows: Sequence[int] | None = None)
     records = []
     for row in wanted:
         cands = by_row.get(row, [])
-        answer, asked = _play(chosen, cands)
-        verdict = chosen.combine(asked)
+        verdict, asked = _replay(chosen, cands, result.models)
+        answer = verdict.answer
         records.append(
             {
                 "row": row,
@@ -149,6 +180,7 @@ def rescore(result: RunResult, strategy: Any, rows: Sequence[int] | None = None)
                 "confidence": verdict.confidence,
                 "agreement": verdict.agreement,
                 "calls": len(asked),
+                "calibrated": verdict.calibrated,
             }
         )
     return pd.DataFrame.from_records(records).set_index("row")
@@ -158,51 +190,6 @@ def _log_odds(accuracy: float, n: int) -> float:
     # Laplace-smoothed log-odds: the optimal weight of an independent voter (Nitzan-Paroush).
     p = (accuracy * n + 1) / (n + 2)
     return max(0.0, math.log(p / (1 - p)))
-
-
-@dataclass
-class Calibration:
-    """What ``calibrate`` learned; ``recommendation`` goes straight to ``strategy=``."""
-
-    per_model: pd.DataFrame
-    weights: dict[str, float]
-    order: list[str]
-    candidates: pd.DataFrame
-    recommendation: Any
-    best_single: str
-    single_beats_panels: bool
-    message: str
-
-    # The per-model accuracy is in-sample (every row, the rows the weights are fitted on);
-    # the candidates' is held out. Each table says which, so the two never read as one.
-    PER_MODEL_LABEL = "per model, in-sample (accuracy on all rows, not held out)"
-    CANDIDATES_LABEL = "candidates, held-out accuracy (k-fold cross-validation)"
-
-    def _shown(self, table: pd.DataFrame) -> pd.DataFrame:
-        from .formatting import format_cost  # small costs with significant digits; NaN: unknown
-
-        shown = table.round(4)
-        shown["cost_per_row"] = [format_cost(c) for c in table["cost_per_row"]]
-        return shown
-
-    def __repr__(self) -> str:
-        with pd.option_context("display.width", 120):
-            return (
-                f"Calibration: {self.message}\n\n{self.PER_MODEL_LABEL}:\n"
-                f"{self._shown(self.per_model)}\n\n"
-                f"{self.CANDIDATES_LABEL}:\n{self._shown(self.candidates)}"
-            )
-
-    def _repr_html_(self) -> str:
-        import html
-
-        return (
-            f"<div><p><strong>{html.escape(self.message)}</strong></p>"
-            f"<h4>{html.escape(self.PER_MODEL_LABEL.capitalize())}</h4>"
-            f"{self._shown(self.per_model).to_html()}"
-            f"<h4>{html.escape(self.CANDIDATES_LABEL.capitalize())}</h4>"
-            f"{self._shown(self.candidates).to_html()}</div>"
-        )
 
 
 def _model_table(
@@ -285,6 +272,12 @@ def calibrate(
 
     ``gold`` is a column of the run's data (by name) or a sequence with one value per row;
     ``rows`` restricts the calibration to some rows (to keep others for a test).
+
+    The recommendation is a ``Calibrated`` strategy: its confidence is the probability from
+    a ``ConfidenceModel`` fitted on all ``rows``. The same model fitted fold by fold gives the
+    held-out measures: ``held_out`` (per row), ``ece``, ``reliability()``, ``selective()``,
+    ``threshold_for(target_error)``, ``paired`` (McNemar). Raises ``ConfigError`` for an
+    unknown gold column, a gold of the wrong length, or fewer rows than ``folds``.
     """
     gold_by_row = _gold(result, gold)
     by_row = _candidates(result)
@@ -298,12 +291,13 @@ def calibrate(
     random.Random(seed).shuffle(shuffled)
     chunks = [shuffled[i::folds] for i in range(folds)]
     scores: dict[str, _Scored] = {}
-    chosen_single: list[str] = []
+    fits: list[_FoldFit] = []
     for k in range(folds):
         test = chunks[k]
         train = [r for j, chunk in enumerate(chunks) if j != k for r in chunk]
-        w, o = _fit(_model_table(result, by_row, gold_by_row, train))
-        chosen_single.append(o[0])
+        fold_table = _model_table(result, by_row, gold_by_row, train)
+        w, o = _fit(fold_table)
+        fits.append(_FoldFit(k, test, train, w, o, _accuracies(fold_table)))
         for name, make in _families(w, o, named=weights).items():
             strategy = make()
             score = scores.setdefault(name, _Scored())
@@ -330,7 +324,26 @@ def calibrate(
     single_acc = candidates.loc["single best model", "accuracy"]
     panel_acc = candidates.drop(index="single best model")["accuracy"].max()
     beats = bool(single_acc >= panel_acc)
-    recommendation = _families(weights, order)[best_name]()
+    fold_models, held_out = _held_out_confidence(by_row, gold_by_row, fits, best_name, weights)
+    chosen = _families(weights, order)[best_name]()
+    model = _fit_confidence(chosen, by_row, gold_by_row, use, _accuracies(table), order[0])
+    measured = HeldOut(tuple(held_out["confidence"]), tuple(bool(c) for c in held_out["correct"]))
+    recommendation = Calibrated(chosen, model, measured)
+    if best_name != "single best model":
+        paired = mcnemar(
+            held_out["correct"],
+            held_out["single_correct"],
+            "the recommendation",
+            "the best single model",
+        )
+    else:  # the test that says something: the best model against the best panel
+        panel = str(candidates.drop(index=best_name)["accuracy"].idxmax())
+        paired = mcnemar(
+            held_out["correct"],
+            _held_out_correct(by_row, gold_by_row, fits, panel, weights),
+            "the best single model",
+            f"the best panel ({panel})",
+        )
     if beats:
         message = (
             f"The best single model ({best_single}, {single_acc:.0%} held out) is "
@@ -352,7 +365,122 @@ def calibrate(
         best_single=best_single,
         single_beats_panels=beats,
         message=message,
+        confidence_model=model,
+        held_out=held_out,
+        fold_models=fold_models,
+        paired=paired,
     )
+
+
+@dataclass
+class _FoldFit:
+    """One fold: its test rows, the rows fitted on, and what was fitted on them."""
+
+    fold: int
+    test: list[int]
+    train: list[int]
+    weights: dict[str, float]
+    order: list[str]
+    accuracy: dict[str, float]
+
+
+def _accuracies(table: pd.DataFrame) -> dict[str, float]:
+    return {str(m): float(a) for m, a in table["accuracy"].fillna(0.0).items()}
+
+
+def _outcomes(
+    strategy: Any,
+    by_row: dict[int, list[Candidate]],
+    gold: dict[int, str],
+    rows: list[int],
+    accuracy: dict[str, float],
+    best: str,
+) -> tuple[list[list[float]], list[bool], list[Any], list[float]]:
+    """Per row: the confidence features, whether the strategy was right, its answer and its
+    own confidence, as the strategy would have played on the recorded answers."""
+    x: list[list[float]] = []
+    right: list[bool] = []
+    answers: list[Any] = []
+    own: list[float] = []
+    for r in rows:
+        verdict, asked = _replay(strategy, by_row.get(r, []))
+        answer = verdict.answer
+        x.append(features(asked, answer, accuracy, best))
+        right.append(answer is not None and _norm(answer) == gold[r])
+        answers.append(answer)
+        own.append(float(verdict.confidence))
+    return x, right, answers, own
+
+
+def _fit_confidence(
+    strategy: Any,
+    by_row: dict[int, list[Candidate]],
+    gold: dict[int, str],
+    rows: list[int],
+    accuracy: dict[str, float],
+    best: str,
+) -> ConfidenceModel:
+    x, right, answers, _ = _outcomes(strategy, by_row, gold, rows, accuracy, best)
+    # A row with no answer has confidence 0 by definition: it teaches the model nothing.
+    keep = [i for i, a in enumerate(answers) if a is not None]
+    return ConfidenceModel.fit(
+        [x[i] for i in keep],
+        [right[i] for i in keep],
+        accuracy=accuracy,
+        best=best,
+        rows=[rows[i] for i in keep],
+    )
+
+
+def _held_out_confidence(
+    by_row: dict[int, list[Candidate]],
+    gold: dict[int, str],
+    fits: list[_FoldFit],
+    name: str,
+    named: dict[str, float],
+) -> tuple[list[ConfidenceModel], pd.DataFrame]:
+    """The candidate ``name``'s calibrated confidence on each fold's test rows, from a
+    confidence model fitted on the other folds only (their rows, their labels, their
+    per-model accuracies), and the best single model's outcome on the same rows."""
+    models: list[ConfidenceModel] = []
+    records = []
+    for fit in fits:
+        strategy = _families(fit.weights, fit.order, named=named)[name]()
+        best = fit.order[0]
+        model = _fit_confidence(strategy, by_row, gold, fit.train, fit.accuracy, best)
+        models.append(model)
+        x, right, answers, own = _outcomes(strategy, by_row, gold, fit.test, fit.accuracy, best)
+        for i, r in enumerate(fit.test):
+            records.append(
+                {
+                    "row": r,
+                    "fold": fit.fold,
+                    "answer": answers[i],
+                    "confidence": model.probability_of(x[i]) if answers[i] is not None else 0.0,
+                    "strategy_confidence": own[i],
+                    "correct": right[i],
+                }
+            )
+    frame = pd.DataFrame.from_records(records).set_index("row").sort_index()
+    frame["single_correct"] = _held_out_correct(by_row, gold, fits, "single best model", named)
+    return models, frame
+
+
+def _held_out_correct(
+    by_row: dict[int, list[Candidate]],
+    gold: dict[int, str],
+    fits: list[_FoldFit],
+    name: str,
+    named: dict[str, float],
+) -> pd.Series:
+    """Whether candidate ``name``, fitted on the other folds, was right on each test row."""
+    right: dict[int, bool] = {}
+    for fit in fits:
+        strategy = _families(fit.weights, fit.order, named=named)[name]()
+        for r in fit.test:
+            answer, _ = _play(strategy, by_row.get(r, []))
+            right[r] = answer is not None and _norm(answer) == gold[r]
+    return pd.Series(right, dtype=bool).sort_index()
 
 
 def compared(share: float, other: float, what: str) -> str:

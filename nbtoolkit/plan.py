@@ -11,16 +11,25 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, InstanceOf, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    InstanceOf,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from . import extract as extract_mod
 from . import providers, strategies
 from .cache import MODES, call_key
 from .errors import ConfigError, ExtractorError, protect
 from .providers import recordings as recordings_mod
+from .reliability import resolve_threshold
 from .runner import Call
 from .spec import (
     Flag,
@@ -61,6 +70,8 @@ class Plan:
 
 
 PathLike = Text | InstanceOf[os.PathLike]  # type: ignore[type-arg]
+# "auto:0.05": the threshold for that error, from the strategy's calibration (resolve_threshold).
+AutoThreshold = Annotated[Text, StringConstraints(pattern=r"^\s*auto:")]
 
 
 class RunOptions(BaseModel):
@@ -104,7 +115,9 @@ class RunOptions(BaseModel):
     max_cost_usd: Number | None = Field(
         None, ge=0, description="0 or more dollars (a finite number), or None for no budget"
     )
-    confidence_threshold: Number = Field(0.5, ge=0, le=1, description="a number from 0 to 1")
+    confidence_threshold: Annotated[Number, Field(ge=0, le=1)] | AutoThreshold = Field(
+        0.5, description="a number from 0 to 1, or 'auto:<target error>' such as 'auto:0.05'"
+    )
     progress: Callable[..., Any] | None = Field(None, description="a function, or None")
     audit: Flag | PathLike = Field(
         True, description="True, False, or the path of the audit log to write"
@@ -168,7 +181,7 @@ def plan_run(
     schema: type | None = None,
     repair: int = 0,
     max_cost_usd: float | None = None,
-    confidence_threshold: float = 0.5,
+    confidence_threshold: float | str = 0.5,
     params: dict[str, Any] | None = None,
     **checked_only: Any,
 ) -> Plan:
@@ -210,6 +223,7 @@ def plan_run(
         extract = schema if extract is None else [*_as_list(extract), schema]
     extractor = build_extractor(extract)
     chosen = _strategy(strategy, extractor)
+    threshold = resolve_threshold(confidence_threshold, chosen)
     variables = dict(variables or {})
     columns = [str(c) for c in data.columns] if data is not None else []
     template.check(set(columns) | set(variables))
@@ -286,7 +300,7 @@ def plan_run(
         strict=strict,
         seed=seed,
         run_params=run_params,
-        confidence_threshold=confidence_threshold,
+        confidence_threshold=threshold,
         notes=notes,
     )
 

@@ -34,9 +34,10 @@ OUTPUT_COLUMNS = [
     "attempts",
 ]
 CONSENSUS_COLUMNS = ["row", "answer", "confidence", "agreement", "n_valid", "strategy", "cost_usd"]
-# After the contract's columns: the flag under confidence_threshold, and a strategy's note
-# (e.g. "judge failed (...): fell back to vote").
-EXTRA_CONSENSUS_COLUMNS = ["low_confidence", "note"]
+# After the contract's columns: the flag under confidence_threshold, a strategy's note
+# (e.g. "judge failed (...): fell back to vote"), and whether ``confidence`` is a probability
+# fitted by ``calibrate`` (True) or the strategy's own share (False).
+EXTRA_CONSENSUS_COLUMNS = ["low_confidence", "note", "calibrated"]
 #: The consensus's own columns: an input column with one of these names gets ``_input``.
 RESERVED_COLUMNS = frozenset(CONSENSUS_COLUMNS + EXTRA_CONSENSUS_COLUMNS)
 

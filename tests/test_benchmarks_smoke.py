@@ -20,6 +20,7 @@ ROWS = [
     "4a", "4b", "4c",
     "5",
     "6a", "6b", "6c", "6d", "6e", "6f",
+    "7a", "7b", "7c", "7d",
 ]  # fmt: skip
 
 pytestmark = pytest.mark.slow

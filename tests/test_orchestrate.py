@@ -50,6 +50,7 @@ def test_one_row_per_row_model_sample_with_contract_columns(questions: pd.DataFr
         *CONSENSUS_COLUMNS,
         "low_confidence",
         "note",
+        "calibrated",
     ]
     assert res.consensus.index.equals(questions.index)
     assert res.consensus["strategy"].eq("vote").all()

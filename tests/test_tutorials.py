@@ -43,6 +43,7 @@ def test_tutorial_runs_end_to_end(name: str, tmp_path: Path) -> None:
     text = "".join(shown)
     if name == "strategies_compared.ipynb":
         assert "cascade, cheapest first" in text and "Accuracy, cost and latency" in text
+        assert "held-out calibration error" in text and "McNemar" in text
     if name == "pipelines.ipynb":
         assert "Pipeline workflow" in text and "<svg" in text
     if name == "own_server.ipynb":

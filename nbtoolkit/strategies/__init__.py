@@ -28,6 +28,7 @@ __all__ = [
     "Strategy",
     "Verdict",
     "answer_key",
+    "Calibrated",
     "Cascade",
     "FirstValid",
     "Fuse",
@@ -54,6 +55,7 @@ _BUILTINS = {
     "weighted": ("vote", "Weighted"),
 }
 _CLASSES = {
+    "Calibrated": "calibrated",
     "Cascade": "cascade",
     "FirstValid": "vote",
     "Fuse": "judge",

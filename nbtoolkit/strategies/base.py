@@ -8,6 +8,9 @@ do more, and the engine checks for them:
   stage at a time and stop a row once it is settled (``cascade``).
 - ``followup(row, candidates) -> FollowUp | None`` and ``conclude(row, candidates, reply)``:
   one more call per row, to a judge or an aggregator (``judge``, ``fuse``).
+
+``Calibrated(strategy, model)`` wraps one of the first kind so its ``confidence`` is a
+probability learned by ``calibrate`` (``Verdict.calibrated`` says which a verdict has).
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ class Verdict:
     n_valid: int
     note: str | None = None  # e.g. "judge failed (...): fell back to vote"
     fields: dict[str, float] = field(default_factory=dict)  # agreement per field (structured)
+    # True when ``confidence`` is a probability fitted by ``calibrate`` (``Calibrated``),
+    # False when it is the strategy's own measure (a share of votes, a similarity).
+    calibrated: bool = False
 
 
 @dataclass(frozen=True)
