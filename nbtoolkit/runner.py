@@ -131,7 +131,7 @@ class Runner:
         pending, seeds = self._from_cache(calls, outcomes)
         # Before litellm's first call creates the loop's own default executor.
         self._marked = install_executor(asyncio.get_running_loop())
-        if pending:
+        if any(_through_litellm(c.model) for c in pending):
             await providers.warm_up()
         if self.started is None:
             self.started = time.perf_counter()  # after the warm-up: it is litellm's, not the run's
@@ -530,6 +530,15 @@ class Runner:
                 "progress",
                 f"the progress callback raised {_say(exc)}; it was not called again",
             )
+
+
+def _through_litellm(model: Model) -> bool:
+    """Whether a call of ``model`` (or of one of its fallbacks) may go through litellm."""
+    from .spec import as_model
+
+    return not providers.in_process(model.id) or any(
+        not providers.in_process(as_model(f).id) for f in model.fallbacks
+    )
 
 
 def _say(exc: BaseException) -> str:
