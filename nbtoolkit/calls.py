@@ -1,15 +1,18 @@
 """What the runner works on and hands back: a call, its outcome, progress counts, retries.
 
-Plain data, shared by the runner, the strategies' orchestration and the result frames.
+Plain data, shared by the runner, the strategies' orchestration and the result frames, and
+the ways one outcome is made from others (a cached entry, a shared or a repaired call).
 """
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .cache import Entry, call_key
 from .spec import Model
 
 
@@ -112,3 +115,82 @@ class RetryPolicy:
         if retry_after is not None:
             return min(retry_after, self.max_retry_after_s)
         return rng.uniform(0, min(self.max_s, self.base_s * 2 ** (attempt - 1)))
+
+
+def key_of(call: Call) -> str:
+    """The call's cache key (its own, or computed from its inputs)."""
+    return call.key or call_key(
+        call.model.id, call.messages, call.params, call.sample, call.model.label
+    )
+
+
+def share_identical(
+    calls: Sequence[Call], positions: list[int]
+) -> tuple[list[int], dict[int, list[int]]]:
+    """Identical calls (same model, messages, parameters and sample: duplicate rows) are sent
+    once; of ``calls[i] for i in positions``, returns the positions to send and, by a sent
+    call's position, the positions of the calls that share it."""
+    leaders: list[int] = []
+    first: dict[str, int] = {}
+    followers: dict[int, list[int]] = {}
+    for i in positions:
+        key = key_of(calls[i])
+        leader = first.get(key)
+        if leader is None:
+            first[key] = i
+            leaders.append(i)
+        else:
+            followers.setdefault(leader, []).append(i)
+    return leaders, followers
+
+
+def shared_outcome(outcome: Outcome, leader: Call) -> Outcome:
+    """A duplicate call's outcome: the reply of the call sent for it, neither sent nor billed
+    again (its tokens are the reply's, its cost and attempts 0)."""
+    return replace(
+        outcome,
+        cost_usd=0.0 if not math.isnan(outcome.cost_usd) else math.nan,
+        attempts=0,
+        shared_from=leader.row,
+    )
+
+
+def from_entry(entry: Entry) -> Outcome:
+    """A cached reply as an outcome (cached, no request sent)."""
+    return Outcome(
+        output=entry.output,
+        latency_s=entry.latency_s if entry.latency_s is not None else math.nan,
+        prompt_tokens=entry.prompt_tokens,
+        completion_tokens=entry.completion_tokens,
+        cost_usd=entry.cost_usd if entry.cost_usd is not None else math.nan,
+        cached=True,
+        attempts=0,
+    )
+
+
+def merged(first: Outcome, second: Outcome) -> Outcome:
+    """A repaired call: the last reply, with every attempt's tokens, cost and time added up."""
+
+    def add(a: int | None, b: int | None) -> int | None:
+        return None if a is None and b is None else (a or 0) + (b or 0)
+
+    return Outcome(
+        output=second.output if second.output is not None else first.output,
+        error=None if second.output is not None else second.error,
+        latency_s=first.latency_s + second.latency_s,
+        prompt_tokens=add(first.prompt_tokens, second.prompt_tokens),
+        completion_tokens=add(first.completion_tokens, second.completion_tokens),
+        cost_usd=first.cost_usd + second.cost_usd,
+        cached=first.cached and second.cached,
+        attempts=first.attempts + second.attempts,
+        answered_by=first.answered_by,
+        fallback_error=first.fallback_error,
+    )
+
+
+def not_in_cache() -> Outcome:
+    return Outcome(
+        error="NotInCache: cache='replay-only' and this call was never recorded; "
+        "run once with cache='use' to record it",
+        attempts=0,
+    )

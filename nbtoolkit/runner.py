@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from . import providers
-from .budget import DEFAULT_MAX_TOKENS, worst_case_cost
+from .budget import DEFAULT_MAX_TOKENS, Reservations
 from .cache import Cache, Entry, call_key
 from .calls import (
     CANCELLED,
@@ -26,8 +26,14 @@ from .calls import (
     Progress,
     RetryPolicy,
     cancelled_outcome,
+    from_entry,
     is_cancelled,
     is_skipped,
+    key_of,
+    merged,
+    not_in_cache,
+    share_identical,
+    shared_outcome,
     skipped,
 )
 from .errors import CacheError, redact
@@ -102,10 +108,7 @@ class Runner:
         self.unrecorded: dict[str, list[Any]] = {}
         self.shared = 0  # calls answered by an identical call of the same run
         # Budget accounting per request sent: money spent, and money held by calls in flight.
-        self._spent = 0.0
-        self._held = 0.0
-        self._holding = 0  # reservations in flight (a count: float sums drift)
-        self._released: asyncio.Event | None = None  # set (and replaced) when money is released
+        self.budget = Reservations(max_cost_usd)
         self._sent: dict[int, int] = {}  # requests sent, by call index, in the current run()
         self.started: float | None = None
         self.wall_s = 0.0
@@ -115,10 +118,12 @@ class Runner:
 
         May be called several times (a cascade's stages, a judge's calls); ``finish()`` ends.
         ``repair=False`` for calls whose replies the run's extractor does not read (a judge's).
+
+        A fixed pool of ``concurrency`` workers takes the calls in order, one at a time: the
+        memory in use grows with the outcomes kept, not with the calls waiting their turn.
         """
         self._repairing = repair
         self._sent = {}
-        calls = [replace(c, index=i) for i, c in enumerate(calls)]
         outcomes: list[Outcome | None] = [None] * len(calls)
         if self.cancelled:
             return [cancelled_outcome() for _ in calls]
@@ -131,54 +136,59 @@ class Runner:
         pending, seeds = self._from_cache(calls, outcomes)
         # Before litellm's first call creates the loop's own default executor.
         self._marked = install_executor(asyncio.get_running_loop())
-        if any(_through_litellm(c.model) for c in pending):
+        if any(_through_litellm(calls[i].model) for i in pending):
             await providers.warm_up()
         if self.started is None:
             self.started = time.perf_counter()  # after the warm-up: it is litellm's, not the run's
-        limit = asyncio.Semaphore(self.concurrency)
-        per_model = {
-            c.model.label: asyncio.Semaphore(c.model.max_concurrency)
-            for c in pending
-            if c.model.max_concurrency
-        }
-        leaders, followers = _share_identical(pending)
+        per_model: dict[str, asyncio.Semaphore] = {}
+        for i in pending:
+            model = calls[i].model
+            if model.max_concurrency and model.label not in per_model:
+                per_model[model.label] = asyncio.Semaphore(model.max_concurrency)
+        leaders, followers = share_identical(calls, pending)
+        del pending
+        queue = iter(leaders)  # shared by the workers: each takes the next call when free
         bugs: list[BaseException] = []
 
-        async def one(call: Call) -> None:
-            try:
-                model_limit = per_model.get(call.model.label)
-                async with limit:
+        async def worker() -> None:
+            for i in queue:
+                call = calls[i] if calls[i].index == i else replace(calls[i], index=i)
+                try:
+                    model_limit = per_model.get(call.model.label)
                     if model_limit is not None:
                         async with model_limit:
-                            outcome = await self._call(call, seeds.get(call.index))
+                            outcome = await self._call(call, seeds.pop(i, None))
                     else:
-                        outcome = await self._call(call, seeds.get(call.index))
-                outcomes[call.index] = outcome
-                self._finished(call, outcome)
-                for twin in followers.get(call.index, []):
-                    outcomes[twin.index] = _shared(outcome, call)
-                    self.shared += 1
-                    self._finished(twin, outcomes[twin.index])  # type: ignore[arg-type]
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # A bug in our own code: stop the run (and every other call) and surface it.
-                bugs.append(exc)
-                self._stop.set()
+                        outcome = await self._call(call, seeds.pop(i, None))
+                    outcomes[i] = outcome
+                    self._finished(call, outcome)
+                    for twin in followers.pop(i, ()):
+                        outcomes[twin] = shared_outcome(outcome, call)
+                        self.shared += 1
+                        self._finished(calls[twin], outcomes[twin])  # type: ignore[arg-type]
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    # A bug in our own code: stop the run (and every other call) and surface it.
+                    bugs.append(exc)
+                    self._stop.set()
+                    return
 
         self._loop = asyncio.get_running_loop()
         self._lag = LoopLag()
         self._stop = asyncio.Event()
         if self.cancelled:  # a cancel() that came during set-up, before anyone listened
             self._stop.set()
-        tasks: list[asyncio.Future[Any]] = [asyncio.ensure_future(one(c)) for c in leaders]
+        workers: list[asyncio.Future[Any]] = [
+            asyncio.ensure_future(worker()) for _ in range(min(self.concurrency, len(leaders)))
+        ]
         stopped: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
         watched = [stopped]
-        if any(c.model.timeout or self.timeout for c in pending):
+        if any(c.model.timeout for c in calls) or self.timeout:
             watched.append(self._lag.start())
         try:
-            if tasks:
-                everything: asyncio.Future[Any] = asyncio.gather(*tasks)
+            if workers:
+                everything: asyncio.Future[Any] = asyncio.gather(*workers)
                 watched.append(everything)
                 await asyncio.wait([everything, stopped], return_when=asyncio.FIRST_COMPLETED)
                 if not everything.done() and not bugs:
@@ -189,16 +199,16 @@ class Runner:
         finally:
             # One exit for every path (done, Cancel, Ctrl-C, a bug): no call is left running,
             # so nothing is sent or billed after the run has returned or raised.
-            await _settle([*tasks, *watched])
-            for call in calls:
-                if outcomes[call.index] is None:
+            await _settle([*workers, *watched])
+            for i, outcome in enumerate(outcomes):
+                if outcome is None:
                     # A request cut off in flight was still sent: it counts.
-                    outcomes[call.index] = cancelled_outcome(self._sent.get(call.index, 0))
-                    self._finished(call, outcomes[call.index], report=False)  # type: ignore[arg-type]
+                    outcomes[i] = cancelled_outcome(self._sent.get(i, 0))
+                    self._finished(calls[i], outcomes[i], report=False)  # type: ignore[arg-type]
             self._report()
         if bugs:
             raise bugs[0]
-        return [o for o in outcomes if o is not None]
+        return outcomes  # type: ignore[return-value]  # every one is filled in above
 
     def finish(self) -> None:
         """The run is over: fix its wall time and tell the progress display."""
@@ -216,8 +226,8 @@ class Runner:
 
     def _from_cache(
         self, calls: list[Call], outcomes: list[Outcome | None]
-    ) -> tuple[list[Call], dict[int, Outcome]]:
-        """Fill outcomes for cached calls; return the calls still to make.
+    ) -> tuple[list[int], dict[int, Outcome]]:
+        """Fill outcomes for cached calls; return the positions of the calls still to make.
 
         A cached reply that needs repairing is handed on as that call's starting point, so a
         re-run repairs it the same way (from the cache) instead of keeping the bad reply.
@@ -225,26 +235,27 @@ class Runner:
         live = [c for c in calls if not providers.is_offline(c.model.id)]
         for call in live:
             if not call.key:
-                call.key = _key(call)
+                call.key = key_of(call)
         found: dict[str, Entry] = {}
         if self.cache is not None and self.cache_mode in ("use", "replay-only") and live:
             found = self._lookup([c.key for c in live])
-        pending: list[Call] = []
+        del live
+        pending: list[int] = []
         seeds: dict[int, Outcome] = {}
-        for call in calls:
-            entry = found.get(call.key) if call.key else None
+        for i, call in enumerate(calls):
+            entry = found.get(call.key) if found and call.key else None
             if entry is not None and self._needs_repair(entry.output):
-                seeds[call.index] = _from_entry(entry)
-                pending.append(call)
+                seeds[i] = from_entry(entry)
+                pending.append(i)
                 continue
             if entry is not None:
-                outcome = _from_entry(entry)
+                outcome = from_entry(entry)
             elif call.key and self.cache_mode == "replay-only" and not call.model.fallbacks:
-                outcome = _not_in_cache()
+                outcome = not_in_cache()
             else:
-                pending.append(call)
+                pending.append(i)
                 continue
-            outcomes[call.index] = outcome
+            outcomes[i] = outcome
             self._finished(call, outcome, report=False)
         self._report()
         return pending, seeds
@@ -280,7 +291,7 @@ class Runner:
             params = self.params_for(model, call.sample)
             substitute = replace(call, model=model, params=params, key="")
             if not providers.is_offline(model.id):
-                substitute.key = _key(substitute)
+                substitute.key = key_of(substitute)
             outcome = self._cached(substitute) or await self._attempt(substitute)
             attempts += outcome.attempts
             if outcome.output is not None:
@@ -298,7 +309,7 @@ class Runner:
         if self.cache is None or self.cache_mode not in ("use", "replay-only") or not call.key:
             return None
         entry = self._lookup([call.key]).get(call.key)
-        return None if entry is None else _from_entry(entry)
+        return None if entry is None else from_entry(entry)
 
     def _lookup(self, keys: list[str]) -> dict[str, Entry]:
         """Cached entries for ``keys``; a cache that cannot be read is a warning, and the
@@ -351,7 +362,7 @@ class Runner:
             if is_skipped(fixed.error):
                 break  # the budget would not cover another round: keep the reply we have
             spent += (fixed.prompt_tokens or 0) + (fixed.completion_tokens or 0)
-            outcome = _merge(outcome, fixed)
+            outcome = merged(outcome, fixed)
             if fixed.output is None:
                 break
         return outcome
@@ -360,15 +371,15 @@ class Runner:
         """One call with retries and backoff; stores a success in the cache.
 
         Every request sent counts in ``attempts``; each one first holds its worst-case cost
-        against ``max_cost_usd`` (see ``_hold``), so calls in flight cannot overspend together.
+        against ``max_cost_usd`` (see ``budget.Reservations``), so calls in flight cannot overspend together.
         """
         if call.key and self.cache_mode == "replay-only":
-            return _not_in_cache()  # replay-only never reaches a provider
+            return not_in_cache()  # replay-only never reaches a provider
         timeout = call.model.timeout or self.timeout
         attempts = 0
         failed: Outcome | None = None
         while True:
-            held = await self._hold(call)
+            held = await self.budget.hold(call.model, call.messages, call.params)
             if held is None:
                 if failed is None:
                     return skipped(_over_budget(self.max_cost_usd, call.params))
@@ -391,10 +402,10 @@ class Runner:
                     marked=self._marked,
                 )
             except asyncio.CancelledError:
-                self._settle_cost(held, math.nan)  # sent, maybe billed: keep it held
+                self.budget.settle(held, math.nan)  # sent, maybe billed: keep it held
                 raise
             except Exception as exc:
-                self._settle_cost(held, 0.0)
+                self.budget.settle(held, 0.0)
                 retryable, retry_after = providers.retry_hint(exc)
                 failed = Outcome(
                     error=redact(providers.describe_error(exc, call.model)),
@@ -406,7 +417,7 @@ class Runner:
                     return failed
                 await self.sleep(self.retry.delay(attempts, retry_after, self.rng))
                 continue
-            self._settle_cost(held, reply.cost_usd)
+            self.budget.settle(held, reply.cost_usd)
             latency = time.perf_counter() - start
             outcome = Outcome(
                 output=reply.text,
@@ -418,42 +429,6 @@ class Runner:
             )
             self._store(call, outcome)
             return outcome
-
-    async def _hold(self, call: Call) -> float | None:
-        """Reserve the call's worst-case cost before it is sent; None when it can no longer
-        fit in ``max_cost_usd``. The worst case is its prompt tokens plus ``max_tokens`` (or
-        ``DEFAULT_MAX_TOKENS`` when none is set) at the model's price; an unknown price
-        holds nothing, as its spend cannot be counted either.
-
-        A call that would fit once the calls in flight have settled waits for them (they
-        usually cost far less than their worst case) instead of being skipped."""
-        if self.max_cost_usd is None:
-            return 0.0
-        worst = worst_case_cost(call.model, call.messages, call.params)
-        if math.isnan(worst):
-            worst = 0.0
-        while self._spent + self._held + worst > self.max_cost_usd:
-            if self._spent + worst > self.max_cost_usd or self._holding == 0:
-                return None  # would not fit even with nothing in flight
-            if self._released is None:
-                self._released = asyncio.Event()
-            await self._released.wait()
-        self._held += worst
-        self._holding += 1
-        return worst
-
-    def _settle_cost(self, held: float, cost: float) -> None:
-        """Release a reservation for what the request really cost (NaN: keep it held)."""
-        if self.max_cost_usd is None:
-            return
-        if math.isnan(cost):
-            return
-        self._held -= held
-        self._holding -= 1
-        self._spent += cost
-        if self._released is not None:  # wake every call waiting for money to be released
-            self._released.set()
-            self._released = None
 
     def _store(self, call: Call, outcome: Outcome) -> None:
         if self.cache is None or not call.key or self.cache_mode not in ("use", "refresh"):
@@ -565,78 +540,6 @@ async def _settle(tasks: list[asyncio.Future[Any]]) -> None:
             task.exception()  # retrieved, so asyncio does not log it as never retrieved
     if interrupted:
         raise asyncio.CancelledError
-
-
-def _share_identical(calls: list[Call]) -> tuple[list[Call], dict[int, list[Call]]]:
-    """Identical calls (same model, messages, parameters and sample: duplicate rows) are sent
-    once; returns the calls to send and, by a sent call's index, the calls that share it."""
-    leaders: list[Call] = []
-    first: dict[str, Call] = {}
-    followers: dict[int, list[Call]] = {}
-    for call in calls:
-        key = call.key or _key(call)
-        leader = first.get(key)
-        if leader is None:
-            first[key] = call
-            leaders.append(call)
-        else:
-            followers.setdefault(leader.index, []).append(call)
-    return leaders, followers
-
-
-def _shared(outcome: Outcome, leader: Call) -> Outcome:
-    """A duplicate call's outcome: the reply of the call sent for it, neither sent nor billed
-    again (its tokens are the reply's, its cost and attempts 0)."""
-    return replace(
-        outcome,
-        cost_usd=0.0 if not math.isnan(outcome.cost_usd) else math.nan,
-        attempts=0,
-        shared_from=leader.row,
-    )
-
-
-def _from_entry(entry: Entry) -> Outcome:
-    return Outcome(
-        output=entry.output,
-        latency_s=entry.latency_s if entry.latency_s is not None else math.nan,
-        prompt_tokens=entry.prompt_tokens,
-        completion_tokens=entry.completion_tokens,
-        cost_usd=entry.cost_usd if entry.cost_usd is not None else math.nan,
-        cached=True,
-        attempts=0,
-    )
-
-
-def _merge(first: Outcome, second: Outcome) -> Outcome:
-    """A repaired call: the last reply, with every attempt's tokens, cost and time added up."""
-
-    def add(a: int | None, b: int | None) -> int | None:
-        return None if a is None and b is None else (a or 0) + (b or 0)
-
-    return Outcome(
-        output=second.output if second.output is not None else first.output,
-        error=None if second.output is not None else second.error,
-        latency_s=first.latency_s + second.latency_s,
-        prompt_tokens=add(first.prompt_tokens, second.prompt_tokens),
-        completion_tokens=add(first.completion_tokens, second.completion_tokens),
-        cost_usd=first.cost_usd + second.cost_usd,
-        cached=first.cached and second.cached,
-        attempts=first.attempts + second.attempts,
-        answered_by=first.answered_by,
-        fallback_error=first.fallback_error,
-    )
-
-
-def _key(call: Call) -> str:
-    return call_key(call.model.id, call.messages, call.params, call.sample, call.model.label)
-
-
-def _not_in_cache() -> Outcome:
-    return Outcome(
-        error="NotInCache: cache='replay-only' and this call was never recorded; "
-        "run once with cache='use' to record it",
-        attempts=0,
-    )
 
 
 def _over_budget(budget: float | None, params: dict[str, Any]) -> str:

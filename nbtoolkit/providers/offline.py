@@ -14,7 +14,7 @@ import asyncio
 import json
 import math
 import os
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import CallError, ModelError, RecordingsError, clip
 from . import recordings, sim
@@ -129,20 +129,45 @@ def _price(
     """USD of a replayed call by litellm's price table; NaN when it cannot be told."""
     if prompt_tokens is None or completion_tokens is None:
         return math.nan
+    per_token = _PER_TOKEN.get(model)
+    if per_token is None:
+        per_token = _PER_TOKEN[model] = _per_token(litellm, model)
+    if per_token is not False:
+        return float(prompt_tokens * per_token[0] + completion_tokens * per_token[1])
     try:
         prompt_cost, completion_cost = litellm.cost_per_token(
             model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
         )
         return float(prompt_cost + completion_cost)
     except Exception:
-        pass
-    # litellm lists some names it cannot price by themselves (jamba-1.5-large: "isn't mapped
-    # yet" for the provider it infers): the table's own per-token prices still say it.
+        return math.nan
+
+
+# model -> (USD per input token, per output token) when litellm prices it by those alone;
+# False when a call must be priced by litellm itself (tiers, a price it cannot tell).
+_PER_TOKEN: dict[str, tuple[float, float] | Literal[False]] = {}
+_PROBES = ((1, 0), (0, 1), (1234, 567), (150_000, 9_000))
+
+
+def _per_token(litellm: Any, model: str) -> tuple[float, float] | Literal[False]:
+    """The model's per-token prices when litellm's own pricing is exactly linear in them
+    (asked once per model: ``cost_per_token`` takes longer than the look-up it prices)."""
     entry = litellm.model_cost.get(model) or {}
     per_input, per_output = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
     if not isinstance(per_input, (int, float)) or not isinstance(per_output, (int, float)):
-        return math.nan
-    return float(prompt_tokens * per_input + completion_tokens * per_output)
+        return False
+    try:
+        for pt, ct in _PROBES:
+            prompt_cost, completion_cost = litellm.cost_per_token(
+                model=model, prompt_tokens=pt, completion_tokens=ct
+            )
+            if float(prompt_cost + completion_cost) != pt * per_input + ct * per_output:
+                return False  # tiered (above 128k tokens) or otherwise not linear
+    except Exception:
+        # litellm lists some names it cannot price by themselves (jamba-1.5-large: "isn't
+        # mapped yet" for the provider it infers): the table's own prices still say it.
+        pass
+    return float(per_input), float(per_output)
 
 
 def _check_replay(name: str, options: dict[str, Any]) -> None:
