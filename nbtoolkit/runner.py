@@ -23,6 +23,7 @@ from .calls import (
     SKIPPED,
     Call,
     Outcome,
+    Outcomes,
     Progress,
     RetryPolicy,
     cancelled_outcome,
@@ -47,6 +48,7 @@ __all__ = [
     "SKIPPED",
     "Call",
     "Outcome",
+    "Outcomes",
     "Progress",
     "ProgressCallback",
     "RetryPolicy",
@@ -109,11 +111,12 @@ class Runner:
         self.shared = 0  # calls answered by an identical call of the same run
         # Budget accounting per request sent: money spent, and money held by calls in flight.
         self.budget = Reservations(max_cost_usd)
-        self._sent: dict[int, int] = {}  # requests sent, by call index, in the current run()
+        # Requests sent by the calls of the current run() not finished yet, by call index.
+        self._sent: dict[int, int] = {}
         self.started: float | None = None
         self.wall_s = 0.0
 
-    async def run(self, calls: list[Call], *, repair: bool = True) -> list[Outcome]:
+    async def run(self, calls: list[Call], *, repair: bool = True) -> Outcomes:
         """Make ``calls`` (their ``index`` is ignored); one outcome each, in order.
 
         May be called several times (a cascade's stages, a judge's calls); ``finish()`` ends.
@@ -124,9 +127,11 @@ class Runner:
         """
         self._repairing = repair
         self._sent = {}
-        outcomes: list[Outcome | None] = [None] * len(calls)
+        outcomes = Outcomes(len(calls))
         if self.cancelled:
-            return [cancelled_outcome() for _ in calls]
+            for i in range(len(calls)):
+                outcomes[i] = cancelled_outcome()
+            return outcomes
         for call in calls:
             label = call.model.label
             self.state.total[label] = self.state.total.get(label, 0) + 1
@@ -161,11 +166,13 @@ class Runner:
                     else:
                         outcome = await self._call(call, seeds.pop(i, None))
                     outcomes[i] = outcome
+                    self._sent.pop(i, None)  # its attempts are in its outcome now
                     self._finished(call, outcome)
                     for twin in followers.pop(i, ()):
-                        outcomes[twin] = shared_outcome(outcome, call)
+                        copy = shared_outcome(outcome, call)
+                        outcomes[twin] = copy
                         self.shared += 1
-                        self._finished(calls[twin], outcomes[twin])  # type: ignore[arg-type]
+                        self._finished(calls[twin], copy)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -200,15 +207,16 @@ class Runner:
             # One exit for every path (done, Cancel, Ctrl-C, a bug): no call is left running,
             # so nothing is sent or billed after the run has returned or raised.
             await _settle([*workers, *watched])
-            for i, outcome in enumerate(outcomes):
-                if outcome is None:
+            for i in range(len(calls)):
+                if not outcomes.done(i):
                     # A request cut off in flight was still sent: it counts.
-                    outcomes[i] = cancelled_outcome(self._sent.get(i, 0))
-                    self._finished(calls[i], outcomes[i], report=False)  # type: ignore[arg-type]
+                    cut = cancelled_outcome(self._sent.get(i, 0))
+                    outcomes[i] = cut
+                    self._finished(calls[i], cut, report=False)
             self._report()
         if bugs:
             raise bugs[0]
-        return outcomes  # type: ignore[return-value]  # every one is filled in above
+        return outcomes
 
     def finish(self) -> None:
         """The run is over: fix its wall time and tell the progress display."""
@@ -225,7 +233,7 @@ class Runner:
             loop.call_soon_threadsafe(stop.set)
 
     def _from_cache(
-        self, calls: list[Call], outcomes: list[Outcome | None]
+        self, calls: list[Call], outcomes: Outcomes
     ) -> tuple[list[int], dict[int, Outcome]]:
         """Fill outcomes for cached calls; return the positions of the calls still to make.
 

@@ -6,6 +6,7 @@ before): the same runs are made both ways and compared.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import subprocess
@@ -315,3 +316,50 @@ def test_a_simulated_call_keeps_to_its_timeout(monkeypatch: pytest.MonkeyPatch) 
     errors = res.outputs.set_index("model")["error"]
     assert errors["sim/oracle-large"].startswith("Timeout: sim/oracle-large sent no reply")
     assert errors["sim/coin-flip"] is None
+
+
+def test_a_large_run_keeps_a_fixed_number_of_tasks() -> None:
+    # A fixed pool of workers, not one task per call: what is alive while the run goes does
+    # not grow with the calls planned.
+    seen: list[int] = []
+
+    def progress(_state: Any) -> None:
+        seen.append(len(asyncio.all_tasks()))
+
+    bank = [q["question"] for q in sim.question_bank()]
+    data = pd.DataFrame({"q": [f"{bank[i % len(bank)]} (#{i})" for i in range(600)]})
+    res = nbt.orchestrate(
+        "{q}",
+        ["sim/swift-mini", "sim/budget-a"],
+        data=data,
+        extract="number",
+        concurrency=4,
+        cache="off",
+        audit=False,
+        progress=progress,
+    )
+    assert len(res.outputs) == 1200 and res.meta["shared_calls"] == 0
+    assert len(seen) > 1000
+    assert max(seen) <= 4 + 6  # the workers, the run itself and its watchers
+
+
+def test_outcomes_are_stored_column_wise_and_read_back_the_same() -> None:
+    from nbtoolkit.calls import Outcome, Outcomes
+
+    kept = [
+        Outcome(output="42", latency_s=0.5, prompt_tokens=12, completion_tokens=3, cost_usd=0.01),
+        Outcome(error="Timeout: x", attempts=3, cost_usd=0.0),
+        Outcome(output="7", answered_by="sim/oracle-large", fallback_error="boom", attempts=2),
+        Outcome(output="7", cached=True, shared_from=4, prompt_tokens=None),
+        Outcome(output="1", prompt_tokens=12.0, completion_tokens=1),  # type: ignore[arg-type]
+    ]
+    store = Outcomes(len(kept) + 1)
+    for i, outcome in enumerate(kept):
+        store[i] = outcome
+    assert store.get(len(kept)) is None and not store.done(len(kept))
+    for i, outcome in enumerate(kept):
+        got = store[i]
+        assert type(got.prompt_tokens) is type(outcome.prompt_tokens)
+        assert repr(got) == repr(outcome)  # NaN == NaN here, field by field
+    store[2] = Outcome(output="8")  # stored again: the fallback's note goes
+    assert store[2].answered_by is None and store[-2].output == "1"
