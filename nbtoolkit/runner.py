@@ -141,7 +141,8 @@ class Runner:
         pending, seeds = self._from_cache(calls, outcomes)
         # Before litellm's first call creates the loop's own default executor.
         self._marked = install_executor(asyncio.get_running_loop())
-        if any(_through_litellm(calls[i].model) for i in pending):
+        models = {id(calls[i].model): calls[i].model for i in pending}
+        if any(_through_litellm(model) for model in models.values()):
             await providers.warm_up()
         if self.started is None:
             self.started = time.perf_counter()  # after the warm-up: it is litellm's, not the run's

@@ -111,7 +111,8 @@ async def complete(
         # An answer that never waits would hold the loop for the whole run: yield once, so a
         # Cancel, the progress display and the other calls get their turn.
         await asyncio.sleep(0)
-        reply = await handler.answer(model.id.partition("/")[2], messages, kwargs)
+        # A copy: one params dict serves every row of a model and sample.
+        reply = await handler.answer(model.id.partition("/")[2], messages, dict(kwargs))
         reply.text = redact(reply.text)
         return reply
     litellm = get_litellm()
