@@ -363,3 +363,59 @@ def test_outcomes_are_stored_column_wise_and_read_back_the_same() -> None:
         assert repr(got) == repr(outcome)  # NaN == NaN here, field by field
     store[2] = Outcome(output="8")  # stored again: the fallback's note goes
     assert store[2].answered_by is None and store[-2].output == "1"
+
+
+def test_recordings_are_indexed_once_and_usage_counted_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Prompts of this test's own: no other test has counted their tokens.
+    prompts = [f"What is {i} + 1? (counted once)" for i in range(10)]
+    path = _write(
+        tmp_path / "answers.jsonl",
+        [{"model": PRICED, "prompt": p, "output": f"It is {i + 1}."} for i, p in enumerate(prompts)]
+        + [
+            {
+                "model": "house-model",
+                "prompt": p,
+                "output": "1",
+                "prompt_tokens": 9,
+                "completion_tokens": 1,
+                "cost_usd": 0.001,
+            }
+            for p in prompts
+        ],
+    )
+    loads: list[Any] = []
+    real_load = recordings.load
+    monkeypatch.setattr(recordings, "load", lambda paths: loads.append(paths) or real_load(paths))
+    litellm = get_litellm()
+    counted: list[Any] = []
+    real_counter = litellm.token_counter
+    monkeypatch.setattr(
+        litellm, "token_counter", lambda **kw: counted.append(kw) or real_counter(**kw)
+    )
+
+    def run() -> nbt.RunResult:
+        return nbt.orchestrate(
+            "{q}",
+            [f"replay/{PRICED}", "replay/house-model"],
+            data=pd.DataFrame({"q": prompts}),
+            samples=2,
+            recordings=path,
+            cache="off",
+            audit=False,
+        )
+
+    first = run()
+    assert first.outputs["error"].isna().all() and len(first.outputs) == 40
+    # Read when the run is planned (once per model checked, at most), never per call.
+    assert 0 < len(loads) <= 3
+    # litellm counted each (model, prompt) once: the prompt and the reply of 10 prompts of the
+    # model it knows; not per sample, and never for a recording that states its usage.
+    assert len(counted) == 20
+    counted.clear()
+    again = run()
+    assert counted == []  # memoised: the same counts as the first time
+    pd.testing.assert_frame_equal(
+        first.outputs.drop(columns="latency_s"), again.outputs.drop(columns="latency_s")
+    )
