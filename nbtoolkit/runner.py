@@ -1,4 +1,5 @@
-"""Async fan-out of calls: concurrency limits, retries with backoff, timeouts, cache, progress.
+"""Making calls: a fixed pool of workers, concurrency limits, retries with backoff, timeouts,
+fallbacks, repairs, budget reservations, cache, progress.
 
 The runner never raises for a failed call: every call it is given comes back as exactly one
 ``Outcome``, with an output or an error. Cancelling the run (Ctrl-C, a Cancel button) ends
@@ -192,7 +193,7 @@ class Runner:
         ]
         stopped: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
         watched = [stopped]
-        if any(c.model.timeout for c in calls) or self.timeout:
+        if leaders and (self.timeout or any(calls[i].model.timeout for i in leaders)):
             watched.append(self._lag.start())
         try:
             if workers:
