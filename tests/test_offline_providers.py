@@ -248,6 +248,8 @@ class Echo:
     ) -> Reply:
         if name == "refuse":
             raise CallError("echo/refuse refuses every prompt")
+        if name == "wrong":
+            return "a bare string"  # type: ignore[return-value]
         self.seen.append((name, params["nbt_sample"]))
         text = str(messages[-1]["content"])
         return Reply(f"{name}: {len(text)}", len(text), 1, math.nan, 0.5)
@@ -270,7 +272,12 @@ def test_a_users_own_provider_is_answered_in_process(own_prefix: str) -> None:
     echo = Echo()
     register_offline(own_prefix, echo)
     res = nbt.orchestrate(
-        "abcd", ["echo/one", "echo/refuse"], samples=2, extract="number", cache="off", audit=False
+        "abcd",
+        ["echo/one", "echo/refuse", "echo/wrong"],
+        samples=2,
+        extract="number",
+        cache="off",
+        audit=False,
     )
     out = res.outputs.set_index(["model", "sample"])
     assert out.loc[("echo/one", 1), "output"] == "one: 4"
@@ -280,6 +287,12 @@ def test_a_users_own_provider_is_answered_in_process(own_prefix: str) -> None:
     # Its own refusal is the row's error, said once, not retried.
     assert out.loc[("echo/refuse", 0), "error"] == "CallError: echo/refuse refuses every prompt"
     assert out.loc[("echo/refuse", 0), "attempts"] == 1
+    # A provider that breaks its contract is said to, once per row, not retried.
+    assert out.loc[("echo/wrong", 0), "error"] == (
+        "TypeError: the offline provider of echo/ answered str: answer() must return a "
+        "providers.Reply with text"
+    )
+    assert out.loc[("echo/wrong", 0), "attempts"] == 1
 
 
 def test_a_users_litellm_custom_provider_still_works(own_prefix: str) -> None:

@@ -113,6 +113,11 @@ async def complete(
         await asyncio.sleep(0)
         # A copy: one params dict serves every row of a model and sample.
         reply = await handler.answer(model.id.partition("/")[2], messages, dict(kwargs))
+        if not isinstance(reply, Reply) or not isinstance(reply.text, str):
+            raise TypeError(
+                f"the offline provider of {model.id.partition('/')[0]}/ answered "
+                f"{type(reply).__name__}: answer() must return a providers.Reply with text"
+            )
         reply.text = redact(reply.text)
         return reply
     litellm = get_litellm()
