@@ -1,10 +1,12 @@
 """Peak memory of one large offline run, measured in a fresh process (figure 5).
 
-Prints one JSON line: ``baseline_mb`` (peak RSS once nbtoolkit, pandas and litellm are
-imported and one warm-up call was made), ``peak_mb`` (peak RSS after the big run), the
-rows produced, the run's wall time, and the size of the outputs frame itself.
+Prints one JSON line: ``baseline_mb`` (peak RSS once nbtoolkit and pandas are imported and
+one warm-up run was made; an offline run never imports litellm), ``peak_mb`` (peak RSS after
+the big run), the rows produced, the run's wall time, and the size of the outputs frame
+itself. Each row's prompt is its own (the bank question and the row's id), so every one of
+the calls is made: none is a duplicate answered by sharing another's reply.
 
-    python benchmarks/_memory.py --rows 10000
+    python benchmarks/_memory.py --rows 40000
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def main() -> None:
 
     def run(data: pd.DataFrame) -> nbt.RunResult:
         return nbt.orchestrate(
-            "{question}",
+            "{question}\n(item {id})",
             MODELS,
             data=data,
             extract="number",
@@ -55,7 +57,7 @@ def main() -> None:
         )
 
     bank = [q["question"] for q in sim.question_bank()]
-    run(pd.DataFrame({"question": bank[:1]}))  # imports litellm and warms it up
+    run(pd.DataFrame({"question": bank[:1], "id": [0]}))  # the first run's imports and set-up
     baseline = peak_rss_mb()
 
     data = pd.DataFrame(
@@ -72,6 +74,8 @@ def main() -> None:
                 "peak_mb": peak,
                 "rows": len(res.outputs),
                 "failed": int(res.outputs["output"].isna().sum()),
+                "shared": int(res.meta["shared_calls"]),
+                "litellm": "litellm" in sys.modules,
                 "wall_s": wall,
                 "outputs_mb": res.outputs.memory_usage(deep=True).sum() / 2**20,
             }

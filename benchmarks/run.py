@@ -60,7 +60,7 @@ class Sizes:
     quick: bool
 
 
-FULL = Sizes(5, 15, 1000, 3, 10_000, None, quick=False)
+FULL = Sizes(5, 15, 1000, 3, 40_000, None, quick=False)
 QUICK = Sizes(1, 5, 40, 2, 200, 60, quick=True)
 
 
@@ -559,7 +559,9 @@ def figure_cached(ctx: Context) -> None:
     )
 
 
-# --- figure 5: peak memory for 50,000 output rows --------------------------------------------
+# --- figure 5: peak memory for 200,000 output rows -------------------------------------------
+
+MEMORY_LIMIT_MB = 250
 
 
 def figure_memory(ctx: Context) -> None:
@@ -576,18 +578,20 @@ def figure_memory(ctx: Context) -> None:
         raise RuntimeError(f"the memory run failed:\n{proc.stderr.strip()[-2000:]}")
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     above = got["peak_mb"] - got["baseline_mb"]
+    limit = MEMORY_LIMIT_MB
     ctx.table.add(
         "5",
         f"peak RSS, {got['rows']:,} output rows ({rows:,} rows x 5 sim models)",
-        f"+{above:.0f} MB",
-        "< +300 MB",
-        f"{above / 300:.2f}x limit " + ("ok" if above < 300 else "MISSED"),
+        f"+{above:.0f} MB ({above * 2**20 / max(got['rows'], 1):,.0f} B/row)",
+        f"< +{limit} MB",
+        f"{above / limit:.2f}x limit " + ("ok" if above < limit else "MISSED"),
     )
     ctx.table.note(
         f"5: in a fresh process, ru_maxrss {got['baseline_mb']:.0f} MB after imports and a "
-        f"warm-up call, {got['peak_mb']:.0f} MB after the run; the outputs frame itself is "
+        f"warm-up run, {got['peak_mb']:.0f} MB after the run; the outputs frame itself is "
         f"{got['outputs_mb']:.0f} MB; the run took {got['wall_s']:.1f} s "
-        f"({got['rows'] / got['wall_s']:,.0f} rows/s); {got['failed']} rows failed"
+        f"({got['rows'] / got['wall_s']:,.0f} rows/s); {got['failed']} rows failed, "
+        f"{got['shared']} shared a duplicate's reply; litellm imported: {got['litellm']}"
     )
 
 
@@ -647,6 +651,17 @@ def _gsm8k_run(inputs: tuple[Any, str, list[str], Path], strategy: str = "vote")
     )
 
 
+def _parse_seconds(path: Path) -> float:
+    """Seconds to merely parse a recordings file: the floor of any replay of it."""
+    import gzip
+
+    start = time.perf_counter()
+    with gzip.open(path, "rb") as f:
+        for line in f:
+            json.loads(line)
+    return time.perf_counter() - start
+
+
 def _accuracy(answers: Any, gold: Any) -> float:
     return float((answers.to_numpy() == gold.to_numpy()).mean() * 100)
 
@@ -660,24 +675,35 @@ def figure_gsm8k(ctx: Context) -> None:
             table.add(id, what, "n/a (no ../shared/data/gsm8k-recorded)", "", "n/a")
         return
     warm_up()
+    # The recordings state no usage: litellm counts and prices the calls of the models it
+    # knows. Its import (figure 1's business) is kept out of 6a; replies are answered in-process.
+    from nbtoolkit import providers
+
+    providers.get_litellm()
     inputs = _gsm8k_inputs(ctx)
-    data, _, models, _ = inputs
+    data, _, models, recordings_path = inputs
     calls = len(data) * len(models)
     full = ctx.sizes.gsm8k_items is None
 
+    parse = min(_parse_seconds(recordings_path) for _ in range(3))
+    cpu_before = time.process_time()
     wall, res = timed(lambda: _gsm8k_run(inputs))
-    target = 20.0 * calls / 15_828  # scaled down for a --quick subset
+    cpu = time.process_time() - cpu_before
+    target = 5.0 * calls / 15_828  # scaled down for a --quick subset
     table.add(
         "6a",
         f"GSM8K replay, {len(models)} models x {len(data):,} items = {calls:,} calls",
-        f"{wall:.2f} s ({wall / calls * 1000:.2f} ms/call)",
+        f"{wall:.2f} s ({wall / calls * 1000:.2f} ms/call; {wall / parse:.0f}x parsing the file)",
         f"< {target:.1f} s",
         f"{wall / target:.2f}x limit " + ("ok" if wall < target else "MISSED"),
     )
     table.note(
-        f"6a: extract=['json:answer', 'number'], concurrency=64; the runner (RunResult.wall_s) "
-        f"took {res.wall_s:.2f} s of it, the rest is planning (reading the recordings, "
-        f"rendering prompts) and building the frames; {failed(res)} calls failed"
+        f"6a: extract=['json:answer', 'number'], concurrency=64, offline calls answered "
+        f"in-process; the runner (RunResult.wall_s) took {res.wall_s:.2f} s of it, the rest is "
+        f"planning (reading and indexing the recordings, rendering prompts), extracting, voting "
+        f"and building the frames; {cpu:.2f} s CPU; {failed(res)} calls failed. Merely parsing "
+        f"recordings.jsonl.gz (gzip, json.loads per line, best of 3) takes {parse:.2f} s: "
+        f"the replay is {wall / parse:.1f}x that"
     )
 
     vote = _accuracy(res.consensus["answer"], res.consensus["gold"])

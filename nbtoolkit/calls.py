@@ -1,19 +1,24 @@
 """What the runner works on and hands back: a call, its outcome, progress counts, retries.
 
-Plain data, shared by the runner, the strategies' orchestration and the result frames.
+Plain data, shared by the runner, the strategies' orchestration and the result frames, and
+the ways one outcome is made from others (a cached entry, a shared or a repaired call).
 """
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
-from typing import Any
+from array import array
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, overload
 
+from .cache import Entry, call_key
 from .spec import Model
 
 
-@dataclass
+# Slots: a run keeps one Call and one Outcome per call, so their size is the run's memory.
+@dataclass(slots=True)
 class Call:
     """One request: a model, a rendered conversation, a sample index."""
 
@@ -27,7 +32,7 @@ class Call:
     key: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """What became of one call."""
 
@@ -112,3 +117,188 @@ class RetryPolicy:
         if retry_after is not None:
             return min(retry_after, self.max_retry_after_s)
         return rng.uniform(0, min(self.max_s, self.base_s * 2 ** (attempt - 1)))
+
+
+def key_of(call: Call) -> str:
+    """The call's cache key (its own, or computed from its inputs)."""
+    return call.key or call_key(
+        call.model.id, call.messages, call.params, call.sample, call.model.label
+    )
+
+
+def share_identical(
+    calls: Sequence[Call], positions: list[int]
+) -> tuple[list[int], dict[int, list[int]]]:
+    """Identical calls (same model, messages, parameters and sample: duplicate rows) are sent
+    once; of ``calls[i] for i in positions``, returns the positions to send and, by a sent
+    call's position, the positions of the calls that share it."""
+    leaders: list[int] = []
+    first: dict[str, int] = {}
+    followers: dict[int, list[int]] = {}
+    for i in positions:
+        key = key_of(calls[i])
+        leader = first.get(key)
+        if leader is None:
+            first[key] = i
+            leaders.append(i)
+        else:
+            followers.setdefault(leader, []).append(i)
+    return leaders, followers
+
+
+def shared_outcome(outcome: Outcome, leader: Call) -> Outcome:
+    """A duplicate call's outcome: the reply of the call sent for it, neither sent nor billed
+    again (its tokens are the reply's, its cost and attempts 0)."""
+    return replace(
+        outcome,
+        cost_usd=0.0 if not math.isnan(outcome.cost_usd) else math.nan,
+        attempts=0,
+        shared_from=leader.row,
+    )
+
+
+def from_entry(entry: Entry) -> Outcome:
+    """A cached reply as an outcome (cached, no request sent)."""
+    return Outcome(
+        output=entry.output,
+        latency_s=entry.latency_s if entry.latency_s is not None else math.nan,
+        prompt_tokens=entry.prompt_tokens,
+        completion_tokens=entry.completion_tokens,
+        cost_usd=entry.cost_usd if entry.cost_usd is not None else math.nan,
+        cached=True,
+        attempts=0,
+    )
+
+
+def merged(first: Outcome, second: Outcome) -> Outcome:
+    """A repaired call: the last reply, with every attempt's tokens, cost and time added up."""
+
+    def add(a: int | None, b: int | None) -> int | None:
+        return None if a is None and b is None else (a or 0) + (b or 0)
+
+    return Outcome(
+        output=second.output if second.output is not None else first.output,
+        error=None if second.output is not None else second.error,
+        latency_s=first.latency_s + second.latency_s,
+        prompt_tokens=add(first.prompt_tokens, second.prompt_tokens),
+        completion_tokens=add(first.completion_tokens, second.completion_tokens),
+        cost_usd=first.cost_usd + second.cost_usd,
+        cached=first.cached and second.cached,
+        attempts=first.attempts + second.attempts,
+        answered_by=first.answered_by,
+        fallback_error=first.fallback_error,
+    )
+
+
+def not_in_cache(unread: str | None = None) -> Outcome:
+    if unread is not None:  # not "never recorded": the record could not be read at all
+        return Outcome(error=f"NotInCache: cache='replay-only' and {unread}", attempts=0)
+    return Outcome(
+        error="NotInCache: cache='replay-only' and this call was never recorded; "
+        "run once with cache='use' to record it",
+        attempts=0,
+    )
+
+
+class Outcomes(Sequence[Outcome]):
+    """The outcomes of a list of calls, stored column by column: a few dozen bytes a call
+    instead of an object a call, so a run's memory grows with the rows it keeps.
+
+    ``outcomes[i]`` is an ``Outcome`` made on demand (changing it changes nothing stored:
+    store it again); ``get(i)`` is None while call ``i`` has none yet.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._state = bytearray(size)  # 0: none yet; 1: in the columns; 2: kept whole
+        self._output: list[str | None] = [None] * size
+        self._error: list[str | None] = [None] * size
+        self._latency = array("d", bytes(8 * size))
+        self._cost = array("d", bytes(8 * size))
+        self._prompt_tokens = array("q", bytes(8 * size))  # -1: unknown
+        self._completion_tokens = array("q", bytes(8 * size))
+        self._attempts = array("q", bytes(8 * size))
+        self._cached = bytearray(size)
+        # The few with a fallback or a shared reply: (answered_by, fallback_error, shared_from).
+        self._notes: dict[int, tuple[str | None, str | None, int | None]] = {}
+        self._whole: dict[int, Outcome] = {}  # token counts the columns cannot hold as they are
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[Outcome]:
+        for i in range(self._size):
+            yield self[i]
+
+    def done(self, i: int) -> bool:
+        return bool(self._state[i])
+
+    def get(self, i: int) -> Outcome | None:
+        """Call ``i``'s outcome, None when it has none yet."""
+        state = self._state[i]
+        if state == 0:
+            return None
+        if state == 2:
+            return self._whole[i]
+        prompt, completion = self._prompt_tokens[i], self._completion_tokens[i]
+        notes = self._notes.get(i)
+        return Outcome(
+            output=self._output[i],
+            error=self._error[i],
+            latency_s=self._latency[i],
+            prompt_tokens=None if prompt < 0 else prompt,
+            completion_tokens=None if completion < 0 else completion,
+            cost_usd=self._cost[i],
+            cached=bool(self._cached[i]),
+            attempts=self._attempts[i],
+            answered_by=notes[0] if notes else None,
+            fallback_error=notes[1] if notes else None,
+            shared_from=notes[2] if notes else None,
+        )
+
+    @overload
+    def __getitem__(self, i: int) -> Outcome: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Outcome]: ...
+
+    def __getitem__(self, i: int | slice) -> Outcome | list[Outcome]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._size))]
+        if i < 0:
+            i += self._size
+        outcome = self.get(i)
+        if outcome is None:
+            raise LookupError(f"call {i} has no outcome yet")
+        return outcome
+
+    def __setitem__(self, i: int, outcome: Outcome) -> None:
+        if not _columnar(outcome):
+            self._state[i] = 2
+            self._whole[i] = outcome
+            return
+        self._whole.pop(i, None)
+        self._state[i] = 1
+        self._output[i], self._error[i] = outcome.output, outcome.error
+        self._latency[i], self._cost[i] = outcome.latency_s, outcome.cost_usd
+        self._prompt_tokens[i] = -1 if outcome.prompt_tokens is None else outcome.prompt_tokens
+        self._completion_tokens[i] = (
+            -1 if outcome.completion_tokens is None else outcome.completion_tokens
+        )
+        self._attempts[i], self._cached[i] = outcome.attempts, outcome.cached
+        if outcome.answered_by or outcome.fallback_error or outcome.shared_from is not None:
+            self._notes[i] = (outcome.answered_by, outcome.fallback_error, outcome.shared_from)
+        else:
+            self._notes.pop(i, None)
+
+
+def _columnar(outcome: Outcome) -> bool:
+    """Whether the columns hold this outcome as it is (token counts are whole numbers)."""
+    for tokens in (outcome.prompt_tokens, outcome.completion_tokens):
+        if tokens is not None and not (type(tokens) is int and 0 <= tokens < 2**63):
+            return False
+    return (
+        isinstance(outcome.latency_s, float)
+        and isinstance(outcome.cost_usd, float)
+        and type(outcome.attempts) is int
+    )

@@ -20,6 +20,7 @@ from .providers import sim
 from .runner import (
     Call,
     Outcome,
+    Outcomes,
     Runner,
     cancelled_outcome,
     is_cancelled,
@@ -51,15 +52,18 @@ Extracted = tuple[Any, bool, "str | None"]
 
 def extract_all(
     calls: list[Call],
-    outcomes: list[Outcome | None],
+    outcomes: Outcomes,
     extractor: Callable[[Any], Any],
-    memo: dict[int, Extracted] | None = None,
-) -> dict[int, Extracted]:
-    """Each finished call's ``(answer, valid, error)``, by call index, read once."""
-    memo = {} if memo is None else memo
+    memo: list[Extracted | None] | None = None,
+) -> list[Extracted | None]:
+    """Each finished call's ``(answer, valid, error)``, by call index (None for a call not
+    finished), read once: ``memo`` (a previous answer) is filled in, not read again."""
+    memo = [None] * len(outcomes) if memo is None else memo
     for call in calls:
-        outcome = outcomes[call.index]
-        if outcome is not None and call.index not in memo:
+        if memo[call.index] is not None:
+            continue
+        outcome = outcomes.get(call.index)
+        if outcome is not None:
             memo[call.index] = read_reply(call.model.id, extractor, outcome.output)
     return memo
 
@@ -73,16 +77,19 @@ def read_reply(model_id: str, extractor: Callable[[Any], Any], output: str | Non
 
 
 def candidates_of(
-    calls: list[Call], outcomes: list[Outcome | None], extracted: dict[int, Extracted]
+    calls: list[Call], outcomes: Outcomes, extracted: list[Extracted | None]
 ) -> dict[int, list[Candidate]]:
     """Each row's candidates from the calls made so far (skipped, cancelled and pending ones
     left out: none of them is an answer the panel gave, so none lowers a row's confidence)."""
     by_row: dict[int, list[Candidate]] = {}
     for call in calls:
-        outcome = outcomes[call.index]
-        if outcome is None or is_skipped(outcome.error) or is_cancelled(outcome.error):
+        outcome = outcomes.get(call.index)
+        read = extracted[call.index]
+        if outcome is None or read is None:
             continue
-        answer, valid, _ = extracted[call.index]
+        if is_skipped(outcome.error) or is_cancelled(outcome.error):
+            continue
+        answer, valid, _ = read
         by_row.setdefault(call.row, []).append(
             Candidate(
                 model=call.model.label,
@@ -103,9 +110,9 @@ async def execute(
     strategy: Any,
     extractor: Callable[[Any], Any],
     runner: Runner,
-) -> list[Outcome]:
+) -> Outcomes:
     """Make the panel's calls the strategy needs; one outcome per call, skipped ones marked."""
-    outcomes: list[Outcome | None] = [None] * len(calls)
+    outcomes = Outcomes(len(calls))
     used = getattr(strategy, "models", None)
     labels = [m.label for m in models]
     stages: list[list[str]]
@@ -116,20 +123,25 @@ async def execute(
     in_stages = {label for stage in stages for label in stage}
     settled: set[int] = set()
     settle = getattr(strategy, "settled", None)
-    memo: dict[int, Extracted] = {}  # a stage re-reads only the replies it added
+    memo: list[Extracted | None] = [None] * len(calls)  # a stage re-reads only what it added
     for stage in stages:
         batch = [c for c in calls if c.model.label in stage and c.row not in settled]
         if not batch:
             continue
-        for call, outcome in zip(batch, await runner.run(batch), strict=True):
-            outcomes[call.index] = outcome
+        made = await runner.run(batch)
+        if len(batch) == len(calls) and all(c.index == i for i, c in enumerate(batch)):
+            outcomes = made  # every call, in order: no copy
+        else:
+            for position, call in enumerate(batch):
+                outcomes[call.index] = made[position]
+        del made
         if runner.cancelled:
             break
         if callable(settle):
             rows = candidates_of(calls, outcomes, extract_all(calls, outcomes, extractor, memo))
             settled |= {row for row, cands in rows.items() if settle(cands)}
     for call in calls:
-        if outcomes[call.index] is not None:
+        if outcomes.done(call.index):
             continue
         if runner.cancelled:
             outcomes[call.index] = cancelled_outcome()
@@ -139,7 +151,7 @@ async def execute(
             outcomes[call.index] = skipped(
                 f"{getattr(strategy, 'name', 'the strategy')} had settled this row already"
             )
-    return [o for o in outcomes if o is not None]
+    return outcomes
 
 
 def row_context(row: int, prompt: str, seed: int | None) -> RowContext:

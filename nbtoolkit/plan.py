@@ -269,6 +269,8 @@ def plan_run(
     )
     prompts: list[str] = []
     calls: list[Call] = []
+    # A call's parameters depend on its model and sample, not its row: one dict for all rows.
+    shared_params: dict[tuple[int, int], dict[str, Any]] = {}
     for row_number, row in enumerate(rows):
         values = {str(k): v for k, v in row.items()}
         _check_missing(template, values, row_number)
@@ -279,9 +281,16 @@ def plan_run(
         ]
         for position, model in enumerate(panel):
             for sample in range(samples):
-                params = providers.call_params(
-                    model, run_params, sample=sample, seed=seed, store_key=store_key, schema=schema
-                )
+                params = shared_params.get((position, sample))
+                if params is None:
+                    params = shared_params[position, sample] = providers.call_params(
+                        model,
+                        run_params,
+                        sample=sample,
+                        seed=seed,
+                        store_key=store_key,
+                        schema=schema,
+                    )
                 call = Call(len(calls), row_number, model, position, sample, messages, params)
                 if not providers.is_offline(model.id):
                     call.key = call_key(model.id, messages, params, sample, model.label)

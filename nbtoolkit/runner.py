@@ -1,4 +1,5 @@
-"""Async fan-out of calls: concurrency limits, retries with backoff, timeouts, cache, progress.
+"""Making calls: a fixed pool of workers, concurrency limits, retries with backoff, timeouts,
+fallbacks, repairs, budget reservations, cache, progress.
 
 The runner never raises for a failed call: every call it is given comes back as exactly one
 ``Outcome``, with an output or an error. Cancelling the run (Ctrl-C, a Cancel button) ends
@@ -16,18 +17,25 @@ from dataclasses import replace
 from typing import Any
 
 from . import providers
-from .budget import DEFAULT_MAX_TOKENS, worst_case_cost
+from .budget import DEFAULT_MAX_TOKENS, Reservations
 from .cache import Cache, Entry, call_key
 from .calls import (
     CANCELLED,
     SKIPPED,
     Call,
     Outcome,
+    Outcomes,
     Progress,
     RetryPolicy,
     cancelled_outcome,
+    from_entry,
     is_cancelled,
     is_skipped,
+    key_of,
+    merged,
+    not_in_cache,
+    share_identical,
+    shared_outcome,
     skipped,
 )
 from .errors import CacheError, redact
@@ -41,6 +49,7 @@ __all__ = [
     "SKIPPED",
     "Call",
     "Outcome",
+    "Outcomes",
     "Progress",
     "ProgressCallback",
     "RetryPolicy",
@@ -103,26 +112,28 @@ class Runner:
         self.unrecorded: dict[str, list[Any]] = {}
         self.shared = 0  # calls answered by an identical call of the same run
         # Budget accounting per request sent: money spent, and money held by calls in flight.
-        self._spent = 0.0
-        self._held = 0.0
-        self._holding = 0  # reservations in flight (a count: float sums drift)
-        self._released: asyncio.Event | None = None  # set (and replaced) when money is released
-        self._sent: dict[int, int] = {}  # requests sent, by call index, in the current run()
+        self.budget = Reservations(max_cost_usd)
+        # Requests sent by the calls of the current run() not finished yet, by call index.
+        self._sent: dict[int, int] = {}
         self.started: float | None = None
         self.wall_s = 0.0
 
-    async def run(self, calls: list[Call], *, repair: bool = True) -> list[Outcome]:
+    async def run(self, calls: list[Call], *, repair: bool = True) -> Outcomes:
         """Make ``calls`` (their ``index`` is ignored); one outcome each, in order.
 
         May be called several times (a cascade's stages, a judge's calls); ``finish()`` ends.
         ``repair=False`` for calls whose replies the run's extractor does not read (a judge's).
+
+        A fixed pool of ``concurrency`` workers takes the calls in order, one at a time: the
+        memory in use grows with the outcomes kept, not with the calls waiting their turn.
         """
         self._repairing = repair
         self._sent = {}
-        calls = [replace(c, index=i) for i, c in enumerate(calls)]
-        outcomes: list[Outcome | None] = [None] * len(calls)
+        outcomes = Outcomes(len(calls))
         if self.cancelled:
-            return [cancelled_outcome() for _ in calls]
+            for i in range(len(calls)):
+                outcomes[i] = cancelled_outcome()
+            return outcomes
         for call in calls:
             label = call.model.label
             self.state.total[label] = self.state.total.get(label, 0) + 1
@@ -132,54 +143,62 @@ class Runner:
         pending, seeds = self._from_cache(calls, outcomes)
         # Before litellm's first call creates the loop's own default executor.
         self._marked = install_executor(asyncio.get_running_loop())
-        if pending:
+        models = {id(calls[i].model): calls[i].model for i in pending}
+        if any(_through_litellm(model) for model in models.values()):
             await providers.warm_up()
         if self.started is None:
             self.started = time.perf_counter()  # after the warm-up: it is litellm's, not the run's
-        limit = asyncio.Semaphore(self.concurrency)
-        per_model = {
-            c.model.label: asyncio.Semaphore(c.model.max_concurrency)
-            for c in pending
-            if c.model.max_concurrency
-        }
-        leaders, followers = _share_identical(pending)
+        per_model: dict[str, asyncio.Semaphore] = {}
+        for i in pending:
+            model = calls[i].model
+            if model.max_concurrency and model.label not in per_model:
+                per_model[model.label] = asyncio.Semaphore(model.max_concurrency)
+        leaders, followers = share_identical(calls, pending)
+        del pending
+        queue = iter(leaders)  # shared by the workers: each takes the next call when free
         bugs: list[BaseException] = []
 
-        async def one(call: Call) -> None:
-            try:
-                model_limit = per_model.get(call.model.label)
-                async with limit:
+        async def worker() -> None:
+            for i in queue:
+                call = calls[i] if calls[i].index == i else replace(calls[i], index=i)
+                try:
+                    model_limit = per_model.get(call.model.label)
                     if model_limit is not None:
                         async with model_limit:
-                            outcome = await self._call(call, seeds.get(call.index))
+                            outcome = await self._call(call, seeds.pop(i, None))
                     else:
-                        outcome = await self._call(call, seeds.get(call.index))
-                outcomes[call.index] = outcome
-                self._finished(call, outcome)
-                for twin in followers.get(call.index, []):
-                    outcomes[twin.index] = _shared(outcome, call)
-                    self.shared += 1
-                    self._finished(twin, outcomes[twin.index])  # type: ignore[arg-type]
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # A bug in our own code: stop the run (and every other call) and surface it.
-                bugs.append(exc)
-                self._stop.set()
+                        outcome = await self._call(call, seeds.pop(i, None))
+                    outcomes[i] = outcome
+                    self._sent.pop(i, None)  # its attempts are in its outcome now
+                    self._finished(call, outcome)
+                    for twin in followers.pop(i, ()):
+                        copy = shared_outcome(outcome, call)
+                        outcomes[twin] = copy
+                        self.shared += 1
+                        self._finished(calls[twin], copy)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    # A bug in our own code: stop the run (and every other call) and surface it.
+                    bugs.append(exc)
+                    self._stop.set()
+                    return
 
         self._loop = asyncio.get_running_loop()
         self._lag = LoopLag()
         self._stop = asyncio.Event()
         if self.cancelled:  # a cancel() that came during set-up, before anyone listened
             self._stop.set()
-        tasks: list[asyncio.Future[Any]] = [asyncio.ensure_future(one(c)) for c in leaders]
+        workers: list[asyncio.Future[Any]] = [
+            asyncio.ensure_future(worker()) for _ in range(min(self.concurrency, len(leaders)))
+        ]
         stopped: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
         watched = [stopped]
-        if any(c.model.timeout or self.timeout for c in pending):
+        if leaders and (self.timeout or any(calls[i].model.timeout for i in leaders)):
             watched.append(self._lag.start())
         try:
-            if tasks:
-                everything: asyncio.Future[Any] = asyncio.gather(*tasks)
+            if workers:
+                everything: asyncio.Future[Any] = asyncio.gather(*workers)
                 watched.append(everything)
                 await asyncio.wait([everything, stopped], return_when=asyncio.FIRST_COMPLETED)
                 if not everything.done() and not bugs:
@@ -190,16 +209,17 @@ class Runner:
         finally:
             # One exit for every path (done, Cancel, Ctrl-C, a bug): no call is left running,
             # so nothing is sent or billed after the run has returned or raised.
-            await _settle([*tasks, *watched])
-            for call in calls:
-                if outcomes[call.index] is None:
+            await _settle([*workers, *watched])
+            for i in range(len(calls)):
+                if not outcomes.done(i):
                     # A request cut off in flight was still sent: it counts.
-                    outcomes[call.index] = cancelled_outcome(self._sent.get(call.index, 0))
-                    self._finished(call, outcomes[call.index], report=False)  # type: ignore[arg-type]
+                    cut = cancelled_outcome(self._sent.get(i, 0))
+                    outcomes[i] = cut
+                    self._finished(calls[i], cut, report=False)
             self._report()
         if bugs:
             raise bugs[0]
-        return [o for o in outcomes if o is not None]
+        return outcomes
 
     def finish(self) -> None:
         """The run is over: fix its wall time and tell the progress display."""
@@ -216,9 +236,9 @@ class Runner:
             loop.call_soon_threadsafe(stop.set)
 
     def _from_cache(
-        self, calls: list[Call], outcomes: list[Outcome | None]
-    ) -> tuple[list[Call], dict[int, Outcome]]:
-        """Fill outcomes for cached calls; return the calls still to make.
+        self, calls: list[Call], outcomes: Outcomes
+    ) -> tuple[list[int], dict[int, Outcome]]:
+        """Fill outcomes for cached calls; return the positions of the calls still to make.
 
         A cached reply that needs repairing is handed on as that call's starting point, so a
         re-run repairs it the same way (from the cache) instead of keeping the bad reply.
@@ -226,26 +246,27 @@ class Runner:
         live = [c for c in calls if not providers.is_offline(c.model.id)]
         for call in live:
             if not call.key:
-                call.key = _key(call)
+                call.key = key_of(call)
         found: dict[str, Entry] = {}
         if self.cache is not None and self.cache_mode in ("use", "replay-only") and live:
             found = self._lookup([c.key for c in live])
-        pending: list[Call] = []
+        del live
+        pending: list[int] = []
         seeds: dict[int, Outcome] = {}
-        for call in calls:
-            entry = found.get(call.key) if call.key else None
+        for i, call in enumerate(calls):
+            entry = found.get(call.key) if found and call.key else None
             if entry is not None and self._needs_repair(entry.output):
-                seeds[call.index] = _from_entry(entry)
-                pending.append(call)
+                seeds[i] = from_entry(entry)
+                pending.append(i)
                 continue
             if entry is not None:
-                outcome = _from_entry(entry)
+                outcome = from_entry(entry)
             elif call.key and self.cache_mode == "replay-only" and not call.model.fallbacks:
-                outcome = _not_in_cache(self.cache_unread)
+                outcome = not_in_cache(self.cache_unread)
             else:
-                pending.append(call)
+                pending.append(i)
                 continue
-            outcomes[call.index] = outcome
+            outcomes[i] = outcome
             self._finished(call, outcome, report=False)
         self._report()
         return pending, seeds
@@ -281,7 +302,7 @@ class Runner:
             params = self.params_for(model, call.sample)
             substitute = replace(call, model=model, params=params, key="")
             if not providers.is_offline(model.id):
-                substitute.key = _key(substitute)
+                substitute.key = key_of(substitute)
             outcome = self._cached(substitute) or await self._attempt(substitute)
             attempts += outcome.attempts
             if outcome.output is not None:
@@ -299,7 +320,7 @@ class Runner:
         if self.cache is None or self.cache_mode not in ("use", "replay-only") or not call.key:
             return None
         entry = self._lookup([call.key]).get(call.key)
-        return None if entry is None else _from_entry(entry)
+        return None if entry is None else from_entry(entry)
 
     def _lookup(self, keys: list[str]) -> dict[str, Entry]:
         """Cached entries for ``keys``; a cache that cannot be read is a warning, and the
@@ -353,7 +374,7 @@ class Runner:
             if is_skipped(fixed.error):
                 break  # the budget would not cover another round: keep the reply we have
             spent += (fixed.prompt_tokens or 0) + (fixed.completion_tokens or 0)
-            outcome = _merge(outcome, fixed)
+            outcome = merged(outcome, fixed)
             if fixed.output is None:
                 break
         return outcome
@@ -362,15 +383,15 @@ class Runner:
         """One call with retries and backoff; stores a success in the cache.
 
         Every request sent counts in ``attempts``; each one first holds its worst-case cost
-        against ``max_cost_usd`` (see ``_hold``), so calls in flight cannot overspend together.
+        against ``max_cost_usd`` (see ``budget.Reservations``), so calls in flight cannot overspend together.
         """
         if call.key and self.cache_mode == "replay-only":
-            return _not_in_cache()  # replay-only never reaches a provider
+            return not_in_cache()  # replay-only never reaches a provider
         timeout = call.model.timeout or self.timeout
         attempts = 0
         failed: Outcome | None = None
         while True:
-            held = await self._hold(call)
+            held = await self.budget.hold(call.model, call.messages, call.params)
             if held is None:
                 if failed is None:
                     return skipped(_over_budget(self.max_cost_usd, call.params))
@@ -393,10 +414,10 @@ class Runner:
                     marked=self._marked,
                 )
             except asyncio.CancelledError:
-                self._settle_cost(held, math.nan)  # sent, maybe billed: keep it held
+                self.budget.settle(held, math.nan)  # sent, maybe billed: keep it held
                 raise
             except Exception as exc:
-                self._settle_cost(held, 0.0)
+                self.budget.settle(held, 0.0)
                 retryable, retry_after = providers.retry_hint(exc)
                 failed = Outcome(
                     error=redact(providers.describe_error(exc, call.model)),
@@ -408,7 +429,7 @@ class Runner:
                     return failed
                 await self.sleep(self.retry.delay(attempts, retry_after, self.rng))
                 continue
-            self._settle_cost(held, reply.cost_usd)
+            self.budget.settle(held, reply.cost_usd)
             latency = time.perf_counter() - start
             outcome = Outcome(
                 output=reply.text,
@@ -420,42 +441,6 @@ class Runner:
             )
             self._store(call, outcome)
             return outcome
-
-    async def _hold(self, call: Call) -> float | None:
-        """Reserve the call's worst-case cost before it is sent; None when it can no longer
-        fit in ``max_cost_usd``. The worst case is its prompt tokens plus ``max_tokens`` (or
-        ``DEFAULT_MAX_TOKENS`` when none is set) at the model's price; an unknown price
-        holds nothing, as its spend cannot be counted either.
-
-        A call that would fit once the calls in flight have settled waits for them (they
-        usually cost far less than their worst case) instead of being skipped."""
-        if self.max_cost_usd is None:
-            return 0.0
-        worst = worst_case_cost(call.model, call.messages, call.params)
-        if math.isnan(worst):
-            worst = 0.0
-        while self._spent + self._held + worst > self.max_cost_usd:
-            if self._spent + worst > self.max_cost_usd or self._holding == 0:
-                return None  # would not fit even with nothing in flight
-            if self._released is None:
-                self._released = asyncio.Event()
-            await self._released.wait()
-        self._held += worst
-        self._holding += 1
-        return worst
-
-    def _settle_cost(self, held: float, cost: float) -> None:
-        """Release a reservation for what the request really cost (NaN: keep it held)."""
-        if self.max_cost_usd is None:
-            return
-        if math.isnan(cost):
-            return
-        self._held -= held
-        self._holding -= 1
-        self._spent += cost
-        if self._released is not None:  # wake every call waiting for money to be released
-            self._released.set()
-            self._released = None
 
     def _store(self, call: Call, outcome: Outcome) -> None:
         if self.cache is None or not call.key or self.cache_mode not in ("use", "refresh"):
@@ -534,6 +519,15 @@ class Runner:
             )
 
 
+def _through_litellm(model: Model) -> bool:
+    """Whether a call of ``model`` (or of one of its fallbacks) may go through litellm."""
+    from .spec import as_model
+
+    return not providers.in_process(model.id) or any(
+        not providers.in_process(as_model(f).id) for f in model.fallbacks
+    )
+
+
 def _say(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return redact(f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__)[:300]
@@ -558,80 +552,6 @@ async def _settle(tasks: list[asyncio.Future[Any]]) -> None:
             task.exception()  # retrieved, so asyncio does not log it as never retrieved
     if interrupted:
         raise asyncio.CancelledError
-
-
-def _share_identical(calls: list[Call]) -> tuple[list[Call], dict[int, list[Call]]]:
-    """Identical calls (same model, messages, parameters and sample: duplicate rows) are sent
-    once; returns the calls to send and, by a sent call's index, the calls that share it."""
-    leaders: list[Call] = []
-    first: dict[str, Call] = {}
-    followers: dict[int, list[Call]] = {}
-    for call in calls:
-        key = call.key or _key(call)
-        leader = first.get(key)
-        if leader is None:
-            first[key] = call
-            leaders.append(call)
-        else:
-            followers.setdefault(leader.index, []).append(call)
-    return leaders, followers
-
-
-def _shared(outcome: Outcome, leader: Call) -> Outcome:
-    """A duplicate call's outcome: the reply of the call sent for it, neither sent nor billed
-    again (its tokens are the reply's, its cost and attempts 0)."""
-    return replace(
-        outcome,
-        cost_usd=0.0 if not math.isnan(outcome.cost_usd) else math.nan,
-        attempts=0,
-        shared_from=leader.row,
-    )
-
-
-def _from_entry(entry: Entry) -> Outcome:
-    return Outcome(
-        output=entry.output,
-        latency_s=entry.latency_s if entry.latency_s is not None else math.nan,
-        prompt_tokens=entry.prompt_tokens,
-        completion_tokens=entry.completion_tokens,
-        cost_usd=entry.cost_usd if entry.cost_usd is not None else math.nan,
-        cached=True,
-        attempts=0,
-    )
-
-
-def _merge(first: Outcome, second: Outcome) -> Outcome:
-    """A repaired call: the last reply, with every attempt's tokens, cost and time added up."""
-
-    def add(a: int | None, b: int | None) -> int | None:
-        return None if a is None and b is None else (a or 0) + (b or 0)
-
-    return Outcome(
-        output=second.output if second.output is not None else first.output,
-        error=None if second.output is not None else second.error,
-        latency_s=first.latency_s + second.latency_s,
-        prompt_tokens=add(first.prompt_tokens, second.prompt_tokens),
-        completion_tokens=add(first.completion_tokens, second.completion_tokens),
-        cost_usd=first.cost_usd + second.cost_usd,
-        cached=first.cached and second.cached,
-        attempts=first.attempts + second.attempts,
-        answered_by=first.answered_by,
-        fallback_error=first.fallback_error,
-    )
-
-
-def _key(call: Call) -> str:
-    return call_key(call.model.id, call.messages, call.params, call.sample, call.model.label)
-
-
-def _not_in_cache(unread: str | None = None) -> Outcome:
-    if unread is not None:  # not "never recorded": the record could not be read at all
-        return Outcome(error=f"NotInCache: cache='replay-only' and {unread}", attempts=0)
-    return Outcome(
-        error="NotInCache: cache='replay-only' and this call was never recorded; "
-        "run once with cache='use' to record it",
-        attempts=0,
-    )
 
 
 def _over_budget(budget: float | None, params: dict[str, Any]) -> str:

@@ -105,9 +105,14 @@ async def timed(
             await asyncio.gather(task, return_exceptions=True)
 
 
-def run_marked(coro: Any) -> Any:
-    """Mark the request as started; called by the loop's coroutine wrapper when awaited."""
+def mark_started() -> None:
+    """The request of the call being timed starts now (its timeout clock starts)."""
     hook = request_started.get()
     if hook is not None:
         hook()
+
+
+def run_marked(coro: Any) -> Any:
+    """Mark the request as started; called by the loop's coroutine wrapper when awaited."""
+    mark_started()
     return coro

@@ -4,17 +4,18 @@
 - ``keys``: which API key a call may send, and where;
 - ``facts``: what litellm knows of a model (price, context window, tokens, schema support);
 - ``failures``: retry hints and the one-line error texts of failed calls;
-- ``offline``, ``sim``, ``recordings``: the offline providers themselves.
+- ``offline``, ``sim``, ``recordings``: the offline providers themselves, answered in-process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import redact
 from ..spec import Model
+from ..timing import mark_started
 from .facts import (
     check_model,
     context_window,
@@ -34,13 +35,23 @@ from .keys import (
     key_variables,
     own_endpoint,
 )
-from .registry import get_litellm, is_offline, litellm_id, register_offline
+from .registry import (
+    OfflineProvider,
+    get_litellm,
+    in_process,
+    is_offline,
+    litellm_id,
+    offline_handler,
+    register_offline,
+)
+from .reply import Reply
 
 __all__ = [
     "KEY_VARIABLES",
     "NO_KEY",
     "OWN_HOSTS",
     "NoContentError",
+    "OfflineProvider",
     "Reply",
     "api_base_of",
     "api_key_for",
@@ -51,6 +62,7 @@ __all__ = [
     "count_tokens",
     "describe_error",
     "get_litellm",
+    "in_process",
     "is_offline",
     "key_variables",
     "litellm_id",
@@ -88,21 +100,26 @@ def call_params(
     return params
 
 
-@dataclass
-class Reply:
-    """What one successful call gave back."""
-
-    text: str
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    cost_usd: float
-    latency_s: float | None = None  # a recorded latency overrides the measured one
-
-
 async def complete(
     model: Model, messages: list[dict[str, Any]], kwargs: dict[str, Any], timeout: float | None
 ) -> Reply:
-    """One call through ``litellm.acompletion``; raises litellm's exceptions as they are."""
+    """One call: an offline model's in-process provider, else ``litellm.acompletion``;
+    raises the provider's or litellm's exceptions as they are."""
+    handler = offline_handler(model.id)
+    if handler is not None:
+        mark_started()
+        # An answer that never waits would hold the loop for the whole run: yield once, so a
+        # Cancel, the progress display and the other calls get their turn.
+        await asyncio.sleep(0)
+        # A copy: one params dict serves every row of a model and sample.
+        reply = await handler.answer(model.id.partition("/")[2], messages, dict(kwargs))
+        if not isinstance(reply, Reply) or not isinstance(reply.text, str):
+            raise TypeError(
+                f"the offline provider of {model.id.partition('/')[0]}/ answered "
+                f"{type(reply).__name__}: answer() must return a providers.Reply with text"
+            )
+        reply.text = redact(reply.text)
+        return reply
     litellm = get_litellm()
     call_kwargs = dict(kwargs)
     offline = is_offline(model.id)

@@ -1,8 +1,9 @@
 """Which models are answered on this machine, and litellm, imported once and configured.
 
-Offline providers (``replay/<name>``, ``sim/<profile>``) are registered here through
-litellm's own ``custom_provider_map``; register your own the same way with
-``register_offline``. This is the only place that imports litellm.
+Offline providers (``replay/<name>``, ``sim/<profile>``, your own) are registered here with
+``register_offline``. One that has ``async answer(name, messages, params) -> Reply`` is
+answered in-process, without litellm; a ``litellm.CustomLLM`` goes through litellm's own
+``custom_provider_map``. This is the only place that imports litellm.
 """
 
 from __future__ import annotations
@@ -12,17 +13,45 @@ import os
 import re
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from ..errors import ModelError
 from ..spec import Model
+from .reply import Reply
 
-__all__ = ["check_offline", "get_litellm", "is_offline", "litellm_id", "register_offline"]
+__all__ = [
+    "OfflineProvider",
+    "check_offline",
+    "get_litellm",
+    "in_process",
+    "is_offline",
+    "litellm_id",
+    "offline_handler",
+    "register_offline",
+]
 
-# name -> zero-argument factory returning a litellm CustomLLM; built lazily with litellm.
-_OFFLINE: dict[str, Callable[[], Any]] = {}
-# name -> validator(model name, run options) raising ModelError for an unknown name.
+
+@runtime_checkable
+class OfflineProvider(Protocol):
+    """A provider answered in-process: ``<prefix>/<name>`` models, no litellm involved.
+
+    ``params`` are the call's litellm keyword arguments (``temperature``, ``seed``, ...) plus
+    nbtoolkit's own (``nbt_sample``: the sample index; ``nbt_store``: the run's recordings).
+    Raise an ``nbtoolkit.errors.CallError`` for a call that cannot be answered (not retried).
+    """
+
+    async def answer(
+        self, name: str, messages: list[dict[str, Any]], params: dict[str, Any]
+    ) -> Reply: ...
+
+
+# prefix -> an OfflineProvider, or a zero-argument factory of a litellm CustomLLM.
+_OFFLINE: dict[str, Any] = {}
+# prefix -> validator(model name, run options) raising ModelError for an unknown name.
 _OFFLINE_CHECKS: dict[str, Callable[[str, dict[str, Any]], None]] = {}
+# Only for the test that proves both ways give the same frames: send offline calls through
+# litellm.acompletion (the providers' CustomLLM adapters), as before they were in-process.
+_THROUGH_LITELLM = False
 
 _lock = threading.Lock()
 _litellm: Any = None
@@ -30,14 +59,18 @@ _litellm: Any = None
 
 def register_offline(
     prefix: str,
-    factory: Callable[[], Any],
+    provider: Any,
     check: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> None:
     """Register an offline provider answering ``<prefix>/<name>`` models.
 
-    ``factory`` returns a ``litellm.CustomLLM``; it is called after litellm is imported.
+    ``provider`` is either an object with ``async answer(name, messages, params) -> Reply``
+    (see ``OfflineProvider``; answered in-process, litellm is never imported for it), or a
+    zero-argument factory returning a ``litellm.CustomLLM`` (called after litellm is
+    imported; its calls go through ``litellm.acompletion``). ``check(name, options)``, if
+    given, raises ``ModelError`` before any call for a name the provider cannot answer.
     """
-    _OFFLINE[prefix] = factory
+    _OFFLINE[prefix] = provider
     if check is not None:
         _OFFLINE_CHECKS[prefix] = check
     if _litellm is not None:
@@ -45,9 +78,16 @@ def register_offline(
 
 
 def _install(litellm: Any, prefix: str) -> None:
+    provider = _OFFLINE[prefix]
+    if _answers(provider):
+        from .offline import as_custom_llm
+
+        handler = as_custom_llm(provider)  # the same answers through litellm's path
+    else:
+        handler = provider()
     litellm.custom_provider_map = [
         item for item in litellm.custom_provider_map if item["provider"] != prefix
-    ] + [{"provider": prefix, "custom_handler": _OFFLINE[prefix]()}]
+    ] + [{"provider": prefix, "custom_handler": handler}]
     # litellm reads the map when it sets up a call's provider list; refresh it now.
     litellm.utils.custom_llm_setup()
 
@@ -92,6 +132,27 @@ def is_offline(model_id: str) -> bool:
     if not _OFFLINE:
         _register_builtins()
     return model_id.split("/", 1)[0] in _OFFLINE
+
+
+def offline_handler(model_id: str) -> OfflineProvider | None:
+    """The in-process provider answering ``model_id``; None when litellm carries its calls
+    (a live model, or an offline provider registered as a ``litellm.CustomLLM``)."""
+    if not _OFFLINE:
+        _register_builtins()
+    provider = _OFFLINE.get(model_id.split("/", 1)[0])
+    if _THROUGH_LITELLM or not _answers(provider):
+        return None
+    return provider  # type: ignore[no-any-return]
+
+
+def _answers(provider: Any) -> bool:
+    """An in-process provider (it has ``answer``), not a factory of a litellm CustomLLM."""
+    return callable(getattr(provider, "answer", None)) and not isinstance(provider, type)
+
+
+def in_process(model_id: str) -> bool:
+    """True when ``model_id``'s calls never need litellm (an in-process offline provider)."""
+    return offline_handler(model_id) is not None
 
 
 # Bare model ids litellm no longer lists, whose provider is plain from the name.

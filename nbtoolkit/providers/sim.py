@@ -12,8 +12,8 @@ Everything here is pure and deterministic. All randomness comes from SHA-256 of 
 inputs (profile, prompt, seed, sample), never from the global ``random`` state or
 the clock, so a notebook re-run gives the same table, and the on-disk cache and the
 tests see stable replies. This module does not sleep, does no I/O and imports only
-the standard library (and nbtoolkit's redaction); the litellm custom provider that wraps it decides whether to
-actually wait ``SimReply.latency_s``.
+the standard library (and nbtoolkit's redaction); the in-process provider that wraps it
+(``offline.SimProvider``) decides whether to actually wait ``SimReply.latency_s``.
 
 Public API::
 

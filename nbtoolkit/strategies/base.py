@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 from .. import answers
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per call of a run: its size is the run's memory
 class Candidate:
     """One model's answer to one input row."""
 

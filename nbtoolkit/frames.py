@@ -1,0 +1,307 @@
+"""The frames of a run: its outputs (one row per call), its consensus (one per input row),
+and the manifest of what the run was made of.
+
+The outputs are written column by column, straight from the outcomes: a run's memory grows
+with the rows it keeps, with no intermediate record per row.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import consensus as consensus_mod
+from . import extract as extract_mod
+from .calls import Call, Outcome
+from .consensus import FollowUpCall
+from .errors import public, redact
+from .plan import Plan
+from .results import CONSENSUS_COLUMNS, EXTRA_CONSENSUS_COLUMNS, OUTPUT_COLUMNS, RunResult
+from .spec import Model
+from .strategies import Candidate
+
+__all__ = ["SHARED", "collect", "input_names", "manifest", "output_frame"]
+
+# The note on a duplicate call's row (same prompt, model, parameters and sample as another).
+SHARED = "shared reply: identical to"
+
+
+def collect(
+    plan: Plan,
+    outcomes: Sequence[Outcome],
+    followups: dict[int, FollowUpCall],
+    extracted: Sequence[consensus_mod.Extracted | None],
+    candidates: dict[int, list[Candidate]],
+    *,
+    run_id: str,
+    wall_s: float,
+    cancelled: bool,
+) -> RunResult:
+    """Build the frames from the outcomes and their extracted answers (by call index), and
+    decide each row."""
+    # First, while no frame is built yet: its keys are the largest thing it holds for a while.
+    meta = manifest(plan, outcomes)
+    shared = sum(1 for o in outcomes if o.shared_from is not None)
+    outputs = output_frame(
+        plan.calls, outcomes, [extracted[c.index] or (None, False, None) for c in plan.calls]
+    )
+    made = [f.outcome or Outcome(error="Cancelled") for f in followups.values()]
+    extra = output_frame(
+        [f.call for f in followups.values()],
+        made,
+        [extract_mod.apply(plan.extractor, o.output) for o in made],
+    )
+    consensus, fields = _consensus(plan, outputs, candidates, followups)
+    result = RunResult(
+        outputs=outputs,
+        consensus=consensus,
+        run_id=run_id,
+        models=[m.label for m in plan.models],
+        strategy=getattr(plan.strategy, "name", type(plan.strategy).__name__),
+        prompt=redact(plan.template.text),
+        wall_s=wall_s,
+        cancelled=cancelled,
+        simulated=[m.label for m in plan.models if m.id.startswith("sim/")],
+        strategy_calls=extra,
+        field_agreement=fields,
+        input_columns=(
+            {}
+            if plan.data is None
+            else dict(zip(plan.data.columns, input_names(list(plan.data.columns)), strict=True))
+        ),
+    )
+    result.warnings.extend(plan.notes)
+    # Written into report notebooks: header values hidden, credentials and keys redacted.
+    result.meta = public(meta)
+    result.meta["shared_calls"] = shared
+    return result
+
+
+def manifest(plan: Plan, outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    """What a run was made of, for reports that must be re-run to the same numbers.
+
+    Never holds an API key: parameters are the litellm ones, and ``api_key_env`` is a name.
+    """
+    from . import __version__
+    from .audit import prompt_hash
+    from .cache import call_key
+    from .providers import sim
+
+    # Every call's inputs, cached or not: a simulated or replayed call has no cache key, yet
+    # its prompt, parameters and sample still decide its answer.
+    keys = sorted(
+        c.key or call_key(c.model.id, c.messages, c.params, c.sample, c.model.label)
+        for c in plan.calls
+    )
+    digest = hashlib.sha256()  # of the keys joined by newlines, without the joined copy
+    for n, key in enumerate(keys):
+        digest.update(f"\n{key}".encode() if n else key.encode())
+    del keys
+    recordings = sorted({str(c.params["nbt_store"]) for c in plan.calls if "nbt_store" in c.params})
+    return {
+        "nbtoolkit": __version__,
+        "litellm": _version("litellm"),
+        "python": sys.version.split()[0],
+        "models": [_public(m) for m in plan.models],
+        "strategy": repr(plan.strategy),
+        "extract": getattr(plan.extractor, "__name__", repr(plan.extractor)),
+        "params": {k: v for k, v in plan.run_params.items() if k != "api_key"},
+        "seed": plan.seed,
+        "prompt_template_sha256": prompt_hash([{"content": plan.template.text}]),
+        "rows": len(plan.prompts),
+        "calls": len(plan.calls),
+        "cache_keys_sha256": digest.hexdigest(),
+        "recordings": [
+            {"path": p, "sha256": _file_digest(p)}
+            for key in recordings
+            for p in key.split(os.pathsep)
+        ],
+        "cached_calls": sum(1 for o in outcomes if o.cached),
+        # Simulated models sleep only this share of their (recorded) simulated latency.
+        "sim_time_scale": sim.time_scale()
+        if any(m.id.startswith("sim/") for m in plan.models)
+        else None,
+    }
+
+
+def _public(model: Model) -> dict[str, Any]:
+    """A model's settings for the record, without header values (they may carry a token)."""
+    dump = model.model_dump(mode="json", exclude_defaults=True)
+    for section in ("params", "extra"):
+        if "extra_headers" in dump.get(section, {}):
+            dump[section]["extra_headers"] = sorted(dump[section]["extra_headers"])
+    return dump
+
+
+@functools.cache
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _error(outcome: Outcome, extract_error: str | None) -> str | None:
+    """A row's ``error``: the call's, else the extractor's; a fallback's or a shared reply's
+    note when the output is there."""
+    error = outcome.error or extract_error
+    if outcome.answered_by and outcome.output is not None:
+        error = f"answered by fallback {outcome.answered_by} after: {outcome.fallback_error}"
+    if outcome.shared_from is not None:
+        # Not a failure (the output is there): a note, as for an answer given by a fallback.
+        note = f"{SHARED} row {outcome.shared_from}'s call, sent once"
+        # After the error, so a copied "Skipped:"/"Cancelled" still reads (and counts) as one.
+        error = f"{error} [{note}]" if error else note
+    return error
+
+
+def output_frame(
+    calls: Sequence[Call],
+    outcomes: Sequence[Outcome],
+    extracted: Sequence[consensus_mod.Extracted],
+) -> pd.DataFrame:
+    """The outputs frame (``OUTPUT_COLUMNS``), one row per call, each column written once
+    with its final dtype (from_records + astype cost ~4 ms even empty, and a dict per row)."""
+    n = len(calls)
+    if len(outcomes) != n or len(extracted) != n:
+        raise ValueError("one outcome and one extracted answer per call")
+    row, sample, attempts = (np.empty(n, dtype="int64") for _ in range(3))
+    valid, cached = np.empty(n, dtype="bool"), np.empty(n, dtype="bool")
+    latency, cost = np.empty(n, dtype="float64"), np.empty(n, dtype="float64")
+    # Missing is None in every run (see _objects); item by item, so a list answer stays one.
+    output, answer, error = (np.empty(n, dtype=object) for _ in range(3))
+    model: list[str] = []
+    prompt_tokens: list[int | None] = []
+    completion_tokens: list[int | None] = []
+    for i, (call, outcome, (value, ok, extract_error)) in enumerate(
+        zip(calls, outcomes, extracted, strict=True)
+    ):
+        row[i], sample[i], attempts[i] = call.row, call.sample, outcome.attempts
+        model.append(call.model.label)
+        output[i], answer[i] = outcome.output, value
+        valid[i] = ok and outcome.output is not None
+        error[i] = _error(outcome, extract_error)
+        latency[i], cost[i], cached[i] = outcome.latency_s, outcome.cost_usd, outcome.cached
+        prompt_tokens.append(outcome.prompt_tokens)
+        completion_tokens.append(outcome.completion_tokens)
+    columns: dict[str, Any] = {
+        "row": row,
+        "model": model if model else np.array([], dtype=object),  # pandas' own text dtype
+        "sample": sample,
+        "output": pd.Series(output, dtype=object),
+        "answer": pd.Series(answer, dtype=object),
+        "valid": valid,
+        "error": pd.Series(error, dtype=object),
+        "latency_s": latency,
+        "prompt_tokens": pd.array(prompt_tokens, dtype="Int64"),
+        "completion_tokens": pd.array(completion_tokens, dtype="Int64"),
+        "cost_usd": cost,
+        "cached": cached,
+        "attempts": attempts,
+    }
+    return pd.DataFrame(columns, columns=OUTPUT_COLUMNS)
+
+
+def _objects(values: list[Any]) -> pd.Series:
+    """An object column whose missing values are None in every run. Left to inference,
+    pandas 3 makes a column of strings and None its ``str`` dtype with NaN for missing, but a
+    column of only None stays object with None: the same ``error`` read None in one run and
+    NaN in the next. Item by item, so a list or dict answer stays one value."""
+    column = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        column[i] = value
+    return pd.Series(column, dtype=object)  # an explicit dtype: pandas infers none
+
+
+def _consensus(
+    plan: Plan,
+    outputs: pd.DataFrame,
+    candidates: dict[int, list[Candidate]],
+    followups: dict[int, FollowUpCall],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    row_costs: dict[int, list[float]] = {i: [] for i in range(len(plan.prompts))}
+    for row, cost in zip(outputs["row"], outputs["cost_usd"], strict=True):
+        row_costs[int(row)].append(float(cost))
+    for row, fc in followups.items():
+        if fc.outcome is not None:
+            row_costs[row].append(fc.outcome.cost_usd)
+    name = getattr(plan.strategy, "name", type(plan.strategy).__name__)
+    rows, field_rows = [], []
+    for row_number, prompt in enumerate(plan.prompts):
+        verdict = consensus_mod.decide(
+            plan.strategy,
+            row_number,
+            prompt,
+            plan.seed,
+            candidates.get(row_number, []),
+            followups.get(row_number),
+        )
+        confidence = float(verdict.confidence)
+        rows.append(
+            {
+                "row": row_number,
+                "answer": verdict.answer,
+                "confidence": confidence,
+                "agreement": float(verdict.agreement),
+                "n_valid": int(verdict.n_valid),
+                "strategy": name,
+                "cost_usd": consensus_mod.cost_sum(row_costs[row_number]),
+                "low_confidence": confidence < plan.confidence_threshold,
+                "note": verdict.note,
+                "calibrated": bool(verdict.calibrated),
+            }
+        )
+        if verdict.fields:
+            field_rows.append({"row": row_number, **verdict.fields})
+    consensus = pd.DataFrame.from_records(rows, columns=CONSENSUS_COLUMNS + EXTRA_CONSENSUS_COLUMNS)
+    for column in ("answer", "note"):  # missing is None here too (see _objects)
+        consensus[column] = _objects([r[column] for r in rows])
+    fields = (
+        pd.DataFrame.from_records(field_rows).set_index("row") if field_rows else pd.DataFrame()
+    )
+    if plan.data is None:
+        return consensus, fields
+    inputs = plan.data.copy()
+    inputs.columns = input_names(list(inputs.columns))
+    # The frames are shown and written (CSV, reports): a key pasted into the data is not.
+    for position in range(inputs.shape[1]):
+        column = inputs.iloc[:, position]
+        if column.dtype == object or pd.api.types.is_string_dtype(column.dtype):
+            inputs.iloc[:, position] = column.map(lambda v: redact(v) if isinstance(v, str) else v)
+    consensus.index = inputs.index
+    return pd.concat([inputs, consensus], axis=1), fields
+
+
+def input_names(columns: list[Any]) -> list[Any]:
+    """The input columns' names in the consensus frame: an input column called like one of
+    the consensus's own ("answer": gold answers often are) gets ``_input``, then a number if
+    that name is taken too, so no column hides or duplicates another."""
+    taken = set(CONSENSUS_COLUMNS + EXTRA_CONSENSUS_COLUMNS) | set(columns)
+    out = []
+    for column in columns:
+        if column not in CONSENSUS_COLUMNS + EXTRA_CONSENSUS_COLUMNS:
+            out.append(column)
+            continue
+        name, n = f"{column}_input", 2
+        while name in taken:
+            name, n = f"{column}_input{n}", n + 1
+        taken.add(name)
+        out.append(name)
+    return out
