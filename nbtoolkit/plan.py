@@ -111,6 +111,11 @@ class RunOptions(BaseModel):
     )
     cache_path: PathLike | None = Field(None, description="a file path, or None")
     on_start: Callable[..., Any] | None = Field(None, description="a function, or None")
+    transport: Literal["auto", "litellm", "aiohttp"] = Field(
+        "auto",
+        description="how calls are carried: 'auto', 'litellm' or 'aiohttp' (for the models "
+        "left on transport='auto')",
+    )
 
     @field_validator("strategy")
     @classmethod
@@ -202,6 +207,7 @@ def plan_run(
     )
     # After the type checks, so a wrong type is named as such; before any call is planned.
     check_encodable(prompt, data, variables, system)
+    providers.use_transport(opts.transport)  # for this run's models left on "auto"
     samples, seed = opts.samples, opts.seed
     temperature, max_tokens = opts.temperature, opts.max_tokens
     check_litellm_params(params or {}, "orchestrate()")

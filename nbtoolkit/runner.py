@@ -143,6 +143,7 @@ class Runner:
         }
         leaders, followers = _share_identical(pending)
         bugs: list[BaseException] = []
+        sessions = providers.open_sessions()  # the lean transport's; closed when the run ends
 
         async def one(call: Call) -> None:
             try:
@@ -190,6 +191,7 @@ class Runner:
             # One exit for every path (done, Cancel, Ctrl-C, a bug): no call is left running,
             # so nothing is sent or billed after the run has returned or raised.
             await _settle([*tasks, *watched])
+            await providers.close_sessions(sessions)
             for call in calls:
                 if outcomes[call.index] is None:
                     # A request cut off in flight was still sent: it counts.

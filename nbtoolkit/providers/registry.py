@@ -7,6 +7,7 @@ litellm's own ``custom_provider_map``; register your own the same way with
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -105,17 +106,23 @@ _PREFIX_PROVIDERS = [
 
 def litellm_id(model: Model) -> str:
     """The model string litellm routes on (a provider prefix added when litellm needs one)."""
+    return _routed(model.id)
+
+
+@functools.lru_cache(maxsize=1024)
+def _routed(model_id: str) -> str:
+    # Depends on the id alone: asked once per id, not per call (an error is not cached).
     litellm = get_litellm()
     try:
-        litellm.get_llm_provider(model.id)
-        return model.id
+        litellm.get_llm_provider(model_id)
+        return model_id
     except Exception:
         pass
     for pattern, provider in _PREFIX_PROVIDERS:
-        if pattern.match(model.id):
-            return f"{provider}/{model.id}"
+        if pattern.match(model_id):
+            return f"{provider}/{model_id}"
     raise ModelError(
-        f"unknown model '{model.id}': litellm cannot tell which provider serves it. Prefix it with "
-        f"the provider, e.g. 'openai/{model.id}' (with api_base=... for a local server), or use "
+        f"unknown model '{model_id}': litellm cannot tell which provider serves it. Prefix it with "
+        f"the provider, e.g. 'openai/{model_id}' (with api_base=... for a local server), or use "
         "'sim/oracle-large' to try things offline."
     )
