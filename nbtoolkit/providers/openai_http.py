@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import math
 import threading
 from collections import OrderedDict
@@ -45,6 +46,7 @@ class SessionPool:
 
     def __init__(self) -> None:
         self._sessions: dict[tuple[str, str | None], Any] = {}
+        self.proxies: dict[str, str | None] = {}
         self.closed = False
         self._token: contextvars.Token[SessionPool | None] | None = None
 
@@ -61,9 +63,9 @@ class SessionPool:
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=None),
-                trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as litellm's httpx client reads
             )
             self._sessions[(base, key)] = session
+            self.proxies[base] = _env_proxy(base)
         return session
 
     async def close(self) -> None:
@@ -77,6 +79,19 @@ class SessionPool:
         sessions, self._sessions = list(self._sessions.values()), {}
         for session in sessions:
             await session.close()
+
+
+def _env_proxy(base: str) -> str | None:
+    """The proxy the environment names for ``base`` (HTTP(S)_PROXY, NO_PROXY), as litellm's
+    httpx client reads it; looked up once per session, not per request (aiohttp's
+    ``trust_env`` would do it on a worker thread for every request)."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 _pool: contextvars.ContextVar[SessionPool | None] = contextvars.ContextVar(
@@ -265,6 +280,7 @@ async def complete(
                 url,
                 data=body,
                 headers=headers or None,
+                proxy=pool.proxies.get(str(record.api_base)),
                 timeout=aiohttp.ClientTimeout(total=timeout) if timeout else None,
             ) as response:
                 raw = await response.read()
@@ -278,11 +294,20 @@ async def complete(
             await pool.close()
     if status >= 400:
         raise _status_error(status, raw, reply_headers)
+    return _reply(record, _loads(raw))
+
+
+def _loads(raw: bytes) -> Any:
     try:
-        data = orjson.loads(raw)
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        # orjson refuses what Python's json reads (a lone surrogate escaped as "\\ud800",
+        # NaN): a reply that arrived is not lost to the faster parser.
+        try:
+            return json.loads(raw)
+        except ValueError:
+            pass
         raise APIError(f"the reply is not JSON ({exc})") from exc
-    return _reply(record, data)
 
 
 def _reply(record: Resolved, data: Any) -> Any:
