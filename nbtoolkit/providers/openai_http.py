@@ -15,6 +15,7 @@ run's own loop and closed when the run ends (``open_sessions``/``close_sessions`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import math
@@ -27,7 +28,7 @@ import orjson
 from ..errors import redact
 from ..timing import RequestTimeout, run_marked
 from .keys import api_key_for
-from .registry import get_litellm
+from .registry import get_litellm, quiet
 from .resolve import Resolved, env_key
 
 __all__ = [
@@ -72,10 +73,9 @@ class SessionPool:
         self.closed = True
         if self._token is not None:
             token, self._token = self._token, None
-            try:
+            # Closed from another context: there is nothing to restore there.
+            with contextlib.suppress(ValueError):
                 _pool.reset(token)
-            except ValueError:  # closed from another context: nothing to restore there
-                pass
         sessions, self._sessions = list(self._sessions.values()), {}
         for session in sessions:
             await session.close()
@@ -183,16 +183,13 @@ def _status_error(status: int, raw: bytes, headers: Any) -> HTTPStatusError:
     inner = error.get("message") if isinstance(error, dict) else error
     if isinstance(inner, str) and inner:
         message = inner
-    kind = _BY_STATUS.get(status) or (InternalServerError if status >= 500 else APIError)
+    kind = _BY_STATUS.get(status) or (InternalServerError if status >= 500 else HTTPStatusError)
     lowered = text.lower()
     if status == 400 and any(w in lowered for w in _CONTEXT_WORDS):
         kind = ContextWindowExceededError
     elif status == 400 and "content_policy" in lowered:
         kind = ContentPolicyViolationError
-    if kind is APIError:
-        exc: HTTPStatusError = HTTPStatusError(message or f"status {status}", status, headers)
-        return exc
-    return kind(message or f"status {status}", status, headers)  # type: ignore[misc]
+    return kind(message or f"status {status}", status, headers)
 
 
 # -- the call ----------------------------------------------------------------------------------
@@ -234,12 +231,13 @@ def wire_params(record: Resolved, kwargs: dict[str, Any]) -> tuple[dict[str, Any
         and k not in all_litellm_params
         and not k.startswith("nbt_")
     }
-    optional = litellm.get_optional_params(
-        model=record.wire_model,
-        custom_llm_provider=record.provider,
-        drop_params=kwargs.get("drop_params"),
-        **given,
-    )
+    with quiet():
+        optional = litellm.get_optional_params(
+            model=record.wire_model,
+            custom_llm_provider=record.provider,
+            drop_params=kwargs.get("drop_params"),
+            **given,
+        )
     optional = dict(optional)
     optional.pop("stream", None)
     optional.update(optional.pop("extra_body", None) or {})  # as the openai client merges it
@@ -268,10 +266,10 @@ async def complete(
         key = env_key(record)
     url = f"{record.api_base}/chat/completions"
     body = orjson.dumps({"model": record.wire_model, "messages": messages, **params})
-    pool = _pool.get()
-    own = pool is None or pool.closed
-    if own:
-        pool = SessionPool()  # a call outside a run: a session of its own, closed below
+    current = _pool.get()
+    own = current is None or current.closed
+    # A call outside a run: a session of its own, closed below.
+    pool = SessionPool() if current is None or current.closed else current
     try:
         session = pool.get(str(record.api_base), key)
         run_marked(None)  # the request starts now: so does its timeout's clock

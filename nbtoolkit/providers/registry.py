@@ -7,18 +7,27 @@ litellm's own ``custom_provider_map``; register your own the same way with
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import re
 import threading
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import ModelError
 from ..spec import Model
 
-__all__ = ["check_offline", "get_litellm", "is_offline", "litellm_id", "register_offline"]
+__all__ = [
+    "check_offline",
+    "get_litellm",
+    "is_offline",
+    "litellm_id",
+    "quiet",
+    "register_offline",
+]
 
 # name -> zero-argument factory returning a litellm CustomLLM; built lazily with litellm.
 _OFFLINE: dict[str, Callable[[], Any]] = {}
@@ -81,6 +90,15 @@ def _register_builtins() -> None:
     offline.register_builtins()
 
 
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """litellm imports a provider's modules on first use, and their pydantic models warn at
+    import time; that noise is litellm's, not the user's (and -W error would fail the call)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def check_offline(model_id: str, options: dict[str, Any]) -> None:
     """Raise ``ModelError`` if the offline provider of ``model_id`` cannot answer it."""
     prefix, _, name = model_id.partition("/")
@@ -114,7 +132,8 @@ def _routed(model_id: str) -> str:
     # Depends on the id alone: asked once per id, not per call (an error is not cached).
     litellm = get_litellm()
     try:
-        litellm.get_llm_provider(model_id)
+        with quiet():
+            litellm.get_llm_provider(model_id)
         return model_id
     except Exception:
         pass

@@ -35,7 +35,7 @@ from typing import Any
 
 from ..errors import ModelError
 from ..spec import TRANSPORTS, Model
-from .registry import get_litellm, is_offline, litellm_id
+from .registry import get_litellm, is_offline, litellm_id, quiet
 
 __all__ = ["TRANSPORTS", "Resolved", "resolve", "run_transport", "transports_of", "use_transport"]
 
@@ -117,7 +117,8 @@ def resolve(model: Model, transport: str | None = None) -> Resolved:
     found = _MEMO.get(key)
     if found is not None and found[0] is model:
         return found[1]
-    record = _resolve(model, wanted)
+    with quiet():
+        record = _resolve(model, wanted)
     with _lock:
         _MEMO[key] = (model, record)  # the model is kept alive, so its id is not reused
         while len(_MEMO) > _MEMO_SIZE:
@@ -200,6 +201,8 @@ def _openai_compatible(model: Model, provider: str, base: str) -> bool:
         config = ProviderConfigManager.get_provider_chat_config(
             model=model.id, provider=litellm.LlmProviders(provider)
         )
+        if config is None:
+            return False
         url = config.get_complete_url(
             api_base=base, api_key=None, model=model.id, optional_params={}, litellm_params={}
         )
