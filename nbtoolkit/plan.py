@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, InstanceOf, ValidationError, 
 
 from . import extract as extract_mod
 from . import providers, strategies
-from .cache import MODES, call_key
+from .cache import MODES, KeyMaker
 from .errors import ConfigError, ExtractorError, protect
 from .providers import recordings as recordings_mod
 from .runner import Call
@@ -261,6 +261,23 @@ def plan_run(
     )
     prompts: list[str] = []
     calls: list[Call] = []
+    # A call's parameters depend on its model and sample, not its row: built once and
+    # shared (read-only) by the rows, so each is encoded once for the cache keys too.
+    per_model = [
+        (
+            position,
+            model,
+            not providers.is_offline(model.id),
+            [
+                providers.call_params(
+                    model, run_params, sample=sample, seed=seed, store_key=store_key, schema=schema
+                )
+                for sample in range(samples)
+            ],
+        )
+        for position, model in enumerate(panel)
+    ]
+    keys = KeyMaker()
     for row_number, row in enumerate(rows):
         values = {str(k): v for k, v in row.items()}
         _check_missing(template, values, row_number)
@@ -269,14 +286,11 @@ def plan_run(
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": text + instruction}
         ]
-        for position, model in enumerate(panel):
-            for sample in range(samples):
-                params = providers.call_params(
-                    model, run_params, sample=sample, seed=seed, store_key=store_key, schema=schema
-                )
+        for position, model, live, samples_params in per_model:
+            for sample, params in enumerate(samples_params):
                 call = Call(len(calls), row_number, model, position, sample, messages, params)
-                if not providers.is_offline(model.id):
-                    call.key = call_key(model.id, messages, params, sample, model.label)
+                if live:
+                    call.key = keys.key(model.id, messages, params, sample, model.label)
                 calls.append(call)
     _check_context(panel, calls)
     return Plan(
