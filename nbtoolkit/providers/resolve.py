@@ -146,7 +146,12 @@ def _resolve(model: Model, wanted: str) -> Resolved:
         return Resolved(model, True, prefix, model.id, "offline")
     routed = litellm_id(model)
     provider, base = _route(model, routed)
-    lean = wanted != "litellm" and base is not None and _openai_compatible(model, provider, base)
+    lean = (
+        wanted != "litellm"
+        and base is not None
+        and not _litellm_only(model)
+        and _openai_compatible(model, provider, base)
+    )
     if wanted == "aiohttp" and not lean:
         raise ModelError(
             f"{model.label}: transport='aiohttp' needs an OpenAI-compatible endpoint, and litellm "
@@ -167,6 +172,18 @@ def _needs_env_key(model: Model, base: str) -> bool:
     from .keys import own_endpoint
 
     return not model.api_key_env and own_endpoint(model, base)
+
+
+# litellm's own keyword arguments that the lean client carries out the same way.
+_CARRIED = {"api_base", "base_url", "input_cost_per_token", "output_cost_per_token"}
+
+
+def _litellm_only(model: Model) -> bool:
+    """Whether the model asks litellm for something only litellm does (``mock_response``,
+    ``custom_llm_provider``, ...): then litellm makes its calls."""
+    from litellm.types.utils import all_litellm_params
+
+    return any(k in all_litellm_params and k not in _CARRIED for k in model.litellm_kwargs())
 
 
 def _route(model: Model, routed: str) -> tuple[str, str | None]:
