@@ -41,7 +41,8 @@ sys.path.insert(0, str(HERE))
 from _server import ServerProcess  # noqa: E402
 
 KEY_ENV = "NBTOOLKIT_BENCH_KEY"
-LATENCY = 0.100  # seconds the server waits before every reply
+LATENCY = 0.100  # seconds the server waits before every reply (figures 2 and 4)
+THROUGHPUT_LATENCY = 0.050  # the same, for figure 3's 10,000 calls
 N_MODELS = 5
 CONCURRENCY = 64
 
@@ -60,7 +61,7 @@ class Sizes:
     quick: bool
 
 
-FULL = Sizes(5, 15, 1000, 3, 40_000, None, quick=False)
+FULL = Sizes(5, 15, 2000, 3, 40_000, None, quick=False)
 QUICK = Sizes(1, 5, 40, 2, 200, 60, quick=True)
 
 
@@ -126,18 +127,19 @@ class Context:
     keep_nagle: bool
     workdir: Path
     table: Table
-    server: ServerProcess | None = None
+    servers: dict[float, ServerProcess] = field(default_factory=dict)
     profiles: list[str] = field(default_factory=list)
 
-    def live_server(self) -> ServerProcess:
-        if self.server is None:
-            self.server = ServerProcess(latency=LATENCY, keep_nagle=self.keep_nagle)
-        return self.server
+    def live_server(self, latency: float = LATENCY) -> ServerProcess:
+        """The fake server answering after ``latency`` seconds, in a process of its own."""
+        if latency not in self.servers:
+            self.servers[latency] = ServerProcess(latency=latency, keep_nagle=self.keep_nagle)
+        return self.servers[latency]
 
-    def models(self) -> list[Any]:
+    def models(self, latency: float = LATENCY) -> list[Any]:
         import nbtoolkit as nbt
 
-        base = self.live_server().base_url
+        base = self.live_server(latency).base_url
         return [
             nbt.Model(f"openai/bench-{i}", api_base=base, api_key_env=KEY_ENV)
             for i in range(N_MODELS)
@@ -332,7 +334,8 @@ def figure_fanout(ctx: Context) -> None:
     for _ in range(2):  # warm-up: the first run imports litellm and opens connections
         orchestrate(prompt, models, cache="off")
         raw_litellm(base, [prompt], N_MODELS)
-    inner, outer, raw, errors = [], [], [], 0
+        RawLoop.run(_bare_http(base, [prompt], N_MODELS))
+    inner, outer, raw, bare, errors = [], [], [], [], 0
     for _ in range(ctx.sizes.fanout_repeats):
         wall, res = timed(lambda: orchestrate(prompt, models, cache="off"))
         outer.append(wall)
@@ -341,23 +344,27 @@ def figure_fanout(ctx: Context) -> None:
         raw_s, raw_failed = raw_litellm(base, [prompt], N_MODELS)
         raw.append(raw_s)
         errors += raw_failed
-    budget = 0.020
+        bare_s, bare_failed = timed(lambda: RawLoop.run(_bare_http(base, [prompt], N_MODELS)))
+        bare.append(bare_s)
+        errors += bare_failed
+    target = LATENCY + 0.015
     rows = (
         ("2a", f"1 prompt x {N_MODELS} models, {seconds(LATENCY)} each: RunResult.wall_s", inner),
         ("2b", "  the same, outer wall around orchestrate()", outer),
         ("2c", f"  the same {N_MODELS} calls, raw litellm.acompletion", raw),
+        ("2d", f"  the same {N_MODELS} calls, raw aiohttp", bare),
     )
     for id, what, values in rows:
         m = median(values)
         over = m - LATENCY
-        reference = id == "2c"
+        checked = id == "2b"
         ctx.table.add(
             id,
             what,
             f"{seconds(m)} (+{over * 1000:.0f} ms)",
-            "" if reference else f"<= +{budget * 1000:.0f} ms",
+            f"<= {seconds(target)}" if checked else "",
             f"{m / LATENCY:.2f}x latency "
-            + ("reference" if reference else "ok" if over <= budget else "MISSED"),
+            + (("ok" if m <= target else "MISSED") if checked else "info"),
         )
     ctx.table.note(
         f"2: median of {ctx.sizes.fanout_repeats} runs of each, interleaved, after 2 warm-up "
@@ -367,7 +374,7 @@ def figure_fanout(ctx: Context) -> None:
         ctx.table.note(f"2: {errors} calls failed; the figures are not meaningful")
 
 
-# --- figure 3: 1,000 rows x 5 models at concurrency 64 ---------------------------------------
+# --- figure 3: 2,000 rows x 5 models at concurrency 64 ---------------------------------------
 
 
 def _prompts(rows: int) -> list[str]:
@@ -386,86 +393,119 @@ async def _bare_http(base_url: str, prompts: list[str], concurrency: int) -> int
         async def one(model: str, text: str) -> bool:
             async with limit:
                 body = {"model": model, "messages": _raw_messages(text)}
-                async with session.post(url, json=body) as reply:
-                    await reply.read()
-                    return reply.status == 200
+                try:
+                    async with session.post(url, json=body) as reply:
+                        await reply.read()
+                        return reply.status == 200
+                except aiohttp.ClientError:
+                    return False
 
         calls = [one(f"bench-{m}", p) for p in prompts for m in range(N_MODELS)]
         done = await asyncio.gather(*calls)
     return sum(1 for ok in done if not ok)
 
 
+def cpu_timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    """Wall seconds, this process's CPU seconds (every thread: the loop's too), and the value.
+    The server runs in another process: its CPU is not in the figure."""
+    cpu, start = time.process_time(), time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, time.process_time() - cpu, value
+
+
 def figure_throughput(ctx: Context) -> None:
     import pandas as pd
 
     warm_up()
-    server = ctx.live_server()
-    models = ctx.models()
+    latency = THROUGHPUT_LATENCY
+    server = ctx.live_server(latency)
+    models = ctx.models(latency)
     rows = ctx.sizes.rows
     prompts = _prompts(rows)
     data = pd.DataFrame({"q": prompts})
     calls = rows * N_MODELS
-    ideal = math.ceil(calls / CONCURRENCY) * LATENCY
-    # Warm-up of both arms at full concurrency: each opens its pool of connections (litellm
-    # keeps one client per set of options, so the two arms do not share theirs).
+    ideal = math.ceil(calls / CONCURRENCY) * latency
+    # raw litellm costs 5-17 ms of CPU per call: a fifth of the calls shows its rate.
+    raw_rows = max(rows // 5, min(rows, CONCURRENCY))
+    raw_calls = raw_rows * N_MODELS
+    raw_ideal = math.ceil(raw_calls / CONCURRENCY) * latency
+    # Warm-up of every arm at full concurrency: each opens its pool of connections.
     warm = min(rows, CONCURRENCY)
     orchestrate("{q}", models, data=data.head(warm), cache="off", concurrency=CONCURRENCY)
     raw_litellm(server.base_url, prompts[:warm], CONCURRENCY)
+    RawLoop.run(_bare_http(server.base_url, prompts[:warm], CONCURRENCY))
 
-    def orch() -> tuple[float, int]:
-        wall, res = timed(
+    def orch() -> tuple[float, float, int]:
+        wall, cpu, res = cpu_timed(
             lambda: orchestrate("{q}", models, data=data, cache="off", concurrency=CONCURRENCY)
         )
-        return wall, failed(res)
+        return wall, cpu, failed(res)
 
-    # raw, nbtoolkit, raw: the two raw runs bracket the nbtoolkit one, so a drift in the
-    # machine's speed during the figure cancels out of the ratio.
+    # bare, nbtoolkit, bare: the two bare runs bracket the nbtoolkit one, so a drift in the
+    # machine's speed during the figure shows.
     peaks: dict[str, int | None] = {}
     server.reset_peak()
-    raw1, raw1_failed = raw_litellm(server.base_url, prompts, CONCURRENCY)
-    peaks["raw litellm"] = server.peak_in_flight()
+    bare1, bare1_cpu, bare1_failed = cpu_timed(
+        lambda: RawLoop.run(_bare_http(server.base_url, prompts, CONCURRENCY))
+    )
+    peaks["raw aiohttp"] = server.peak_in_flight()
     server.reset_peak()
-    orch_s, orch_failed = orch()
+    orch_s, orch_cpu, orch_failed = orch()
     peaks["orchestrate"] = server.peak_in_flight()
-    raw2, raw2_failed = raw_litellm(server.base_url, prompts, CONCURRENCY)
-    raw_s = (raw1 + raw2) / 2
+    bare2, bare2_cpu, bare2_failed = cpu_timed(
+        lambda: RawLoop.run(_bare_http(server.base_url, prompts, CONCURRENCY))
+    )
+    bare_s, bare_cpu = (bare1 + bare2) / 2, (bare1_cpu + bare2_cpu) / 2
     server.reset_peak()
-    try:
-        bare_s, _ = timed(lambda: RawLoop.run(_bare_http(server.base_url, prompts, CONCURRENCY)))
-        peaks["bare aiohttp"] = server.peak_in_flight()
-    except ImportError:
-        bare_s = math.nan
+    raw_s, raw_cpu, (_, raw_failed) = cpu_timed(
+        lambda: raw_litellm(server.base_url, prompts[:raw_rows], CONCURRENCY)
+    )
+    peaks["raw litellm"] = server.peak_in_flight()
+
+    def per_call(cpu: float, n: int) -> str:
+        return f"{cpu / n * 1000:.2f} ms CPU/call"
 
     table = ctx.table
+    ratio = orch_s / ideal
     table.add(
         "3a",
-        f"{calls:,} calls ({rows:,} rows x {N_MODELS}), C={CONCURRENCY}: orchestrate",
-        f"{orch_s:.2f} s vs raw {raw_s:.2f} s",
-        "<= 1.10x raw",
-        f"{orch_s / raw_s:.2f}x raw " + ("ok" if orch_s / raw_s <= 1.10 else "MISSED"),
+        f"{calls:,} calls ({rows:,} rows x {N_MODELS}), {seconds(latency)}, C={CONCURRENCY}: "
+        "orchestrate",
+        f"{orch_s:.2f} s vs ideal {ideal:.2f} s",
+        "<= 1.15x ideal",
+        f"{ratio:.2f}x ideal " + ("ok" if ratio <= 1.15 else "MISSED"),
     )
-    table.add("3b", "  orchestrate", f"{orch_s:.2f} s", "", f"{orch_s / ideal:.2f}x ideal info")
+    cpu_ms = orch_cpu / calls * 1000
     table.add(
-        "3c", "  raw litellm.acompletion", f"{raw_s:.2f} s", "", f"{raw_s / ideal:.2f}x ideal ref."
+        "3b",
+        "  orchestrate: client CPU per call (time.process_time)",
+        per_call(orch_cpu, calls),
+        "<= 1 ms",
+        "ok" if cpu_ms <= 1.0 else "MISSED",
     )
-    if math.isnan(bare_s):
-        table.add("3d", "  bare aiohttp client (server floor)", "n/a (no aiohttp)", "", "n/a")
-    else:
-        table.add(
-            "3d",
-            "  bare aiohttp client (server floor)",
-            f"{bare_s:.2f} s",
-            "",
-            f"{bare_s / ideal:.2f}x ideal ref.",
-        )
+    table.add(
+        "3c",
+        f"  raw litellm.acompletion ({raw_calls:,} of the calls)",
+        f"{raw_s:.2f} s; {per_call(raw_cpu, raw_calls)}",
+        "",
+        f"{raw_s / raw_ideal:.2f}x its ideal ref.",
+    )
+    table.add(
+        "3d",
+        "  raw aiohttp client (the server's floor)",
+        f"{bare_s:.2f} s; {per_call(bare_cpu, calls)}",
+        "",
+        f"{bare_s / ideal:.2f}x ideal ref.",
+    )
     table.note(
-        f"3: ideal = ceil({calls:,}/{CONCURRENCY}) x {seconds(LATENCY)} = {ideal:.2f} s; raw runs "
-        f"{raw1:.2f} s before and {raw2:.2f} s after orchestrate (the mean is the reference); "
-        "cache='off', audit=False"
+        f"3: ideal = ceil({calls:,}/{CONCURRENCY}) x {seconds(latency)} = {ideal:.2f} s; raw "
+        f"aiohttp {bare1:.2f} s before and {bare2:.2f} s after orchestrate; raw litellm's ideal "
+        f"for its {raw_calls:,} calls {raw_ideal:.2f} s; cache='off', audit=False; CPU is this "
+        "process's (all threads), the server runs in its own"
     )
     shown = ", ".join(f"{k} {'n/a' if v is None else v}" for k, v in peaks.items())
     table.note(f"3: most requests the server had in flight at once: {shown}")
-    bad = orch_failed + raw1_failed + raw2_failed
+    bad = orch_failed + bare1_failed + bare2_failed + raw_failed
     if bad:
         table.note(f"3: {bad} calls failed; the figures are not meaningful")
 
@@ -497,8 +537,9 @@ def figure_cached(ctx: Context) -> None:
     from nbtoolkit.cache import Cache
 
     warm_up()
-    server = ctx.live_server()
-    models = ctx.models()
+    # Figure 3's calls, filled from its (faster) server: the re-runs make no call anyway.
+    server = ctx.live_server(THROUGHPUT_LATENCY)
+    models = ctx.models(THROUGHPUT_LATENCY)
     rows = ctx.sizes.rows
     data = pd.DataFrame({"q": _prompts(rows)})
     calls = rows * N_MODELS
@@ -522,8 +563,8 @@ def figure_cached(ctx: Context) -> None:
         "4a",
         f"cached re-run of 3 ({calls:,} results)",
         f"{calls / m:,.0f} results/s ({seconds(m)})",
-        ">= 5,000/s",
-        f"{calls / m / 5000:.2f}x target " + ("ok" if calls / m >= 5000 else "MISSED"),
+        ">= 20,000/s",
+        f"{calls / m / 20000:.2f}x target " + ("ok" if calls / m >= 20000 else "MISSED"),
     )
     table.add(
         "4b",
@@ -1027,8 +1068,8 @@ def main(argv: list[str] | None = None) -> int:
                     message = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
                     table.add(number, f"figure {number}: {title}", f"({message})", "", "CRASHED")
         finally:
-            if ctx.server is not None:
-                ctx.server.close()
+            for server in ctx.servers.values():
+                server.close()
     total = time.perf_counter() - started
     mode = "--quick" if args.quick else "full sizes"
     print(f"nbtoolkit benchmarks ({mode}; {os.cpu_count()} CPUs; python {sys.version.split()[0]})")

@@ -56,6 +56,7 @@ async def aorchestrate(
     audit: bool | str = True,
     cache_path: str | None = None,
     on_start: Callable[[Runner], None] | None = None,
+    transport: str = "auto",
     **params: Any,
 ) -> RunResult:
     """The async twin of ``orchestrate``; await it inside a running event loop.
@@ -92,6 +93,7 @@ async def aorchestrate(
         audit=audit,
         cache_path=cache_path,
         on_start=on_start,
+        transport=transport,
     )
     run_id = uuid.uuid4().hex[:12]
     runner = Runner(
@@ -268,6 +270,7 @@ def orchestrate(
     audit: bool | str = True,
     cache_path: str | None = None,
     on_start: Callable[[Runner], None] | None = None,
+    transport: str = "auto",
     **params: Any,
 ) -> RunResult:
     """Send a prompt (one per DataFrame row) to several models; returns a ``RunResult``.
@@ -282,6 +285,9 @@ def orchestrate(
     stay literal. ``extract`` reads the answer ("number", "choice", "json:field", a regex,
     a pydantic class, a function, or a list of these). Extra keyword arguments are litellm
     parameters (top_p, stop, response_format, ...); unknown ones are an error.
+    ``transport``: how the calls of models left on ``Model(transport="auto")`` are carried:
+    ``"auto"`` (the lean aiohttp client for OpenAI-compatible endpoints, litellm for the
+    rest), ``"litellm"`` or ``"aiohttp"``; ``res.meta["transports"]`` says which each used.
 
     Works the same in a script and inside a running event loop (a Jupyter kernel): the run
     goes on a worker thread with its own loop, so no loop is patched. Ctrl-C (or interrupting
@@ -311,6 +317,7 @@ def orchestrate(
         confidence_threshold=confidence_threshold,
         audit=audit,
         cache_path=cache_path,
+        transport=transport,
     )
     check_options(on_start=on_start)  # before it is wrapped below
     holder: dict[str, Runner] = {}

@@ -80,6 +80,43 @@ def call_key(
     return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+class KeyMaker:
+    """``call_key`` for many calls that share their messages and parameters objects (a run's
+    plan: one messages list per row, one parameters dict per model and sample): each object
+    is encoded once, and every key is the same string ``call_key`` gives."""
+
+    def __init__(self) -> None:
+        self._encoded: dict[int, tuple[Any, str]] = {}
+
+    def _json(self, value: Any, params: bool = False) -> str:
+        found = self._encoded.get(id(value))
+        if found is not None and found[0] is value:
+            return found[1]
+        shown = {k: v for k, v in value.items() if k not in _NOT_IN_KEY} if params else value
+        text = json.dumps(shown, sort_keys=True, default=_jsonable, ensure_ascii=False)
+        self._encoded[id(value)] = (value, text)  # kept alive, so its id is not reused
+        return text
+
+    def key(
+        self,
+        model_id: str,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
+        sample: int,
+        label: str | None = None,
+    ) -> str:
+        # The text json.dumps(sort_keys=True) makes of call_key's record, built from parts.
+        head = ""
+        if label is not None and label != model_id:
+            head = f'"label": {json.dumps(label, ensure_ascii=False)}, '
+        blob = (
+            f'{{{head}"messages": {self._json(messages)}, '
+            f'"model": {json.dumps(model_id, ensure_ascii=False)}, '
+            f'"params": {self._json(params, params=True)}, "sample": {json.dumps(sample)}}}'
+        )
+        return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def _jsonable(value: Any) -> Any:
     # A pydantic class as response_format is keyed by its schema, so changing a field is a miss.
     schema = getattr(value, "model_json_schema", None)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from . import consensus as consensus_mod
 from . import extract as extract_mod
+from . import providers
 from .calls import Call, Outcome
 from .consensus import FollowUpCall
 from .errors import public, redact
@@ -81,6 +82,7 @@ def collect(
     # Written into report notebooks: header values hidden, credentials and keys redacted.
     result.meta = public(meta)
     result.meta["shared_calls"] = shared
+    result.meta["transports"] = providers.transports_of(list(plan.models))
     return result
 
 

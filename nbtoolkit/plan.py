@@ -26,7 +26,7 @@ from pydantic import (
 
 from . import extract as extract_mod
 from . import providers, strategies
-from .cache import MODES, call_key
+from .cache import MODES, KeyMaker
 from .errors import ConfigError, ExtractorError, protect
 from .providers import recordings as recordings_mod
 from .reliability import resolve_threshold
@@ -124,6 +124,11 @@ class RunOptions(BaseModel):
     )
     cache_path: PathLike | None = Field(None, description="a file path, or None")
     on_start: Callable[..., Any] | None = Field(None, description="a function, or None")
+    transport: Literal["auto", "litellm", "aiohttp"] = Field(
+        "auto",
+        description="how calls are carried: 'auto', 'litellm' or 'aiohttp' (for the models "
+        "left on transport='auto')",
+    )
 
     @field_validator("strategy")
     @classmethod
@@ -215,6 +220,7 @@ def plan_run(
     )
     # After the type checks, so a wrong type is named as such; before any call is planned.
     check_encodable(prompt, data, variables, system)
+    providers.use_transport(opts.transport)  # for this run's models left on "auto"
     samples, seed = opts.samples, opts.seed
     temperature, max_tokens = opts.temperature, opts.max_tokens
     check_litellm_params(params or {}, "orchestrate()")
@@ -269,8 +275,23 @@ def plan_run(
     )
     prompts: list[str] = []
     calls: list[Call] = []
-    # A call's parameters depend on its model and sample, not its row: one dict for all rows.
-    shared_params: dict[tuple[int, int], dict[str, Any]] = {}
+    # A call's parameters depend on its model and sample, not its row: built once and
+    # shared (read-only) by the rows, so each is encoded once for the cache keys too.
+    per_model = [
+        (
+            position,
+            model,
+            not providers.is_offline(model.id),
+            [
+                providers.call_params(
+                    model, run_params, sample=sample, seed=seed, store_key=store_key, schema=schema
+                )
+                for sample in range(samples)
+            ],
+        )
+        for position, model in enumerate(panel)
+    ]
+    keys = KeyMaker()
     for row_number, row in enumerate(rows):
         values = {str(k): v for k, v in row.items()}
         _check_missing(template, values, row_number)
@@ -279,21 +300,11 @@ def plan_run(
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": text + instruction}
         ]
-        for position, model in enumerate(panel):
-            for sample in range(samples):
-                params = shared_params.get((position, sample))
-                if params is None:
-                    params = shared_params[position, sample] = providers.call_params(
-                        model,
-                        run_params,
-                        sample=sample,
-                        seed=seed,
-                        store_key=store_key,
-                        schema=schema,
-                    )
+        for position, model, live, samples_params in per_model:
+            for sample, params in enumerate(samples_params):
                 call = Call(len(calls), row_number, model, position, sample, messages, params)
-                if not providers.is_offline(model.id):
-                    call.key = call_key(model.id, messages, params, sample, model.label)
+                if live:
+                    call.key = keys.key(model.id, messages, params, sample, model.label)
                 calls.append(call)
     _check_context(panel, calls)
     return Plan(

@@ -157,6 +157,7 @@ class Runner:
         del pending
         queue = iter(leaders)  # shared by the workers: each takes the next call when free
         bugs: list[BaseException] = []
+        sessions = providers.open_sessions()  # the lean transport's; closed when the run ends
 
         async def worker() -> None:
             for i in queue:
@@ -210,6 +211,7 @@ class Runner:
             # One exit for every path (done, Cancel, Ctrl-C, a bug): no call is left running,
             # so nothing is sent or billed after the run has returned or raised.
             await _settle([*workers, *watched])
+            await providers.close_sessions(sessions)
             for i in range(len(calls)):
                 if not outcomes.done(i):
                     # A request cut off in flight was still sent: it counts.

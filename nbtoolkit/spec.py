@@ -9,7 +9,7 @@ from __future__ import annotations
 import numbers
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AllowInfNan,
@@ -117,6 +117,13 @@ LITELLM_PARAMS = frozenset(
     }
 )
 
+#: How a model's calls are carried: "auto" (the lean aiohttp client for OpenAI-compatible
+#: endpoints, litellm for the rest), "litellm" (always litellm.acompletion) or "aiohttp"
+#: (the lean client; refused for a model that cannot take it). See providers/resolve.py.
+TRANSPORTS = ("auto", "litellm", "aiohttp")
+Transport = Literal["auto", "litellm", "aiohttp"]
+_TRANSPORT_HELP = "one of 'auto', 'litellm' or 'aiohttp'"
+
 # Parameters nbtoolkit owns itself; passing them as litellm params would fight the runner.
 _OWNED = {
     "n": "use samples=N: each sample is its own cached call",
@@ -187,6 +194,8 @@ class Model(BaseModel):
     fallbacks: tuple[Model | Text, ...] = Field(
         default=(), description="a list of model ids or Model objects"
     )
+    # How the calls are carried (not part of a cache key: either way gives the same reply).
+    transport: Transport = Field(default="auto", description=_TRANSPORT_HELP)
     params: dict[Text, Any] = Field(default_factory=dict, description="a dict")
     extra: dict[Text, Any] = Field(default_factory=dict, description="a dict")
 

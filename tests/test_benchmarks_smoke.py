@@ -15,7 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 ROWS = [
     "1a", "1b", "1c", "1d",
-    "2a", "2b", "2c",
+    "2a", "2b", "2c", "2d",
     "3a", "3b", "3c", "3d",
     "4a", "4b", "4c",
     "5",

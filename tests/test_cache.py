@@ -163,3 +163,25 @@ def test_canary_key_is_written_nowhere(data, tmp_path) -> None:
     with sqlite3.connect(cache_dir() / "cache.sqlite") as conn:
         dump = "\n".join(conn.iterdump())
     assert CANARY_KEY not in dump
+
+
+def test_the_plan_s_key_maker_gives_call_key_s_keys() -> None:
+    from pydantic import BaseModel
+
+    from nbtoolkit.cache import KeyMaker, call_key
+
+    class Answer(BaseModel):
+        value: int
+
+    maker = KeyMaker()
+    messages = [{"role": "system", "content": "Réponds"}, {"role": "user", "content": "2+2? {x}"}]
+    for params in (
+        {},
+        {"temperature": 0.2, "api_key": "sk-x", "timeout": 3, "extra_body": {"b": 1, "a": [2]}},
+        {"response_format": Answer, "seed": 4, "nbt_store": "x"},
+    ):
+        for sample in (0, 3):
+            for label in (None, "openai/m", "copy-1"):
+                for _ in range(2):  # the second time from the memo
+                    got = maker.key("openai/m", messages, params, sample, label)
+                    assert got == call_key("openai/m", messages, params, sample, label)

@@ -462,7 +462,7 @@ def test_time_waiting_for_a_thread_to_build_the_request_is_not_the_request_timin
     with FakeOpenAIServer(reply=reply, latency=0.05) as server:
         res = nbt.orchestrate(
             "{q}",
-            [local(server)],
+            [local(server, transport="litellm")],  # the path with a thread pool
             data=rows(8),
             timeout=1,
             concurrency=2,
@@ -484,7 +484,9 @@ def test_cancel_leaves_no_coroutine_never_awaited() -> None:
     with FakeOpenAIServer(reply="ok", latency=0.01) as server:
         code = f"""
             import gc, threading, pandas as pd, nbtoolkit as nbt
-            m = nbt.Model("openai/x", api_base="{server.base_url}", api_key_env="LOCAL_KEY")
+            # litellm's path: the lean transport has no thread pool to drop coroutines in.
+            m = nbt.Model("openai/x", api_base="{server.base_url}", api_key_env="LOCAL_KEY",
+                          transport="litellm")
             data = pd.DataFrame({{"q": [f"q{{i}}" for i in range(400)]}})
             for delay in (0.3, 0.5, 0.7, 0.9):
                 def started(runner, delay=delay):

@@ -4,7 +4,9 @@
 - ``keys``: which API key a call may send, and where;
 - ``facts``: what litellm knows of a model (price, context window, tokens, schema support);
 - ``failures``: retry hints and the one-line error texts of failed calls;
-- ``offline``, ``sim``, ``recordings``: the offline providers themselves, answered in-process.
+- ``offline``, ``sim``, ``recordings``: the offline providers themselves, answered in-process;
+- ``resolve``: each model resolved once (transport, base URL, prices, context window);
+- ``openai_http``: the lean aiohttp transport for OpenAI-compatible endpoints.
 """
 
 from __future__ import annotations
@@ -45,18 +47,22 @@ from .registry import (
     register_offline,
 )
 from .reply import Reply
+from .resolve import TRANSPORTS, Resolved, resolve, transports_of, use_transport
 
 __all__ = [
     "KEY_VARIABLES",
     "NO_KEY",
     "OWN_HOSTS",
+    "TRANSPORTS",
     "NoContentError",
     "OfflineProvider",
     "Reply",
+    "Resolved",
     "api_base_of",
     "api_key_for",
     "call_params",
     "check_model",
+    "close_sessions",
     "complete",
     "context_window",
     "count_tokens",
@@ -66,14 +72,32 @@ __all__ = [
     "is_offline",
     "key_variables",
     "litellm_id",
+    "open_sessions",
     "own_endpoint",
     "price_known",
     "price_per_token",
     "register_offline",
+    "resolve",
     "retry_hint",
     "supports_schema",
+    "transports_of",
+    "use_transport",
     "warm_up",
 ]
+
+
+def open_sessions() -> Any:
+    """Start a run's pool of HTTP sessions (the lean transport's); see ``close_sessions``."""
+    from . import openai_http
+
+    return openai_http.open_sessions()
+
+
+async def close_sessions(pool: Any) -> None:
+    """Close a run's HTTP sessions, on the run's loop, when the run ends."""
+    from . import openai_http
+
+    await openai_http.close_sessions(pool)
 
 
 def call_params(
@@ -103,8 +127,9 @@ def call_params(
 async def complete(
     model: Model, messages: list[dict[str, Any]], kwargs: dict[str, Any], timeout: float | None
 ) -> Reply:
-    """One call: an offline model's in-process provider, else ``litellm.acompletion``;
-    raises the provider's or litellm's exceptions as they are."""
+    """One call: an offline model's in-process provider; else the model's transport
+    (``resolve``): the lean HTTP client for an OpenAI-compatible endpoint, or
+    ``litellm.acompletion``. Raises the provider's or the transport's exceptions as they are."""
     handler = offline_handler(model.id)
     if handler is not None:
         mark_started()
@@ -120,6 +145,11 @@ async def complete(
             )
         reply.text = redact(reply.text)
         return reply
+    record = resolve(model)
+    if record.transport == "aiohttp":
+        from . import openai_http
+
+        return await openai_http.complete(record, messages, kwargs, timeout)  # type: ignore[no-any-return]
     litellm = get_litellm()
     call_kwargs = dict(kwargs)
     offline = is_offline(model.id)

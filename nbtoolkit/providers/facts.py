@@ -3,7 +3,6 @@ context window, its token counter and whether it takes a JSON schema."""
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from typing import Any
@@ -12,6 +11,7 @@ from ..errors import MissingAPIKeyError
 from ..spec import Model
 from .keys import api_base_of, own_endpoint
 from .registry import check_offline, get_litellm, is_offline, litellm_id
+from .resolve import resolve
 
 __all__ = [
     "check_model",
@@ -30,6 +30,7 @@ def check_model(model: Model, options: dict[str, Any]) -> None:
         check_offline(model.id, options)
         return
     routed = litellm_id(model)
+    resolve(model)  # how it is called: a transport it cannot take is refused now
     if model.api_key_env:
         if not os.environ.get(model.api_key_env):
             raise MissingAPIKeyError(
@@ -52,33 +53,10 @@ def check_model(model: Model, options: dict[str, Any]) -> None:
         raise error
 
 
-def _price_entry(model: Model) -> dict[str, Any] | None:
-    """litellm's price-table entry for the model when it states a real price, else None.
-
-    An entry whose prices are all zero is a placeholder (``ollama/llama3`` has one,
-    ``ollama_chat/llama3`` none): the same local model must not cost $0 under one prefix and
-    NaN under another, so neither is a price. Declare a free model with
-    ``Model(..., extra={"input_cost_per_token": 0, "output_cost_per_token": 0})``.
-    """
-    prefix, _, name = model.id.partition("/")
-    cost = get_litellm().model_cost
-    entry = cost.get(name) if prefix == "replay" else cost.get(model.id) or cost.get(name)
-    if not entry or entry.get("input_cost_per_token") is None:
-        return None
-    prices = (entry.get("input_cost_per_token"), entry.get("output_cost_per_token"))
-    if not any(p for p in prices if p is not None):
-        return None
-    return dict(entry)
-
-
 def price_known(model: Model) -> bool:
     """Whether the model's own params or litellm's price table (a real, non-zero entry)
     price this model."""
-    if "input_cost_per_token" in model.params or "input_cost_per_token" in model.extra:
-        return True
-    if model.id.partition("/")[0] == "sim":
-        return True
-    return _price_entry(model) is not None
+    return resolve(model).price_known
 
 
 _warm = False
@@ -102,37 +80,13 @@ async def warm_up() -> None:
 
 def price_per_token(model: Model) -> float:
     """Input plus output price of one token, for ordering a cascade; NaN when unknown."""
-    prefix, _, name = model.id.partition("/")
-    if prefix == "sim":
-        from . import sim
-
-        profile = sim.PROFILES.get(name)
-        if profile is None:
-            return math.nan
-        return profile.input_cost_per_token + profile.output_cost_per_token
-    for source in (model.params, model.extra):
-        if "input_cost_per_token" in source:
-            return float(source["input_cost_per_token"]) + float(
-                source.get("output_cost_per_token", 0)
-            )
-    entry = _price_entry(model)
-    if entry is None:
-        return math.nan
-    return float(entry.get("input_cost_per_token") or 0) + float(
-        entry.get("output_cost_per_token") or 0
-    )
+    inp, out, _ = resolve(model).prices
+    return inp + out
 
 
 def context_window(model: Model) -> int | None:
     """The model's input limit in tokens from litellm's table, None when unknown."""
-    if is_offline(model.id):
-        return None
-    try:
-        info = get_litellm().get_model_info(litellm_id(model))
-    except Exception:
-        return None
-    limit = info.get("max_input_tokens") if isinstance(info, dict) else None
-    return int(limit) if limit else None
+    return resolve(model).context_window
 
 
 def count_tokens(model: Model, messages: list[dict[str, Any]]) -> int:
@@ -142,7 +96,4 @@ def count_tokens(model: Model, messages: list[dict[str, Any]]) -> int:
 
 def supports_schema(model: Model) -> bool:
     """Whether litellm knows this model takes a JSON schema as ``response_format``."""
-    try:
-        return bool(get_litellm().supports_response_schema(model=litellm_id(model)))
-    except Exception:
-        return False
+    return resolve(model).schema

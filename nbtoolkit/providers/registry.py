@@ -8,11 +8,14 @@ answered in-process, without litellm; a ``litellm.CustomLLM`` goes through litel
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import re
 import threading
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import ModelError
@@ -27,6 +30,7 @@ __all__ = [
     "is_offline",
     "litellm_id",
     "offline_handler",
+    "quiet",
     "register_offline",
 ]
 
@@ -120,6 +124,15 @@ def _register_builtins() -> None:
     offline.register_builtins()
 
 
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """litellm imports a provider's modules on first use, and their pydantic models warn at
+    import time; that noise is litellm's, not the user's (and -W error would fail the call)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def check_offline(model_id: str, options: dict[str, Any]) -> None:
     """Raise ``ModelError`` if the offline provider of ``model_id`` cannot answer it."""
     prefix, _, name = model_id.partition("/")
@@ -166,17 +179,24 @@ _PREFIX_PROVIDERS = [
 
 def litellm_id(model: Model) -> str:
     """The model string litellm routes on (a provider prefix added when litellm needs one)."""
+    return _routed(model.id)
+
+
+@functools.lru_cache(maxsize=1024)
+def _routed(model_id: str) -> str:
+    # Depends on the id alone: asked once per id, not per call (an error is not cached).
     litellm = get_litellm()
     try:
-        litellm.get_llm_provider(model.id)
-        return model.id
+        with quiet():
+            litellm.get_llm_provider(model_id)
+        return model_id
     except Exception:
         pass
     for pattern, provider in _PREFIX_PROVIDERS:
-        if pattern.match(model.id):
-            return f"{provider}/{model.id}"
+        if pattern.match(model_id):
+            return f"{provider}/{model_id}"
     raise ModelError(
-        f"unknown model '{model.id}': litellm cannot tell which provider serves it. Prefix it with "
-        f"the provider, e.g. 'openai/{model.id}' (with api_base=... for a local server), or use "
+        f"unknown model '{model_id}': litellm cannot tell which provider serves it. Prefix it with "
+        f"the provider, e.g. 'openai/{model_id}' (with api_base=... for a local server), or use "
         "'sim/oracle-large' to try things offline."
     )

@@ -1,37 +1,8 @@
-"""A local, OpenAI-compatible chat-completions server for tests and benchmarks.
-
-``FakeOpenAIServer`` answers ``POST /v1/chat/completions`` on ``127.0.0.1`` with
-controlled replies, latency and faults, so that code built on litellm can be exercised
-through litellm's real HTTP client without a network or an API key. It uses only the
-standard library.
-
-Example::
-
-    import asyncio
-    import litellm
-    from nbtoolkit.testing import FakeOpenAIServer, Fault
-
-    with FakeOpenAIServer(reply="The answer is 42", faults={0: Fault.RATE_LIMIT}) as server:
-        call = litellm.acompletion(
-            model="openai/fake-model",
-            api_base=server.base_url,
-            api_key="sk-test-not-real",
-            messages=[{"role": "user", "content": "hi"}],
-            max_retries=0,  # otherwise the openai client retries by itself
-            timeout=5,
-        )
-        try:
-            asyncio.run(call)  # request 0 is answered with a 429
-        except litellm.RateLimitError:
-            pass
-        assert server.request_count == 1
-        assert server.faults_served == [(0, Fault.RATE_LIMIT)]
-"""
+"""``FakeOpenAIServer``: the server itself, its HTTP handler and its bookkeeping."""
 
 from __future__ import annotations
 
 import contextlib
-import enum
 import json
 import random
 import socket
@@ -45,104 +16,23 @@ from socketserver import TCPServer
 from types import TracebackType
 from typing import Any
 
-__all__ = ["FakeOpenAIServer", "Fault", "FaultKind", "FaultSpec", "Reply"]
+from .faults import (
+    CHAT_PATHS,
+    ERROR_BODIES,
+    MODELS_PATHS,
+    RANDOM_FAULTS,
+    Fault,
+    FaultKind,
+    FaultSpec,
+    Reply,
+    echo,
+    format_seconds,
+    messages_of,
+    text_of,
+    to_fault,
+)
 
-
-class Fault(str, enum.Enum):
-    """The kinds of fault ``FakeOpenAIServer`` can produce; plain strings are accepted too."""
-
-    RATE_LIMIT = "429"
-    """Status 429 with a ``Retry-After`` header and an OpenAI-style error body."""
-    SERVER_ERROR = "500"
-    """Status 500 with an OpenAI-style error body."""
-    UNAVAILABLE = "503"
-    """Status 503 with an OpenAI-style error body."""
-    HANG = "hang"
-    """No answer for ``hang_seconds`` (or until ``stop()``), then the connection is closed."""
-    RESET = "reset"
-    """The connection is reset (TCP RST) without any response."""
-    MALFORMED = "malformed"
-    """Status 200 with a body that is not valid JSON."""
-    EMPTY_CHOICES = "empty_choices"
-    """Status 200 with a valid completion object whose ``choices`` is empty."""
-    NULL_CONTENT = "null_content"
-    """Status 200 with one choice whose message ``content`` is null (as a refusal)."""
-
-    def __str__(self) -> str:
-        return self.value
-
-
-FaultKind = Fault | str
-Reply = str | Callable[[dict[str, Any]], str]
-FaultSpec = Mapping[int, FaultKind] | Callable[[int, dict[str, Any]], FaultKind | None]
-
-_ALL_FAULTS: tuple[str, ...] = tuple(f.value for f in Fault)
-_CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
-_MODELS_PATHS = frozenset({"/v1/models", "/models"})
-
-_ERROR_BODIES: dict[Fault, tuple[int, dict[str, Any]]] = {
-    Fault.RATE_LIMIT: (
-        429,
-        {
-            "message": "Rate limit reached (fake server). Please try again later.",
-            "type": "rate_limit_error",
-            "param": None,
-            "code": "rate_limit_exceeded",
-        },
-    ),
-    Fault.SERVER_ERROR: (
-        500,
-        {
-            "message": "The server had an error while processing your request (fake server).",
-            "type": "server_error",
-            "param": None,
-            "code": None,
-        },
-    ),
-    Fault.UNAVAILABLE: (
-        503,
-        {
-            "message": "The server is overloaded or not ready yet (fake server).",
-            "type": "server_error",
-            "param": None,
-            "code": "service_unavailable",
-        },
-    ),
-}
-
-
-def _to_fault(kind: FaultKind) -> Fault:
-    try:
-        return Fault(kind)
-    except ValueError:
-        raise ValueError(f"unknown fault kind {kind!r}; expected one of {_ALL_FAULTS}") from None
-
-
-def _text_of(content: Any) -> str:
-    # Multimodal messages carry a list of parts; only the text parts count as words.
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = [p.get("text", "") for p in content if isinstance(p, dict)]
-        return " ".join(p for p in parts if isinstance(p, str))
-    return "" if content is None else str(content)
-
-
-def _messages(request: dict[str, Any]) -> list[dict[str, Any]]:
-    messages = request.get("messages")
-    if not isinstance(messages, list):
-        return []
-    return [m for m in messages if isinstance(m, dict)]
-
-
-def _echo(request: dict[str, Any]) -> str:
-    users = [m for m in _messages(request) if m.get("role") == "user"]
-    return "echo: " + (_text_of(users[-1].get("content")) if users else "")
-
-
-def _format_seconds(seconds: float) -> str:
-    # "1" rather than "1.0": some clients parse Retry-After as an integer.
-    return f"{seconds:g}"
+__all__ = ["FakeOpenAIServer"]
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -193,7 +83,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        if path in _MODELS_PATHS:
+        if path in MODELS_PATHS:
             self._send_json(200, self.server.owner._models_body())
         else:
             self._send_error_json(404, f"no route for GET {path}", "invalid_request_error")
@@ -203,7 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             return
         path = self.path.split("?", 1)[0]
-        if path not in _CHAT_PATHS:
+        if path not in CHAT_PATHS:
             self._send_error_json(404, f"no route for POST {path}", "invalid_request_error")
             return
         try:
@@ -291,7 +181,8 @@ class FakeOpenAIServer:
         fault_rate: probability that a request gets a random fault from ``fault_kinds``.
         seed: seed of the random faults; the draws are made in request-index order, so
             the same seed faults the same indices.
-        fault_kinds: the kinds random faults are drawn from, uniformly.
+        fault_kinds: the kinds random faults are drawn from, uniformly (default: the
+            transient ones, ``RANDOM_FAULTS``).
         retry_after: seconds advertised in the ``Retry-After`` header of 429s.
         retry_after_format: how 429s say it: ``"seconds"`` (``Retry-After: 1``), ``"date"``
             (``Retry-After`` as an HTTP date) or ``"ms"`` (OpenAI's ``retry-after-ms`` only).
@@ -314,7 +205,7 @@ class FakeOpenAIServer:
         faults: FaultSpec | None = None,
         fault_rate: float = 0.0,
         seed: int = 0,
-        fault_kinds: Iterable[FaultKind] = _ALL_FAULTS,
+        fault_kinds: Iterable[FaultKind] = RANDOM_FAULTS,
         retry_after: float = 1.0,
         retry_after_format: str = "seconds",
         hang_seconds: float = 30.0,
@@ -328,7 +219,7 @@ class FakeOpenAIServer:
             raise ValueError(f"fault_rate must be between 0 and 1, got {fault_rate!r}")
         if hang_seconds < 0:
             raise ValueError(f"hang_seconds must be >= 0, got {hang_seconds!r}")
-        self.reply: Reply = _echo if reply is None else reply
+        self.reply: Reply = echo if reply is None else reply
         self.latency = float(latency)
         self._scripted: Callable[[int, dict[str, Any]], FaultKind | None] | None
         if faults is None:
@@ -337,11 +228,11 @@ class FakeOpenAIServer:
             self._scripted = faults
         else:
             # Validated now, so a typo fails at construction instead of mid-test.
-            table = {int(i): _to_fault(k) for i, k in faults.items()}
+            table = {int(i): to_fault(k) for i, k in faults.items()}
             self._scripted = lambda index, _request: table.get(index)
         self.fault_rate = float(fault_rate)
         self.seed = seed
-        self.fault_kinds: tuple[Fault, ...] = tuple(_to_fault(k) for k in fault_kinds)
+        self.fault_kinds: tuple[Fault, ...] = tuple(to_fault(k) for k in fault_kinds)
         if self.fault_rate > 0 and not self.fault_kinds:
             raise ValueError("fault_rate > 0 needs at least one fault kind")
         self.retry_after = float(retry_after)
@@ -557,7 +448,7 @@ class FakeOpenAIServer:
         if self._scripted is None:
             return None
         kind = self._scripted(index, request)
-        return None if kind is None else _to_fault(kind)
+        return None if kind is None else to_fault(kind)
 
     def _reply_for(self, request: dict[str, Any]) -> str:
         content = self.reply(request) if callable(self.reply) else self.reply
@@ -568,7 +459,7 @@ class FakeOpenAIServer:
     def _completion(
         self, index: int, request: dict[str, Any], content: str | None
     ) -> dict[str, Any]:
-        prompt_words = sum(len(_text_of(m.get("content")).split()) for m in _messages(request))
+        prompt_words = sum(len(text_of(m.get("content")).split()) for m in messages_of(request))
         prompt = self.prompt_tokens if self.prompt_tokens is not None else prompt_words
         if self.completion_tokens is not None:
             completion = self.completion_tokens
@@ -607,8 +498,8 @@ class FakeOpenAIServer:
         request: dict[str, Any],
         stopping: threading.Event,
     ) -> None:
-        if fault in _ERROR_BODIES:
-            status, error = _ERROR_BODIES[fault]
+        if fault in ERROR_BODIES:
+            status, error = ERROR_BODIES[fault]
             headers: dict[str, str] = {}
             if fault is Fault.RATE_LIMIT:
                 headers.update(self._retry_after_headers())
@@ -627,13 +518,21 @@ class FakeOpenAIServer:
             body = self._completion(index, request, "")
             body["choices"][0]["message"].update(content=None, refusal="I can't help with that.")
             handler._send_json(200, body)
+        elif fault is Fault.ODD_SHAPE:
+            body = self._completion(index, request, self._reply_for(request))
+            for name in ("id", "created", "object"):
+                body.pop(name, None)
+            body.update(service_tier=7, system_fingerprint=["x"], x_gateway={"region": "eu"})
+            body["choices"][0].update(index="0", finish_reason=None, x_score=0.5)
+            body["choices"][0]["message"].update(annotations="none", x_note=1)
+            handler._send_json(200, body)
 
     def _retry_after_headers(self) -> dict[str, str]:
         if self.retry_after_format == "ms":
-            return {"retry-after-ms": _format_seconds(self.retry_after * 1000)}
+            return {"retry-after-ms": format_seconds(self.retry_after * 1000)}
         if self.retry_after_format == "date":
             from email.utils import formatdate
 
             # HTTP dates have whole seconds: round up so the wait is never shorter.
             return {"Retry-After": formatdate(time.time() + self.retry_after + 1, usegmt=True)}
-        return {"Retry-After": _format_seconds(self.retry_after)}
+        return {"Retry-After": format_seconds(self.retry_after)}
