@@ -272,7 +272,12 @@ def _consensus(
         )
         if verdict.fields:
             field_rows.append({"row": row_number, **verdict.fields})
-    consensus = pd.DataFrame.from_records(rows, columns=CONSENSUS_COLUMNS + EXTRA_CONSENSUS_COLUMNS)
+    # The free-text columns are set as objects after: inferred as pandas' string dtype (Arrow
+    # when pyarrow is installed) a reply with a lone surrogate would fail the whole run.
+    consensus = pd.DataFrame.from_records(
+        [{k: v for k, v in r.items() if k not in ("answer", "note")} for r in rows],
+        columns=CONSENSUS_COLUMNS + EXTRA_CONSENSUS_COLUMNS,
+    )
     for column in ("answer", "note"):  # missing is None here too (see _objects)
         consensus[column] = _objects([r[column] for r in rows])
     fields = (
