@@ -44,14 +44,14 @@ from dataclasses import dataclass
 
 # The bank is part of this module's API: sim.QUESTIONS, sim.find_question...
 from .sim_bank import (  # noqa: F401
-    _ITEMS,
+    ITEMS,
     QUESTIONS,
     Question,
-    _squash,
-    _unit,
-    _wrong_answers,
     find_question,
     question_bank,
+    squash,
+    unit,
+    wrong_answers,
 )
 
 __all__ = [
@@ -242,12 +242,12 @@ class _Call:
     sample: int  # already collapsed to 0 at temperature 0
 
     def unit(self, tag: str) -> float:
-        return _unit("private", tag, self.profile.name, self.prompt, self.seed, self.sample)
+        return unit("private", tag, self.profile.name, self.prompt, self.seed, self.sample)
 
     def shared(self, tag: str, key: str) -> float:
         # Keyed on the group, not the profile or the sample: every member of the group
         # sees the same value for the same (question, seed), which is what correlates them.
-        return _unit("shared", tag, self.profile.error_group, key, self.seed)
+        return unit("shared", tag, self.profile.error_group, key, self.seed)
 
     def mixed(self, tag: str, key: str) -> float:
         """The group's uniform with probability ``correlation``, else a private one.
@@ -291,8 +291,8 @@ def _number_reply(call: _Call, value: int, working: str) -> str:
 def _bank_reply(call: _Call, question: Question) -> str:
     wrong = call.mixed("wrong", question.id) < 1.0 - call.profile.accuracy
     if not wrong:
-        return _number_reply(call, *_ITEMS[question.id].right)
-    answers, weights = _wrong_answers(question.id)
+        return _number_reply(call, *ITEMS[question.id].right)
+    answers, weights = wrong_answers(question.id)
     value, working = answers[_weighted_index(weights, call.mixed("slip", question.id))]
     return _number_reply(call, value, working)
 
@@ -343,11 +343,11 @@ def _true_label(prompt: str, labels: list[str]) -> str:
             return "positive" if score > 0 else "negative"
         if "neutral" in labels:
             return "neutral"
-    return labels[int(_unit("truth", _squash(prompt)) * len(labels))]
+    return labels[int(unit("truth", squash(prompt)) * len(labels))]
 
 
 def _choice_reply(call: _Call, labels: list[str]) -> str:
-    key = _squash(call.prompt)
+    key = squash(call.prompt)
     label = _true_label(call.prompt, labels)
     if call.mixed("wrong", key) < 1.0 - call.profile.accuracy:
         # A model that does not know guesses among all the labels (it can guess right):
@@ -442,9 +442,9 @@ def _fuse_reply(call: _Call, question: Question, answers: list[str]) -> str:
     votes = [_number_of(a) for a in answers]
     majority_right = votes.count(question.answer) * 2 > len(votes)
     if majority_right or call.mixed("wrong", question.id) >= 1.0 - call.profile.accuracy:
-        value, working = _ITEMS[question.id].right
+        value, working = ITEMS[question.id].right
     else:
-        value, working = _wrong_answers(question.id)[0][0]
+        value, working = wrong_answers(question.id)[0][0]
     body = json.dumps({"reasoning": working, "answer": str(value)}, ensure_ascii=False)
     return f"Weighing the {len(answers)} responses: {working}.\n\n```json\n{body}\n```"
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 # --------------------------------------------------------------------------- hashing
 
 
-def _unit(*parts: object) -> float:
+def unit(*parts: object) -> float:
     """A uniform float in [0, 1) that depends only on *parts*.
 
     The parts are joined with a control character (absent from tags, names and
@@ -38,7 +38,7 @@ class _Draw:
 
     def unit(self) -> float:
         self._n += 1
-        return _unit("bank", *self._key, self._n)
+        return unit("bank", *self._key, self._n)
 
     def integer(self, lo: int, hi: int) -> int:
         """An integer in [lo, hi], both ends included."""
@@ -275,7 +275,7 @@ def _build_bank() -> tuple[tuple[Question, ...], dict[str, _Item]]:
 
 _BANK = _build_bank()
 QUESTIONS: tuple[Question, ...] = _BANK[0]
-_ITEMS: dict[str, _Item] = _BANK[1]
+ITEMS: dict[str, _Item] = _BANK[1]
 
 
 def question_bank() -> list[dict[str, object]]:
@@ -283,31 +283,31 @@ def question_bank() -> list[dict[str, object]]:
     return [{"id": q.id, "question": q.question, "answer": q.answer} for q in QUESTIONS]
 
 
-def _squash(text: str) -> str:
+def squash(text: str) -> str:
     # Prompt templates re-wrap text; comparing whitespace-collapsed strings keeps a
     # question recognisable after "{question}\n\nAnswer with a number." and the like.
     return " ".join(text.split())
 
 
-_SQUASHED = tuple((_squash(q.question), q) for q in QUESTIONS)
+_SQUASHED = tuple((squash(q.question), q) for q in QUESTIONS)
 
 
 def find_question(prompt: str) -> Question | None:
     """The bank question whose text appears in *prompt* (whitespace-insensitive), else None."""
-    text = _squash(prompt)
+    text = squash(prompt)
     found = [(len(s), q) for s, q in _SQUASHED if s in text]
     # If a prompt quotes several, the longest is the most specific match.
     return max(found, key=lambda pair: pair[0])[1] if found else None
 
 
-def _wrong_answers(qid: str) -> tuple[list[_Worked], list[float]]:
+def wrong_answers(qid: str) -> tuple[list[_Worked], list[float]]:
     """Plausible wrong answers for one question, with their relative weights.
 
     Template slips (a dropped step, a wrong operation) come first and weigh more,
     as those are what models get wrong most; then generic arithmetic slips on the
     last step (off by one, and off by ten, a carry, for multi-digit answers).
     """
-    item = _ITEMS[qid]
+    item = ITEMS[qid]
     value, working = item.right
     head = working[: -len(str(value))]
     generic = [(value + 1, head + str(value + 1)), (value - 1, head + str(value - 1))]
