@@ -65,12 +65,18 @@ def format_tokens(prompt: Any, completion: Any, unknown_calls: int = 0) -> str:
     return f"at least {total}; unknown for {unknown_calls} call(s)"
 
 
-def seconds(value: Any) -> str:
+def _number(value: Any, shown: str) -> str:
+    """``value`` formatted by ``shown`` (a format spec); ``—`` when it is not a number or NaN."""
     try:
         x = float(value)
     except (TypeError, ValueError):
         return "—"
-    return "—" if math.isnan(x) else f"{x:.2f} s"
+    return "—" if math.isnan(x) else format(x, shown)
+
+
+def seconds(value: Any) -> str:
+    shown = _number(value, ".2f")
+    return shown if shown == "—" else f"{shown} s"
 
 
 def sim_time_note(result: RunResult) -> str:
@@ -107,11 +113,7 @@ def unpriced_calls(result: RunResult) -> int:
 
 
 def share(value: Any) -> str:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return "—"
-    return "—" if math.isnan(x) else f"{x:.0%}"
+    return _number(value, ".0%")
 
 
 def is_missing(value: Any) -> bool:
