@@ -290,10 +290,6 @@ def test_no_import_circles() -> None:
     assert _outside_providers(_import_circles()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="providers.offline <-> providers.registry: the built-in offline providers register themselves, and the registry imports them to do so (next session)",
-)
 def test_no_import_circles_in_providers() -> None:
     assert _in_providers(_import_circles()) == []
 

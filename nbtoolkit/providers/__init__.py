@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import redact
 from ..spec import Model
 from ..timing import mark_started
+from . import offline as _offline
 from .facts import (
     check_model,
     context_window,
@@ -46,8 +47,12 @@ from .registry import (
     offline_handler,
     register_offline,
 )
-from .reply import Reply
+from .reply import NoContentError, Reply
 from .resolve import TRANSPORTS, Resolved, resolve, transports_of, use_transport
+
+# The built-in offline providers (replay/, sim/) register like anyone's would; the registry
+# itself knows none of them, so it imports nothing back.
+_offline.register_builtins()
 
 __all__ = [
     "KEY_VARIABLES",
@@ -167,10 +172,6 @@ async def complete(
     reply = _reply(model, response)
     reply.text = redact(reply.text)  # a server may echo a key back: it goes no further
     return reply
-
-
-class NoContentError(ValueError):
-    """A reply with a choice but no text: retried like empty ``choices``, never cached."""
 
 
 def _check_content(response: Any) -> None:

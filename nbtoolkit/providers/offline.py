@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from ..errors import CallError, ModelError, RecordingsError, clip
 from . import recordings, sim
-from .registry import OfflineProvider, get_litellm, register_offline
+from .registry import get_litellm, register_offline
 from .reply import Reply
 
 # Simulated latencies are real sleeps, scaled so a demo feels alive without being slow.
@@ -222,52 +222,6 @@ def _check_sim(name: str, options: dict[str, Any]) -> None:
         near = closest(name, forms) or closest(name.split("-")[0], forms)
         hint = f" Did you mean 'sim/{forms[near]}'?" if near else ""
         raise ModelError(f"unknown simulated model 'sim/{name}'.{hint} Known: {known}")
-
-
-def as_custom_llm(provider: OfflineProvider) -> Any:
-    """``provider`` as a ``litellm.CustomLLM``: the same answers through litellm's path.
-
-    The reply states its own usage and price in ``_hidden_params["nbtoolkit"]``, because
-    litellm cannot price a ``replay/`` or ``sim/`` model id.
-    """
-    import litellm
-
-    class InProcessLLM(litellm.CustomLLM):  # type: ignore[misc]
-        async def acompletion(
-            self, model: str, messages: list[dict[str, Any]], *args: Any, **kwargs: Any
-        ) -> Any:
-            reply = await provider.answer(model, messages, kwargs.get("optional_params") or {})
-            usage = {
-                "prompt_tokens": reply.prompt_tokens,
-                "completion_tokens": reply.completion_tokens,
-                "cost_usd": reply.cost_usd,
-                "latency_s": reply.latency_s,
-            }
-            return _response(litellm, model, reply.text, usage)
-
-        def completion(self, *args: Any, **kwargs: Any) -> Any:
-            raise RecordingsError("offline models are called through nbtoolkit.orchestrate")
-
-    return InProcessLLM()
-
-
-def _response(litellm: Any, model: str, text: str, usage: dict[str, Any]) -> Any:
-    response = litellm.ModelResponse(
-        choices=[{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        model=model,
-        usage={
-            "prompt_tokens": usage.get("prompt_tokens") or 0,
-            "completion_tokens": usage.get("completion_tokens") or 0,
-            "total_tokens": (usage.get("prompt_tokens") or 0)
-            + (usage.get("completion_tokens") or 0),
-        },
-    )
-    response._hidden_params["nbtoolkit"] = usage
-    # litellm would price the reply again (its slowest step per call); it takes a stamped
-    # cost as final. NaN, not 0, when unknown: a 0 sends litellm into a zero-cost diagnosis.
-    cost = usage.get("cost_usd")
-    response._hidden_params["response_cost"] = math.nan if cost is None else cost
-    return response
 
 
 def register_builtins() -> None:

@@ -29,6 +29,7 @@ from ..errors import redact
 from ..timing import RequestTimeout, run_marked
 from .keys import api_key_for
 from .registry import get_litellm, quiet
+from .reply import NoContentError, Reply
 from .resolve import Resolved, env_key
 
 __all__ = [
@@ -310,8 +311,6 @@ def _loads(raw: bytes) -> Any:
 
 def _reply(record: Resolved, data: Any) -> Any:
     """A ``Reply`` from a decoded body: unknown fields ignored, missing ones unknown."""
-    from . import NoContentError, Reply
-
     choices = data.get("choices") if isinstance(data, dict) else None
     first = choices[0] if isinstance(choices, list) and choices else None
     if not isinstance(first, dict):

@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..errors import ModelError
 from ..spec import Model
+from .litellm_adapter import as_custom_llm
 from .reply import Reply
 
 __all__ = [
@@ -83,12 +84,8 @@ def register_offline(
 
 def _install(litellm: Any, prefix: str) -> None:
     provider = _OFFLINE[prefix]
-    if _answers(provider):
-        from .offline import as_custom_llm
-
-        handler = as_custom_llm(provider)  # the same answers through litellm's path
-    else:
-        handler = provider()
+    # An in-process provider gives the same answers through litellm's path.
+    handler = as_custom_llm(provider) if _answers(provider) else provider()
     litellm.custom_provider_map = [
         item for item in litellm.custom_provider_map if item["provider"] != prefix
     ] + [{"provider": prefix, "custom_handler": handler}]
@@ -111,17 +108,10 @@ def get_litellm() -> Any:
             litellm.telemetry = False
             for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
                 logging.getLogger(name).setLevel(logging.CRITICAL)
-            _register_builtins()
             for prefix in _OFFLINE:
                 _install(litellm, prefix)
             _litellm = litellm
     return _litellm
-
-
-def _register_builtins() -> None:
-    from . import offline
-
-    offline.register_builtins()
 
 
 @contextlib.contextmanager
@@ -142,16 +132,12 @@ def check_offline(model_id: str, options: dict[str, Any]) -> None:
 
 def is_offline(model_id: str) -> bool:
     """True for models answered on this machine (replay, sim, or a registered provider)."""
-    if not _OFFLINE:
-        _register_builtins()
     return model_id.split("/", 1)[0] in _OFFLINE
 
 
 def offline_handler(model_id: str) -> OfflineProvider | None:
     """The in-process provider answering ``model_id``; None when litellm carries its calls
     (a live model, or an offline provider registered as a ``litellm.CustomLLM``)."""
-    if not _OFFLINE:
-        _register_builtins()
     provider = _OFFLINE.get(model_id.split("/", 1)[0])
     if _THROUGH_LITELLM or not _answers(provider):
         return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Reply"]
+__all__ = ["NoContentError", "Reply"]
 
 
 @dataclass
@@ -21,3 +21,7 @@ class Reply:
     completion_tokens: int | None
     cost_usd: float
     latency_s: float | None = None  # a recorded latency overrides the measured one
+
+
+class NoContentError(ValueError):
+    """A reply with a choice but no text: retried like empty ``choices``, never cached."""
