@@ -149,3 +149,60 @@ def test_choice_is_not_fooled_by_ordinary_words(text: str, letter: str) -> None:
 def test_a_minus_sign_must_touch_its_number() -> None:
     assert build_extractor("number")("Working:\n12 apples minus 5\n- 7") == "7"
     assert build_extractor("number")("so x = -3.5") == "-3.5"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("The answer is not 12; it's 15.", "15"),
+        ("The answer isn't 12, it is 15", "15"),
+        ("The answer isn’t 12, it’s 15.", "15"),
+        ("The answer is no longer 12 but 15", "15"),
+        ("The answer is not obvious at first, but it is 12.", "12"),
+        ("The answer is 12, not 15.", "12"),
+        ("The answer is 5 (not 6)", "5"),
+        ("The answer is 12? No wait, 15. So the answer is 15.", "15"),
+        ("It takes 3–5 days at first. The answer is 4.", "4"),
+    ],
+)
+def test_number_reads_what_the_marked_clause_affirms(text: str, expected: str) -> None:
+    assert apply(build_extractor("number"), text)[:2] == (expected, True)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("The answer is not 12.", "only what the answer is not"),
+        ("The answer isn't 12.", "only what the answer is not"),
+        ("The answer is 12? No wait, 15.", "doubts its marked answer"),
+        ("The answer is between 3 and 5.", "range (3 and 5)"),
+        ("The answer is 3 to 5 apples.", "range (3 to 5)"),
+        ("The answer is from 10 to 20.", "range (10 to 20)"),
+        ("The answer is 5 to the power of 2.", "not one plain number"),
+        ("The answer is 5 squared.", "not one plain number"),
+    ],
+)
+def test_number_denied_doubted_or_ranged_answers_are_invalid_not_the_first_number(
+    text: str, says: str
+) -> None:
+    """Each used to read the first number after the mark (12, 12, 3, 5, ...): a wrong answer
+    reported as valid."""
+    value, valid, error = apply(build_extractor("number"), text)
+    assert (value, valid) == (None, False)
+    assert error is not None and says in error
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("The answer is not B; it's C.", ("C", True)),
+        ("The answer isn't A, it is D", ("D", True)),
+        ("The answer is no longer A but C", ("C", True)),
+        ("The answer is B? No wait, C.", (None, False)),
+        ("The answer is not B.", (None, False)),
+    ],
+)
+def test_choice_reads_what_the_marked_clause_affirms(
+    text: str, expected: tuple[str | None, bool]
+) -> None:
+    assert apply(build_extractor("choice"), text)[:2] == expected

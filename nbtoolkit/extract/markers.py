@@ -16,6 +16,12 @@ kind present that disagree: the last ``\\boxed`` wins; otherwise the last wins w
 corrects itself between them ("Wait, I misread", "Actually", ...), and when it does not, the
 reply is invalid and the message names both answers.
 
+What a marked answer's clause says is read, not only its first value: "the answer is not 12;
+it's 15" gives 15 (what follows "but", ";", "rather", "instead", "it is"), "the answer is not
+12" alone gives nothing (and a reply whose marks give nothing but such denials is invalid, not
+read from its unmarked text), and "the answer is 12? No wait, 15" doubts its own value: that
+mark gives nothing, and the reply is invalid unless a later mark settles it.
+
 A reply that ends inside a JSON object (cut off by ``max_tokens``, see
 ``jsonread.cut_json_start``) is read by the extractors only before that object: nothing in an
 unfinished object is a conclusion, so a mark before it stands and otherwise the reply is
@@ -44,7 +50,7 @@ _FINAL = re.compile(
 _ANSWER = re.compile(
     r"\b(?:answer|correct\s+(?:option|choice))\b"
     r"(?:[ \t]+(?:to|for)[ \t]+(?:the|this|that|our|your)[ \t]+(?:question|problem)[ \t]*)?"
-    r"[ \t*_]*(?:is\b|would\s+be\b|will\s+be\b|should\s+be\b)[ \t*_:]*"
+    r"[ \t*_]*(?:is\b|is(?=n['’]t\b)|would\s+be\b|will\s+be\b|should\s+be\b)[ \t*_:]*"
     r"|^[ \t#>*_-]*(?:(?:the|my|correct)[ \t]+)*answer\b[ \t*_]*[:=][ \t*_:]*",
     re.I | re.M,
 )
@@ -58,6 +64,19 @@ _CORRECTION = re.compile(
     r"\b(?:wait|actually|correction|corrected|misread|mistake|oops|sorry|on second thought"
     r"|re-?check|re-?calculat|re-?evaluat|let me redo|instead|revis)",
     re.I,
+)
+# A marked clause that opens by denying ("the answer is not 12", "isn't", "no longer").
+_DENIED = re.compile(
+    r"^[\s*_:]*(?:(?:is|was|would\s+be|will\s+be)\s+)?(?:not|never|no\s+longer|n['’]t)\b", re.I
+)
+# Where the clause turns to what the answer is.
+_TURN = re.compile(
+    r";|\bbut\b|\brather\b|\binstead\b|\bit(?:['’]s|\s+is|\s+was|\s+would\s+be)\b"
+    r"|\banswer\s+is\b",
+    re.I,
+)
+_SAYS = re.compile(
+    r"[\s,]*(?:it(?:['’]s|\s+is|\s+was|\s+would\s+be)|the\s+answer\s+is)?[\s*_:]*", re.I
 )
 _SENTENCE_END = re.compile(r"\n|\.(?=\s|$)")
 SEGMENT = 200  # characters read after a phrase marker: an answer follows its marker closely
@@ -162,19 +181,52 @@ def runon_cut(text: str) -> str:
 T = TypeVar("T")
 
 
+def affirmed(segment: str) -> tuple[str, str | None]:
+    """What a marked clause affirms, and why it affirms nothing when it does not.
+
+    Returns ``(text, None)`` with the text to read a value from, or ``("", reason)`` when the
+    clause only denies a value ("not 12") or doubts it ("12? No wait, 15").
+    """
+    denied = _DENIED.match(segment)
+    if denied:
+        turn = _TURN.search(segment, denied.end())
+        if turn is None:
+            shown = re.sub(r"^n['’]t", "isn't", segment.strip(" \t*_:"))[:60]
+            return "", f"the reply says only what the answer is not ({shown!r})"
+        rest = segment[turn.end() :]
+        lead = _SAYS.match(rest)
+        return affirmed(rest[lead.end() :] if lead else rest)
+    asked = segment.find("?")
+    if asked != -1 and _CORRECTION.search(segment, asked):
+        return "", f"the reply doubts its marked answer ({segment.strip()[:60]!r})"
+    return segment, None
+
+
 def decide(
     text: str, found: list[Mark], read: Callable[[Mark], T | None], key: Callable[[T], Any]
 ) -> T | None:
     """The marked answer: the strongest kind of mark that ``read`` can read, by the rules above.
 
     ``read`` turns one mark into a value (None when the mark holds none); ``key`` says when two
-    values are the same answer. None when no mark holds a value.
+    values are the same answer. None when no mark holds a value; ``ExtractionError`` when the
+    marks deny or doubt their values and none settles it (see ``affirmed``).
     """
+    unsaid: list[tuple[Mark, str]] = []
+    clauses = []
+    for mk in found:
+        said, reason = affirmed(mk.text)
+        if reason is not None:
+            unsaid.append((mk, reason))
+        clauses.append(Mark(mk.kind, mk.start, said))
     for kind in (BOXED, HASHES, FINAL, ANSWER):
-        values = [(mk, v) for mk, v in _read_all(found, kind, read) if v is not None]
+        values = [(mk, v) for mk, v in _read_all(clauses, kind, read) if v is not None]
         if not values:
             continue
         last_mark, last = values[-1]
+        # A later mark that doubts its own value leaves the reply undecided.
+        doubted = [why for mk, why in unsaid if mk.start > last_mark.start and "doubts" in why]
+        if doubted:
+            raise ExtractionError(doubted[-1])
         if kind == BOXED:
             return last
         first_mark, first = next(
@@ -188,6 +240,8 @@ def decide(
             f"the reply marks two different answers ({KIND[kind]} {first} and {last}) "
             "and does not say which is final"
         )
+    if unsaid:
+        raise ExtractionError(unsaid[-1][1])
     return None
 
 

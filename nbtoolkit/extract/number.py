@@ -37,6 +37,10 @@ _GLUE_BEFORE = re.compile(r"\d[:,.\-]$")
 _ON_THE_HOUR = re.compile(r":00(?![\d:])")
 _COMPOUND = re.compile(r"[\d:,.\-]+")
 _OR_AFTER = re.compile(r"\s+or\s+-?\$?\d")
+# A range: "3 to 5", "3–5", "between 3 and 5", "from 3 to 5".
+_RANGE_AFTER = re.compile(r"[ \t]*(?:to|through|thru|till|until|–|—)[ \t]*-?\$?\d", re.I)
+_AND_AFTER = re.compile(r"[ \t]+and[ \t]+-?\$?\d", re.I)
+_BETWEEN_BEFORE = re.compile(r"\bbetween[ \t]+-?\$?$", re.I)
 _OR_BEFORE = re.compile(r"\d\S*\s+or\s+-?\$?$")
 # An operand of an unevaluated sum ("10 - 3" with no "= 7"): not the result.
 _OPERATOR_AFTER = re.compile(r"[ \t]*[-+*/×÷][ \t]*\$?\d")
@@ -47,7 +51,8 @@ _ONE_LINE = 120
 # a wrong answer: invalid, with a pointer to extract="math".
 _PART_AFTER = re.compile(
     r"[ \t]*(?:\^|\*\*[ \t]*-?\d|\\pi\b|π|\\sqrt|√)"
-    r"|[ \t]*(?:million|billion|trillion|thousand|hundred|dozen|k)\b",
+    r"|[ \t]*(?:million|billion|trillion|thousand|hundred|dozen|k|squared|cubed)\b"
+    r"|[ \t]+to[ \t]+the[ \t]+(?:\w+[ \t]+)?power\b",
     re.I,
 )
 _PART_BEFORE = re.compile(r"(?:\\sqrt[ \t]*\{?|√|\bsqrt\(|\^[ \t]*\{?-?|\d[ \t]*\*\*[ \t]*-?)$")
@@ -86,11 +91,18 @@ def _value(text: str, m: re.Match[str], *, operand: bool = True) -> Fraction:
     if _PART_AFTER.match(text, m.end()) or _PART_BEFORE.search(
         text[max(0, m.start() - 8) : m.start()]
     ):
-        piece = text[max(0, m.start() - 8) : m.end() + 12].strip()
+        piece = text[max(0, m.start() - 8) : m.end() + 20].strip()
         raise ExtractionError(
             f"{piece!r} is not one plain number (a power, root, multiple of pi or a word like "
             "'million'); ask for the number written out, or use extract='math'"
         )
+    before_it = text[max(0, m.start() - 40) : m.start()]
+    if _RANGE_AFTER.match(text, m.end()) or (
+        _BETWEEN_BEFORE.search(before_it) and _AND_AFTER.match(text, m.end())
+    ):
+        other = NUMBER.search(text, m.end())
+        span = text[m.start() : other.end() if other else m.end()].strip()
+        raise ExtractionError(f"the reply gives a range ({span}), not one number")
     ahead = _OR_AFTER.match(text, m.end())
     if ahead or _OR_BEFORE.search(text[max(0, m.start() - 40) : m.start()]):
         other = NUMBER.search(text, m.end()) if ahead else None
