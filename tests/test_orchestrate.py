@@ -238,6 +238,24 @@ def test_bad_input_is_one_line_and_writes_nothing(kwargs, error, words, tmp_path
     assert not (tmp_path / "nbtoolkit-cache").exists()
 
 
+@pytest.mark.parametrize(
+    ("field", "raw", "words"),
+    [
+        ("prompt_tokens", "-5", "'prompt_tokens' is -5; it must be a finite number >= 0"),
+        ("latency_s", "NaN", "'latency_s' is nan; it must be a finite number >= 0"),
+        ("cost_usd", "Infinity", "'cost_usd' is inf"),
+        ("completion_tokens", "2.5", "a token count is a whole number"),
+    ],
+)
+def test_recordings_with_impossible_usage_are_refused(tmp_path, field, raw, words) -> None:
+    """Each was accepted and replayed into totals (a negative cost, a NaN mean latency)."""
+    rec = tmp_path / "bad.jsonl"
+    rec.write_text(f'{{"model": "m", "prompt": "Q", "output": "4", "{field}": {raw}}}\n')
+    with pytest.raises(nbt.RecordingsError, match=r"bad.jsonl:1: ") as info:
+        nbt.orchestrate("Q", ["replay/m"], recordings=rec, audit=False)
+    assert words in str(info.value)
+
+
 def test_malformed_recordings_line_names_file_and_line(tmp_path) -> None:
     rec = tmp_path / "bad.jsonl"
     rec.write_text('{"model": "m", "prompt": "Q", "output": "a"}\n{"model": "m", "prompt": \n')

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -118,6 +119,15 @@ def _record(obj: Any, where: str) -> Recording:
         value = obj.get(field)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise RecordingsError(f"{where}: '{field}' must be a number")
+        # JSON readers accept NaN and Infinity; a replayed count, price or time must be a
+        # real one, or every total it enters is wrong (leave the field out when unknown).
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise RecordingsError(
+                f"{where}: '{field}' is {value}; it must be a finite number >= 0 "
+                "(leave it out when unknown)"
+            )
+        if field.endswith("_tokens") and value is not None and value != int(value):
+            raise RecordingsError(f"{where}: '{field}' is {value}; a token count is a whole number")
         numbers[field] = value
     return Recording(obj["model"], obj["prompt"], obj["output"], **numbers)
 

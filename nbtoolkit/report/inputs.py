@@ -42,7 +42,9 @@ def load_inputs(data: str, rows: int = 0) -> pd.DataFrame | None:
             frame = pd.read_json(data, lines=True)
         else:
             raise ConfigError(f"data file {data!r}: use a .csv, .parquet or .jsonl file")
-    if rows and rows > 0:
+    if rows < 0:
+        raise ConfigError(f"rows={rows}: use the number of rows to run, or 0 for all")
+    if rows:
         frame = frame.head(rows)
     return frame.reset_index(drop=True)
 

@@ -370,6 +370,17 @@ def check_parameters(
     return values
 
 
+# Counts a template passes on; a negative one would be read as something else (rows=-1 by
+# pandas' head() as "all but the last row", before this check: as "all rows").
+_LOWEST = {
+    "rows": (0, "the first N rows; 0 for all"),
+    "samples": (1, "answers per model per row"),
+    "retries": (0, "retries per call; 0 for none"),
+    "repair": (0, "re-asks per unreadable reply; 0 for none"),
+    "concurrency": (1, "calls at once"),
+}
+
+
 def check_before_running(declared: Mapping[str, Parameter], values: Mapping[str, Any]) -> None:
     """What the parameters mean, checked before the kernel starts (``check_parameters``
     checks names and types): strategies are built, every model a template would call
@@ -383,6 +394,10 @@ def check_before_running(declared: Mapping[str, Parameter], values: Mapping[str,
     _check_strategies(values)
 
     effective = {n: p.default for n, p in declared.items()} | dict(values)
+    for name, (lowest, meaning) in _LOWEST.items():
+        value = effective.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value < lowest:
+            raise ParameterError(f"parameter '{name}': {value} is below {lowest} ({meaning})")
     options = {"recordings": effective.get("recordings") or None}
     for name, value in effective.items():
         if (name == "models" or name.endswith("_models")) and isinstance(value, list):
