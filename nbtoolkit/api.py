@@ -187,7 +187,6 @@ def _auditor(audit: bool | str, run_id: str) -> Callable[[Call, Outcome], None] 
 
 
 def _warn(result: RunResult, runner: Runner) -> None:
-    out = result.outputs
     result.warnings.extend(runner.recording_warnings())
     if runner.shared:
         result.warnings.append(
@@ -198,7 +197,7 @@ def _warn(result: RunResult, runner: Runner) -> None:
     failed = int(result.failed_mask().sum())
     if failed and not runner.cancelled:
         result.warnings.append(
-            f"{failed} of {int((~result.skipped_mask()).sum())} calls failed; "
+            f"{failed} of {int(result.made_mask().sum())} calls failed; "
             "see res.errors for each error"
         )
     skipped = result.skipped
@@ -207,7 +206,7 @@ def _warn(result: RunResult, runner: Runner) -> None:
         result.warnings.append(
             f"{len(skipped)} calls were not made ({reason}); they are 'Skipped' rows"
         )
-    fallbacks = int(out["error"].fillna("").str.startswith("answered by fallback").sum())
+    fallbacks = int(result.fallback_mask().sum())
     if fallbacks:
         result.warnings.append(f"{fallbacks} calls were answered by a fallback model")
     notes = result.consensus["note"].dropna()

@@ -76,6 +76,9 @@ def is_cancelled(error: Any) -> bool:
     return isinstance(error, str) and error.startswith(CANCELLED)
 
 
+FALLBACK = "answered by fallback"  # the note on a row a fallback model answered: not a failure
+
+
 @dataclass
 class Progress:
     """Counts per model, handed to the progress callback after every finished call."""

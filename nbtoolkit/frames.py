@@ -20,7 +20,7 @@ import pandas as pd
 from . import consensus as consensus_mod
 from . import extract as extract_mod
 from . import providers
-from .calls import Call, Outcome
+from .calls import FALLBACK, Call, Outcome
 from .consensus import FollowUpCall
 from .errors import public, redact
 from .plan import Plan
@@ -165,7 +165,7 @@ def _error(outcome: Outcome, extract_error: str | None) -> str | None:
     note when the output is there."""
     error = outcome.error or extract_error
     if outcome.answered_by and outcome.output is not None:
-        error = f"answered by fallback {outcome.answered_by} after: {outcome.fallback_error}"
+        error = f"{FALLBACK} {outcome.answered_by} after: {outcome.fallback_error}"
     if outcome.shared_from is not None:
         # Not a failure (the output is there): a note, as for an answer given by a fallback.
         note = f"{SHARED} row {outcome.shared_from}'s call, sent once"

@@ -14,8 +14,8 @@ from typing import Any
 import pandas as pd
 
 from . import views
+from .calls import FALLBACK, is_cancelled, is_skipped
 from .formatting import format_cost
-from .runner import is_cancelled, is_skipped
 from .strategies.base import answer_key
 
 OUTPUT_COLUMNS = [
@@ -124,9 +124,36 @@ class RunResult:
         """True for the calls a cancel stopped (or never started): not failures."""
         return self.outputs["error"].map(is_cancelled).astype(bool)
 
+    def made_mask(self) -> pd.Series:
+        """True for the calls that were made (not skipped, not cancelled): what was paid for."""
+        return ~self.skipped_mask() & ~self.cancelled_mask()
+
     def failed_mask(self) -> pd.Series:
         """True for the calls that were made and failed (not skipped, not cancelled)."""
-        return self.outputs["output"].isna() & ~self.skipped_mask() & ~self.cancelled_mask()
+        return self.outputs["output"].isna() & self.made_mask()
+
+    def fallback_mask(self) -> pd.Series:
+        """True for the calls a fallback model answered after the model itself failed."""
+        return self.outputs["error"].fillna("").str.startswith(FALLBACK)
+
+    def call_kinds(self) -> pd.DataFrame:
+        """One row per call (aligned with ``outputs``), boolean columns ``model, made,
+        skipped, cancelled, failed, unreadable, valid, retried, fallback``: the one place
+        that says what happened to each call, for every count on screen and in reports."""
+        out = self.outputs
+        return pd.DataFrame(
+            {
+                "model": out["model"],
+                "made": self.made_mask(),
+                "skipped": self.skipped_mask(),
+                "cancelled": self.cancelled_mask(),
+                "failed": self.failed_mask(),
+                "unreadable": self.invalid_mask(),
+                "valid": out["valid"].astype(bool),
+                "retried": out["attempts"] > 1,
+                "fallback": self.fallback_mask(),
+            }
+        )
 
     def invalid_mask(self) -> pd.Series:
         """True for the replies that came back but could not be read as an answer."""

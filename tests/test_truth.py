@@ -208,6 +208,34 @@ class _CancelAfterFirst:
             self.runner.cancel()
 
 
+def test_a_reports_call_counts_are_the_calls_made_not_those_a_cancel_stopped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The report's workflow diagram counted every call not skipped, cancelled ones
+    included, while its health table and res.totals() did not."""
+    from nbtoolkit.report.analysis import health
+    from nbtoolkit.report.workflow import run_flow
+
+    monkeypatch.setenv("NBTOOLKIT_SIM_TIME_SCALE", "0.01")
+    reporter = _CancelAfterFirst()
+    res = _run(
+        rows=6,
+        models=["sim/swift-mini", "sim/budget-a"],
+        concurrency=1,
+        progress=reporter,
+        on_start=reporter.start,
+    )
+    assert res.cancelled and res.cancelled_mask().any()
+    kinds = res.call_kinds()
+    table = health(res).set_index("model")
+    svg, _ = run_flow(res, "6 rows", "number", set(res.models))
+    for model in res.models:
+        made = int((kinds["made"] & (kinds["model"] == model)).sum())
+        assert table.loc[model, "calls"] == made
+        assert f"{made} calls, 0 failed" in svg
+    assert int(kinds["made"].sum()) == res.totals()["calls"]
+
+
 def test_cancelled_calls_are_neither_failed_nor_of_unknown_cost(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

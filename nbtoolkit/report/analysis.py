@@ -18,7 +18,6 @@ from .. import providers
 from ..errors import redact
 from ..formatting import format_cost, sim_time_note
 from ..results import CONSENSUS_COLUMNS, EXTRA_CONSENSUS_COLUMNS, RunResult, agreement_counts
-from ..runner import is_cancelled, is_skipped
 from ..strategies.cascade import Cascade
 from ..strategies.vote import FirstValid, Vote, Weighted
 from .replay import changed, cheapest_first, models_of, replay, restricted
@@ -86,22 +85,8 @@ def fallbacks_configured(res: RunResult) -> str:
 
 
 def kinds(res: RunResult) -> pd.DataFrame:
-    out = res.outputs
-    error = out["error"].fillna("")
-    return pd.DataFrame(
-        {
-            "model": out["model"],
-            "skipped": error.map(is_skipped).astype(bool),
-            "cancelled": error.map(is_cancelled).astype(bool),
-            "failed": out["output"].isna()
-            & ~error.map(is_skipped).astype(bool)
-            & ~error.map(is_cancelled).astype(bool),
-            "unreadable": out["output"].notna() & ~out["valid"].astype(bool),
-            "valid": out["valid"].astype(bool),
-            "retried": out["attempts"] > 1,
-            "fallback": error.str.startswith("answered by fallback"),
-        }
-    )
+    """What happened to each call: ``RunResult.call_kinds``."""
+    return res.call_kinds()
 
 
 def health(res: RunResult) -> pd.DataFrame:
@@ -110,7 +95,7 @@ def health(res: RunResult) -> pd.DataFrame:
     rows = []
     for model in res.models:
         k = table[table["model"] == model]
-        made = int((~k["skipped"] & ~k["cancelled"]).sum())
+        made = int(k["made"].sum())
         rows.append(
             {
                 "model": model,
@@ -191,7 +176,7 @@ def drop_each(res: RunResult, gold: pd.Series | None) -> pd.DataFrame:
 def cascade_note(res: RunResult, gold: pd.Series | None) -> str:
     """What a cheapest-first cascade (stop once 2 agree) would have saved on this run."""
     if res.strategy == "cascade":
-        made = int((~res.skipped_mask() & ~res.cancelled_mask()).sum())
+        made = int(res.made_mask().sum())
         return (
             f"This run already used a cascade: it made {made} of {len(res.outputs)} possible calls."
         )

@@ -12,7 +12,6 @@ import pandas as pd
 
 from ..extract.jsonread import ends_inside_json
 from ..results import RunResult
-from ..runner import is_cancelled, is_skipped
 from .values import missing, short
 
 # What an extraction message says, as a kind of failure a reader can act on. The messages
@@ -52,8 +51,7 @@ def problems(res: RunResult, top: int = 10) -> pd.DataFrame:
     how often, from which models, and one example message."""
     out = res.outputs
     error = out["error"].fillna("")
-    skipped = error.map(is_skipped).astype(bool) | error.map(is_cancelled).astype(bool)
-    bad = out[(error != "") & ~skipped & ~error.str.startswith("answered by fallback")]
+    bad = out[(error != "") & res.made_mask() & ~res.fallback_mask()]
     if bad.empty:
         return pd.DataFrame(columns=["kind", "count", "models", "example"])
     kinds = [failure_kind(e, o) for e, o in zip(bad["error"], bad["output"], strict=True)]

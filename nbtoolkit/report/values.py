@@ -14,7 +14,6 @@ import pandas as pd
 from ..calibration import compared
 from ..errors import ConfigError, clip
 from ..results import RunResult, data_column
-from ..runner import is_cancelled, is_skipped
 from ..strategies import answer_key
 
 __all__ = [
@@ -96,9 +95,7 @@ def price_note(runs: Sequence[tuple[str, RunResult]]) -> str:
 def calls_made(res: RunResult) -> pd.DataFrame:
     """``res.outputs`` without the calls a strategy skipped or a stop cancelled: they were
     never made, so they cost nothing and took no time."""
-    error = res.outputs["error"]
-    made = ~error.map(is_skipped).astype(bool) & ~error.map(is_cancelled).astype(bool)
-    return res.outputs[made]
+    return res.outputs[res.made_mask()]
 
 
 def strategy_label(res: RunResult) -> str:

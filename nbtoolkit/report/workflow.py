@@ -176,7 +176,7 @@ def run_flow(res: RunResult, data_label: str, extract: Any, simulated: set[str])
     boxes = []
     for i, model in enumerate(res.models):
         k = kinds[kinds["model"] == model]
-        lines = [f"{int((~k['skipped']).sum())} calls, {int(k['failed'].sum())} failed"]
+        lines = [f"{int(k['made'].sum())} calls, {int(k['failed'].sum())} failed"]
         if model in simulated:
             lines.append("simulated model")
         boxes.append(Box(f"m{i}", model, lines, "simulated" if model in simulated else "model"))
