@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from .estimates import Estimate, estimate
     from .jupyter.widgets import ui
     from .pipelines import PipelineResult, Step, apipeline, mixture_of_agents, pipeline
+    from .providers.proxy import Proxy
     from .results import RunResult, load
     from .spec import Model
     from .strategies import Cascade, FirstValid, Fuse, Judge, Medoid, Vote, Weighted
@@ -75,6 +76,7 @@ _LAZY = {
     "ui": "jupyter.widgets",
     "estimate": "estimates",
     "Estimate": "estimates",
+    "Proxy": "providers.proxy",
     **{
         name: "strategies"
         for name in ("Cascade", "FirstValid", "Fuse", "Judge", "Medoid", "Vote", "Weighted")
@@ -109,6 +111,7 @@ __all__ = [
     "TemplateError",
     "__version__",
     "PipelineResult",
+    "Proxy",
     "Step",
     "aorchestrate",
     "apipeline",

@@ -57,6 +57,8 @@ async def aorchestrate(
     cache_path: str | None = None,
     on_start: Callable[[Runner], None] | None = None,
     transport: str = "auto",
+    cache_url: str | None = None,
+    proxy: Any = None,
     **params: Any,
 ) -> RunResult:
     """The async twin of ``orchestrate``; await it inside a running event loop.
@@ -94,13 +96,15 @@ async def aorchestrate(
         cache_path=cache_path,
         on_start=on_start,
         transport=transport,
+        cache_url=cache_url,
+        proxy=proxy,
     )
     run_id = uuid.uuid4().hex[:12]
     runner = Runner(
         concurrency=concurrency,
         timeout=timeout,
         retry=RetryPolicy(retries=retries),
-        cache=open_cache(cache_path) if cache != "off" else None,
+        cache=open_cache(cache_path, cache_url) if cache != "off" else None,
         cache_mode=cache,
         progress=reporter,
         on_outcome=_auditor(audit, run_id),
@@ -270,6 +274,8 @@ def orchestrate(
     cache_path: str | None = None,
     on_start: Callable[[Runner], None] | None = None,
     transport: str = "auto",
+    cache_url: str | None = None,
+    proxy: Any = None,
     **params: Any,
 ) -> RunResult:
     """Send a prompt (one per DataFrame row) to several models; returns a ``RunResult``.
@@ -287,6 +293,12 @@ def orchestrate(
     ``transport``: how the calls of models left on ``Model(transport="auto")`` are carried:
     ``"auto"`` (the lean aiohttp client for OpenAI-compatible endpoints, litellm for the
     rest), ``"litellm"`` or ``"aiohttp"``; ``res.meta["transports"]`` says which each used.
+    ``cache_url``: a shared Redis cache (``redis://host:6379/0``; default
+    ``$NBTOOLKIT_CACHE_URL``), instead of the SQLite file on this machine.
+    ``proxy``: a LiteLLM proxy's URL (or ``nbtoolkit.Proxy(url, key_env=...)``; default
+    ``$NBTOOLKIT_PROXY_URL``): every model not answered offline is sent there by its id,
+    with the virtual key from ``$NBTOOLKIT_PROXY_KEY_ENV``'s variable; the proxy's refusals
+    (budget exceeded, model not allowed, rate limited) are one line each in the error column.
 
     Works the same in a script and inside a running event loop (a Jupyter kernel): the run
     goes on a worker thread with its own loop, so no loop is patched. Ctrl-C (or interrupting
@@ -317,6 +329,8 @@ def orchestrate(
         audit=audit,
         cache_path=cache_path,
         transport=transport,
+        cache_url=cache_url,
+        proxy=proxy,
     )
     check_options(on_start=on_start)  # before it is wrapped below
     holder: dict[str, Runner] = {}

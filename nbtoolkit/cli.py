@@ -6,6 +6,7 @@
     nbtoolkit report TEMPLATE -p NAME VALUE ... [-f params.yaml] -o OUT.ipynb [--html OUT.html]
                      [--replay-only] [--estimate]
     nbtoolkit models               # the simulated profiles, and which API keys are set
+    nbtoolkit models --proxy [URL] # the models a LiteLLM proxy serves to your key
     nbtoolkit cache info|clear|export PATH
 """
 
@@ -190,6 +191,8 @@ def _parameters_file(path: str) -> dict[str, Any]:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    if args.proxy is not None:
+        return _proxy_models(args.proxy or None)
     from .providers import key_variables, sim
 
     print("Simulated models (offline, for demos and teaching):")
@@ -199,6 +202,27 @@ def cmd_models(args: argparse.Namespace) -> int:
     for var, is_set in key_variables():
         print(f"  {var:20s} {'set' if is_set else 'not set'}")
     print("\nAny litellm model id works: https://docs.litellm.ai/docs/providers")
+    return 0
+
+
+def _proxy_models(url: str | None) -> int:
+    """What the proxy (``url``, else ``$NBTOOLKIT_PROXY_URL``) serves to the key in
+    ``$NBTOOLKIT_PROXY_KEY_ENV``'s variable; the key itself is never printed."""
+    from .providers import as_proxy, served_models
+    from .providers.proxy import ENV_URL
+
+    proxy = as_proxy(url)
+    if proxy is None:
+        raise NbtoolkitError(
+            f"models --proxy needs the proxy's URL: nbtoolkit models --proxy "
+            f"http://proxy:4000, or export {ENV_URL}=http://proxy:4000"
+        )
+    names = served_models(proxy)
+    print(f"Models the LiteLLM proxy at {proxy.url} serves to the key in ${proxy.variable}:")
+    for name in names:
+        print(f"  {name}")
+    if not names:
+        print("  (none: ask the proxy's admin which models your key may use)")
     return 0
 
 
@@ -282,6 +306,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.set_defaults(func=cmd_report)
     models = sub.add_parser("models", help="list simulated models and which API keys are set")
+    models.add_argument(
+        "--proxy",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="URL",
+        help="list what a LiteLLM proxy serves to your key (default URL: $NBTOOLKIT_PROXY_URL)",
+    )
     models.set_defaults(func=cmd_models)
     cache = sub.add_parser("cache", help="inspect, clear or export the call cache")
     cache.add_argument("action", choices=["info", "clear", "export"])

@@ -192,7 +192,13 @@ def _secret_values() -> tuple[str, ...]:
     snapshot: Any = tuple(raw.items()) if isinstance(raw, dict) else tuple(os.environ.items())
     if snapshot == _cached[0] and snapshot:
         return _cached[1]
-    values = {v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= _MIN_SECRET}
+    # A *_KEY_ENV variable (NBTOOLKIT_PROXY_KEY_ENV) holds the name of a key's variable,
+    # which messages must be able to name; the key itself is that variable's value.
+    values = {
+        v
+        for k, v in os.environ.items()
+        if _SECRET_NAME.search(k) and not k.endswith("_KEY_ENV") and len(v) >= _MIN_SECRET
+    }
     values |= _PROTECTED
     # Longest first, so a key that contains another is replaced whole.
     ordered = tuple(sorted(values, key=len, reverse=True))

@@ -83,6 +83,9 @@ def collect(
     result.meta = public(meta)
     result.meta["shared_calls"] = shared
     result.meta["transports"] = providers.transports_of(list(plan.models))
+    proxy = providers.current_proxy()
+    if proxy is not None:  # its URL and the key's variable name; never the key
+        result.meta["proxy"] = public({"url": proxy.url, "key_env": proxy.variable})
     return result
 
 

@@ -129,6 +129,10 @@ class RunOptions(BaseModel):
         description="how calls are carried: 'auto', 'litellm' or 'aiohttp' (for the models "
         "left on transport='auto')",
     )
+    cache_url: Text | None = Field(
+        None, description="a Redis URL such as 'redis://host:6379/0', or None"
+    )
+    proxy: Any = Field(None, description="a LiteLLM proxy's URL, a nbtoolkit.Proxy, or None")
 
     @field_validator("strategy")
     @classmethod
@@ -221,6 +225,8 @@ def plan_run(
     # After the type checks, so a wrong type is named as such; before any call is planned.
     check_encodable(prompt, data, variables, system)
     providers.use_transport(opts.transport)  # for this run's models left on "auto"
+    proxy = providers.as_proxy(opts.proxy)
+    providers.use_proxy(proxy)  # resolve() sends this run's online models through it
     samples, seed = opts.samples, opts.seed
     temperature, max_tokens = opts.temperature, opts.max_tokens
     check_litellm_params(params or {}, "orchestrate()")

@@ -160,7 +160,9 @@ def test_a_half_written_audit_line_never_breaks_the_next_reader(tmp_path) -> Non
 
 @pytest.mark.parametrize("where", ["data", "variables", "prompt"])
 def test_input_that_is_not_utf8_is_refused_before_any_call(where) -> None:
-    data = pd.DataFrame({"q": ["fine", "also fine"], "note": ["ok", "broken \ud800"]})
+    # dtype=object: with pyarrow installed pandas would store the text as Arrow strings,
+    # which cannot hold a lone surrogate at all (the frame could not be built).
+    data = pd.DataFrame({"q": ["fine", "also fine"], "note": ["ok", "broken \ud800"]}, dtype=object)
     kwargs = {
         "data": dict(data=data),
         "variables": dict(variables={"note": "x\udcff"}),

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,67 +17,13 @@ from nbtoolkit.store import open_cache
 from nbtoolkit.testing import FakeOpenAIServer
 
 from .conftest import CANARY_KEY
+from .redis_server import REDIS_SERVER, RedisServer, redis_server_fixture  # noqa: F401
 
 pytest.importorskip("redis")
-REDIS_SERVER = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(
     REDIS_SERVER is None, reason="redis-server is not installed (apt-get install redis-server)"
 )
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    """A throw-away redis-server on loopback, without persistence."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        assert REDIS_SERVER is not None
-        self.proc = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        import redis
-
-        client = redis.Redis.from_url(self.url)
-        for _ in range(200):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    yield server
-    server.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -258,3 +200,31 @@ def test_a_password_in_the_url_is_never_shown() -> None:
 def test_a_url_that_is_not_redis_is_one_clear_line() -> None:
     with pytest.raises(nbt.ConfigError, match="not a Redis URL"):
         open_cache(url="http://127.0.0.1:6379")
+
+
+def test_cache_url_names_the_shared_cache_for_one_run(
+    redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NBTOOLKIT_CACHE_URL", raising=False)
+    monkeypatch.setenv("NBTOOLKIT_CACHE_DIR", str(tmp_path / "local"))
+    with FakeOpenAIServer(reply="The answer is 4") as server:
+        first = nbt.orchestrate(
+            "What is 2+2?",
+            [local(server, "m")],
+            cache_url=redis_server.url,
+            audit=False,
+            progress="none",
+        )
+        again = nbt.orchestrate(
+            "What is 2+2?",
+            [local(server, "m")],
+            cache_url=redis_server.url,
+            audit=False,
+            progress="none",
+        )
+        assert server.request_count == 1
+    assert not first.outputs["cached"].any() and again.outputs["cached"].all()
+    assert RedisCache(redis_server.url).info()["entries"] == 1
+    assert not (tmp_path / "local" / "cache.sqlite").exists()
+    with pytest.raises(nbt.ConfigError, match="not a Redis URL"):
+        nbt.orchestrate("Hi", ["sim/oracle-large"], cache_url="http://127.0.0.1:6379")

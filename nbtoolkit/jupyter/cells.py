@@ -357,9 +357,30 @@ def prepare(line: str, body: str, namespace: dict[str, Any], settings: Orchestra
     options.update({k: v for k, v in optional.items() if v is not None})
     if args.strict:
         options["strict"] = True
+    if settings.proxy or settings.proxy_key_env:
+        options["proxy"] = _proxy(settings)
     options.update(budget)
     progress = "none" if args.no_progress else (args.progress or settings.progress)
     return CellRun(prompt=prompt, models=models, options=options, out=out, progress=progress)
+
+
+def _proxy(settings: Orchestrate) -> Any:
+    """``%config Orchestrate.proxy`` / ``proxy_key_env`` as the run's ``Proxy``; an unset
+    one falls back to its environment variable."""
+    import os
+
+    from ..providers.proxy import ENV_KEY_ENV, ENV_URL, Proxy
+
+    url = settings.proxy or os.environ.get(ENV_URL) or ""
+    if not url:
+        raise usage(
+            "Orchestrate.proxy_key_env is set but no proxy is: "
+            "%config Orchestrate.proxy = 'http://proxy:4000'"
+        )
+    try:
+        return Proxy(url, settings.proxy_key_env or os.environ.get(ENV_KEY_ENV) or None)
+    except ConfigError as exc:
+        raise usage(f"Orchestrate.proxy: {exc}") from None
 
 
 def format_cell(

@@ -67,6 +67,17 @@ class Orchestrate(Configurable):
         "text in papermill/nbconvert runs).",
     ).tag(config=True)
 
+    proxy = Unicode(
+        "",
+        help="A LiteLLM proxy's URL (http://proxy:4000): every model that is not simulated or "
+        "replayed goes through it. Empty: $NBTOOLKIT_PROXY_URL, else each provider directly.",
+    ).tag(config=True)
+    proxy_key_env = Unicode(
+        "",
+        help="The name of the environment variable holding your virtual key for the proxy "
+        "(never the key). Empty: $NBTOOLKIT_PROXY_KEY_ENV, else LITELLM_PROXY_API_KEY.",
+    ).tag(config=True)
+
     @default("aliases")
     def _default_aliases(self) -> dict[str, str]:
         return dict(DEFAULT_ALIASES)

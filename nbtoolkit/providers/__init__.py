@@ -6,7 +6,8 @@
 - ``failures``: retry hints and the one-line error texts of failed calls;
 - ``offline``, ``sim``, ``recordings``: the offline providers themselves, answered in-process;
 - ``resolve``: each model resolved once (transport, base URL, prices, context window);
-- ``openai_http``: the lean aiohttp transport for OpenAI-compatible endpoints.
+- ``openai_http``: the lean aiohttp transport for OpenAI-compatible endpoints;
+- ``proxy``: the LiteLLM proxy as a team's gateway (its URL, key and errors).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .keys import (
     key_variables,
     own_endpoint,
 )
+from .proxy import Proxy, as_proxy, current_proxy, served_models, use_proxy
 from .registry import (
     OfflineProvider,
     get_litellm,
@@ -61,16 +63,19 @@ __all__ = [
     "TRANSPORTS",
     "NoContentError",
     "OfflineProvider",
+    "Proxy",
     "Reply",
     "Resolved",
     "api_base_of",
     "api_key_for",
+    "as_proxy",
     "call_params",
     "check_model",
     "close_sessions",
     "complete",
     "context_window",
     "count_tokens",
+    "current_proxy",
     "describe_error",
     "get_litellm",
     "in_process",
@@ -84,8 +89,10 @@ __all__ = [
     "register_offline",
     "resolve",
     "retry_hint",
+    "served_models",
     "supports_schema",
     "transports_of",
+    "use_proxy",
     "use_transport",
     "warm_up",
 ]

@@ -29,8 +29,11 @@ def check_model(model: Model, options: dict[str, Any]) -> None:
     if is_offline(model.id):
         check_offline(model.id, options)
         return
+    record = resolve(model)  # how it is called: a transport it cannot take is refused now
+    if record.proxy is not None:
+        record.proxy.check()  # the proxy holds the provider keys; ours is the virtual key
+        return
     routed = litellm_id(model)
-    resolve(model)  # how it is called: a transport it cannot take is refused now
     if model.api_key_env:
         if not os.environ.get(model.api_key_env):
             raise MissingAPIKeyError(

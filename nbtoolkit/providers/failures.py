@@ -38,6 +38,9 @@ _FINAL = {
     "ContentPolicyViolationError",
     "UnsupportedParamsError",
     "UnprocessableEntityError",
+    # A LiteLLM proxy's refusals (openai_http): asking again gives the same answer.
+    "BudgetExceededError",
+    "ModelNotAllowedError",
 }
 
 

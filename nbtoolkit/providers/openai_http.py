@@ -193,6 +193,39 @@ def _status_error(status: int, raw: bytes, headers: Any) -> HTTPStatusError:
     return kind(message or f"status {status}", status, headers)
 
 
+BudgetExceededError = _kind("BudgetExceededError")
+ModelNotAllowedError = _kind("ModelNotAllowedError")
+_PROXY_KINDS = {
+    "BudgetExceededError": BudgetExceededError,
+    "ModelNotAllowedError": ModelNotAllowedError,
+    "RateLimitError": RateLimitError,
+    "AuthenticationError": AuthenticationError,
+}
+
+
+def _proxy_error(record: Resolved, error: HTTPStatusError, raw: bytes) -> HTTPStatusError:
+    """The proxy's own refusals (budget, model access, rate limit, key) as one line each;
+    an error it passed on from a provider stays as that provider's."""
+    from .failures import retry_hint
+    from .proxy import explain
+
+    assert record.proxy is not None
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = None
+    inner = body.get("error") if isinstance(body, dict) else None
+    kind = str(inner.get("type") or "") if isinstance(inner, dict) else ""
+    status = int(error.status_code or 0)
+    known = explain(
+        status, kind, str(error), retry_hint(error)[1], record.proxy, record.model.label
+    )
+    if known is None:
+        return error
+    name, line = known
+    return _PROXY_KINDS[name](line, status, error.litellm_response_headers)
+
+
 # -- the call ----------------------------------------------------------------------------------
 
 # Keyword arguments that steer the client, never part of the request body.
@@ -262,9 +295,12 @@ async def complete(
     import aiohttp
 
     params, headers = wire_params(record, kwargs)
-    key = api_key_for(record.model, kwargs)
-    if key is None:  # the provider's own host: its own key, as litellm reads it
-        key = env_key(record)
+    if record.proxy is not None:  # the virtual key, to the proxy only: never a provider's
+        key = record.proxy.key()
+    else:
+        key = api_key_for(record.model, kwargs)
+        if key is None:  # the provider's own host: its own key, as litellm reads it
+            key = env_key(record)
     url = f"{record.api_base}/chat/completions"
     body = orjson.dumps({"model": record.wire_model, "messages": messages, **params})
     current = _pool.get()
@@ -292,7 +328,8 @@ async def complete(
         if own:
             await pool.close()
     if status >= 400:
-        raise _status_error(status, raw, reply_headers)
+        error = _status_error(status, raw, reply_headers)
+        raise error if record.proxy is None else _proxy_error(record, error, raw)
     return _reply(record, _loads(raw))
 
 

@@ -17,6 +17,10 @@ Which transport a model takes (``Resolved.transport``):
   environment's (``OPENAI_BASE_URL``, ``<PROVIDER>_API_BASE``); OpenAI's own otherwise;
 - ``"litellm"``: ``litellm.acompletion``, for everything else (Anthropic, Gemini, Bedrock...).
 
+With a LiteLLM proxy set for the run (``proxy.use_proxy``), every model that is not offline
+and has no ``api_base`` of its own takes ``"aiohttp"`` to the proxy, its id as the model name
+on the wire (``Resolved.proxy`` says which proxy); its prices are still litellm's for that id.
+
 ``Model(transport="litellm")`` (or ``orchestrate(..., transport="litellm")`` for every model
 left on ``"auto"``) forces the litellm path; ``"aiohttp"`` asks for the lean one and is refused
 with one line when the model cannot take it.
@@ -35,6 +39,7 @@ from typing import Any
 
 from ..errors import ModelError
 from ..spec import TRANSPORTS, Model
+from .proxy import Proxy, current_proxy
 from .registry import get_litellm, is_offline, litellm_id, quiet
 
 __all__ = ["TRANSPORTS", "Resolved", "resolve", "run_transport", "transports_of", "use_transport"]
@@ -68,6 +73,7 @@ class Resolved:
     transport: str  # "offline" | "aiohttp" | "litellm"
     api_base: str | None = None
     wire_model: str | None = None
+    proxy: Proxy | None = None  # set when the calls go through a LiteLLM proxy
 
     @functools.cached_property
     def prices(self) -> tuple[float, float, float]:
@@ -100,7 +106,7 @@ class Resolved:
             return False
 
 
-_MEMO: OrderedDict[tuple[int, str], tuple[Model, Resolved]] = OrderedDict()
+_MEMO: OrderedDict[tuple[int, str, Proxy | None], tuple[Model, Resolved]] = OrderedDict()
 _MEMO_SIZE = 1024
 _lock = threading.Lock()
 
@@ -113,12 +119,13 @@ def resolve(model: Model, transport: str | None = None) -> Resolved:
     the lean client cannot call.
     """
     wanted = model.transport if model.transport != "auto" else transport or run_transport.get()
-    key = (id(model), wanted)
+    proxy = current_proxy()
+    key = (id(model), wanted, proxy)
     found = _MEMO.get(key)
     if found is not None and found[0] is model:
         return found[1]
     with quiet():
-        record = _resolve(model, wanted)
+        record = _resolve(model, wanted, proxy)
     with _lock:
         _MEMO[key] = (model, record)  # the model is kept alive, so its id is not reused
         while len(_MEMO) > _MEMO_SIZE:
@@ -140,10 +147,20 @@ def transports_of(models: list[Model]) -> dict[str, str]:
     return out
 
 
-def _resolve(model: Model, wanted: str) -> Resolved:
+def _resolve(model: Model, wanted: str, proxy: Proxy | None) -> Resolved:
     if is_offline(model.id):
         prefix = model.id.split("/", 1)[0]
         return Resolved(model, True, prefix, model.id, "offline")
+    if proxy is not None and not _own_base(model):
+        if wanted == "litellm":
+            raise ModelError(
+                f"{model.label}: transport='litellm' cannot go through the LiteLLM proxy at "
+                f"{proxy.url} (the proxy is called over its OpenAI-compatible API); use "
+                "transport='auto', or give the model an api_base of its own"
+            )
+        # The proxy routes on the id as the user wrote it (its model_name), whatever
+        # provider litellm would pick for it here; it speaks OpenAI's format for all.
+        return Resolved(model, False, "openai", model.id, "aiohttp", proxy.base, model.id, proxy)
     routed = litellm_id(model)
     provider, base = _route(model, routed)
     lean = (
@@ -166,6 +183,12 @@ def _resolve(model: Model, wanted: str) -> Resolved:
         # knows where this provider keeps it (or says it is missing), so it makes the call.
         return Resolved(model, False, provider, routed, "litellm")
     return record
+
+
+def _own_base(model: Model) -> bool:
+    """Whether the model names where it is served (a model pointed at a server of its own
+    keeps going there, proxy or not)."""
+    return bool(model.api_base or model.extra.get("api_base") or model.params.get("api_base"))
 
 
 def _needs_env_key(model: Model, base: str) -> bool:
