@@ -314,16 +314,23 @@ class RunResult:
 
 
 def _model_answers(result: RunResult) -> dict[str, dict[int, str]]:
-    """Per model, per input row: the model's answer (its most frequent valid one over samples)."""
+    """Per model, per input row: the model's answer (its most frequent valid one over samples;
+    of equally frequent ones, the earliest sample's)."""
     out: dict[str, dict[int, str]] = {m: {} for m in result.models}
     valid = result.outputs[result.outputs["valid"].astype(bool)]
-    for (model, row), group in valid.groupby(["model", "row"], sort=False):
-        counts: dict[str, int] = {}
-        for answer in group.sort_values("sample")["answer"]:
-            key = answer_key(answer)
-            counts[key] = counts.get(key, 0) + 1
-        best = max(counts.values())
-        out.setdefault(str(model), {})[int(row)] = next(k for k, n in counts.items() if n == best)
+    # One pass over plain lists: a pandas group per (model, row) made showing a result of
+    # thousands of rows take longer than running it.
+    order = valid.sort_values(["model", "row", "sample"], kind="stable")
+    counts: dict[tuple[str, int], dict[str, int]] = {}
+    for model, row, answer in zip(
+        order["model"].tolist(), order["row"].tolist(), order["answer"].tolist(), strict=True
+    ):
+        tally = counts.setdefault((str(model), int(row)), {})
+        key = answer_key(answer)
+        tally[key] = tally.get(key, 0) + 1
+    for (model, row), tally in counts.items():
+        best = max(tally.values())
+        out.setdefault(model, {})[row] = next(k for k, n in tally.items() if n == best)
     return out
 
 
