@@ -16,7 +16,7 @@ import pandas as pd
 from . import consensus as consensus_mod
 from . import extract as extract_mod
 from . import providers
-from .audit import AuditLog, call_record
+from .audit import AuditLog, AuditWriteError, call_record
 from .cache import cache_dir
 from .errors import ConfigError, RunFailedError
 from .frames import SHARED, collect
@@ -100,6 +100,7 @@ async def aorchestrate(
         proxy=proxy,
     )
     run_id = uuid.uuid4().hex[:12]
+    audit_log = _audit_log(audit)
     runner = Runner(
         concurrency=concurrency,
         timeout=timeout,
@@ -107,7 +108,7 @@ async def aorchestrate(
         cache=open_cache(cache_path, cache_url) if cache != "off" else None,
         cache_mode=cache,
         progress=reporter,
-        on_outcome=_auditor(audit, run_id),
+        on_outcome=_auditor(audit_log, run_id),
         seed=seed,
         max_cost_usd=max_cost_usd,
         validator=_validator(plan) if repair else None,
@@ -124,19 +125,22 @@ async def aorchestrate(
     )
     if on_start is not None:
         on_start(runner)
-    outcomes = await consensus_mod.execute(
-        plan.calls, plan.models, plan.strategy, plan.extractor, runner
-    )
-    extracted = consensus_mod.extract_all(plan.calls, outcomes, plan.extractor)
-    candidates = consensus_mod.candidates_of(plan.calls, outcomes, extracted)
-    followups = await consensus_mod.follow_up(
-        candidates,
-        dict(enumerate(plan.prompts)),
-        plan.strategy,
-        plan.run_params,
-        plan.seed,
-        runner,
-    )
+    try:
+        outcomes = await consensus_mod.execute(
+            plan.calls, plan.models, plan.strategy, plan.extractor, runner
+        )
+        extracted = consensus_mod.extract_all(plan.calls, outcomes, plan.extractor)
+        candidates = consensus_mod.candidates_of(plan.calls, outcomes, extracted)
+        followups = await consensus_mod.follow_up(
+            candidates,
+            dict(enumerate(plan.prompts)),
+            plan.strategy,
+            plan.run_params,
+            plan.seed,
+            runner,
+        )
+    finally:
+        _flush(audit_log, runner)  # however the run ends, what it paid for is in the log
     runner.finish()
     result = collect(
         plan,
@@ -169,8 +173,18 @@ def _validator(plan: Plan) -> Callable[[str], str | None]:
     return check
 
 
-def _auditor(audit: bool | str, run_id: str) -> Callable[[Call, Outcome], None] | None:
-    log = _audit_log(audit)
+def _flush(log: AuditLog | None, runner: Runner) -> None:
+    if log is None:
+        return
+    try:
+        log.flush()
+    except AuditWriteError as exc:
+        runner.not_recorded(
+            "audit", f"the audit log could not be written ({exc})", count=exc.records
+        )
+
+
+def _auditor(log: AuditLog | None, run_id: str) -> Callable[[Call, Outcome], None] | None:
     if log is None:
         return None
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import redact
+from .errors import MIN_SECRET, redact
 
 # Header values may carry a token: the log keeps their names only.
 _SECRET_PARAMS = {"api_key", "nbt_store", "extra_headers"}
@@ -27,44 +27,104 @@ def prompt_hash(messages: list[dict[str, Any]]) -> str:
     return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
-class AuditLog:
-    """Appends call records to a JSON Lines file; thread-safe, one write per line.
+class AuditWriteError(OSError):
+    """The log could not take ``records`` records (a full disk, a folder in its place)."""
 
-    Raises ``OSError`` when the file cannot be written; the runner turns that into a warning.
+    def __init__(self, message: str, records: int) -> None:
+        super().__init__(message)
+        self.records = records
+
+
+class AuditLog:
+    """Appends call records to a JSON Lines file; thread-safe.
+
+    Records are written in batches: when ``flush_every`` are waiting, when the oldest has
+    waited ``flush_after_s`` (checked as each record arrives), and on ``flush()``, which a run
+    calls as it ends, however it ends. A run of cache hits then costs one write per few
+    hundred calls instead of one file opening per call; a hard kill can lose the last fraction
+    of a second of the log, never an answer (the frames and the cache do not come from it).
+
+    ``write`` and ``flush`` raise ``AuditWriteError`` (with the number of records lost) when
+    the file cannot be written; the runner turns that into a warning.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, flush_every: int = 256, flush_after_s: float = 0.2
+    ) -> None:
         self.path = Path(path)
+        self.flush_every = flush_every
+        self.flush_after_s = flush_after_s
         self._lock = threading.Lock()
+        self._pending: list[bytes] = []
+        self._oldest = 0.0
 
     def write(self, record: dict[str, Any]) -> None:
-        line = redact(json.dumps(_clean(record), ensure_ascii=False, default=str))
-        try:
-            data = (line + "\n").encode("utf-8")
-        except UnicodeEncodeError:
-            # A lone surrogate in a reply: JSON's \u escapes keep the record whole and valid.
-            data = (redact(json.dumps(_clean(record), default=str)) + "\n").encode("ascii")
-        try:
-            self._append(data)
-        except OSError as exc:
-            raise OSError(f"{self.path}: {exc.strerror or exc}") from exc
+        data = _encode(record)
+        now = time.monotonic()
+        with self._lock:
+            if not self._pending:
+                self._oldest = now
+            self._pending.append(data)
+            due = len(self._pending) >= self.flush_every or now - self._oldest >= self.flush_after_s
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+            if not pending:
+                return
+            try:
+                self._append(b"".join(pending))
+            except OSError as exc:
+                raise AuditWriteError(f"{self.path}: {exc.strerror or exc}", len(pending)) from exc
 
     def _append(self, data: bytes) -> None:
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
-            fd = os.open(self.path, flags, 0o644)
-            try:
-                # A line cut short by a crash or a full disk is ended first, so this record
-                # starts on a line of its own and the next reader loses one line at most.
-                size = os.fstat(fd).st_size
-                if size and os.lseek(fd, size - 1, os.SEEK_SET) >= 0 and os.read(fd, 1) != b"\n":
-                    data = b"\n" + data
-                written = os.write(fd, data)
-                if written != len(data):
-                    raise OSError(f"only {written} of {len(data)} bytes written (disk full?)")
-            finally:
-                os.close(fd)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
+        fd = os.open(self.path, flags, 0o644)
+        try:
+            # A line cut short by a crash or a full disk is ended first, so this record
+            # starts on a line of its own and the next reader loses one line at most.
+            size = os.fstat(fd).st_size
+            if size and os.lseek(fd, size - 1, os.SEEK_SET) >= 0 and os.read(fd, 1) != b"\n":
+                data = b"\n" + data
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(f"only {written} of {len(data)} bytes written (disk full?)")
+        finally:
+            os.close(fd)
+
+
+# Fields the log makes itself (no secret can be in them), written as they are.
+_OURS = frozenset({"run_id", "time", "row", "sample", "prompt_sha256", "attempts", "cached"})
+
+
+def _encode(record: dict[str, Any]) -> bytes:
+    # Each value is redacted, not the whole line: the line's own keys ("run_id", ...) would
+    # send every record through the key-shape scan, the slowest step of a cached call.
+    clean = {k: v if k in _OURS else _safe(v) for k, v in record.items()}
+    try:
+        return (json.dumps(clean, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate in a reply: JSON's \u escapes keep the record whole and valid.
+        return (json.dumps(clean, default=str) + "\n").encode("ascii")
+
+
+def _safe(value: Any) -> Any:
+    """``value`` with every string in it redacted, and NaN (which JSON lacks) as null."""
+    if isinstance(value, str):
+        # Shorter than any secret redact hides, whole or in part: nothing to look for.
+        return redact(value) if len(value) >= MIN_SECRET else value
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {_safe(str(k)): _safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_safe(v) for v in value]
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    return redact(str(value))
 
 
 def read(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -110,8 +170,3 @@ def call_record(
         "cached": outcome.cached,
         "error": outcome.error,
     }
-
-
-def _clean(record: dict[str, Any]) -> dict[str, Any]:
-    # JSON has no NaN: an unknown cost is written as null.
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}

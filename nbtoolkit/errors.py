@@ -139,7 +139,7 @@ class RunFailedError(NbtoolkitError):
 # Names of environment variables whose values must never be written anywhere.
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
 # A secret shorter than this is not replaced: it would blank out ordinary words.
-_MIN_SECRET = 8
+MIN_SECRET = 8
 
 # API key shapes: OpenAI/Anthropic/OpenRouter, Google, GitHub, Hugging Face, Slack, AWS,
 # Groq, Perplexity, Replicate; a key of these shapes is hidden wherever it comes from (a
@@ -179,7 +179,7 @@ _cached: tuple[Any, tuple[str, ...]] = ((), ())
 def protect(value: str | None) -> None:
     """Never write ``value`` anywhere: ``redact`` will hide it from now on."""
     global _cached
-    if value and len(value) >= _MIN_SECRET:
+    if value and len(value) >= MIN_SECRET:
         _PROTECTED.add(value)
         _cached = ((), ())
 
@@ -197,7 +197,7 @@ def _secret_values() -> tuple[str, ...]:
     values = {
         v
         for k, v in os.environ.items()
-        if _SECRET_NAME.search(k) and not k.endswith("_KEY_ENV") and len(v) >= _MIN_SECRET
+        if _SECRET_NAME.search(k) and not k.endswith("_KEY_ENV") and len(v) >= MIN_SECRET
     }
     values |= _PROTECTED
     # Longest first, so a key that contains another is replaced whole.
@@ -208,24 +208,24 @@ def _secret_values() -> tuple[str, ...]:
 
 def _hide_parts(text: str, secret: str) -> str:
     """Hide ``secret`` and any piece of it that keeps one of its ends (a key cut short by a
-    length limit somewhere else), at least ``_MIN_SECRET`` characters long."""
+    length limit somewhere else), at least ``MIN_SECRET`` characters long."""
     if secret in text:
         text = text.replace(secret, HIDDEN)
     if not _KEYLIKE.fullmatch(secret):
         return text  # a path or URL kept in a *_KEY variable: only its whole value is hidden
-    head, tail = secret[:_MIN_SECRET], secret[-_MIN_SECRET:]
+    head, tail = secret[:MIN_SECRET], secret[-MIN_SECRET:]
     start = text.find(head)
     while start != -1:
-        end = start + _MIN_SECRET
+        end = start + MIN_SECRET
         while end < len(text) and end - start < len(secret) and text[end] == secret[end - start]:
             end += 1
         text = text[:start] + HIDDEN + text[end:]
         start = text.find(head, start + len(HIDDEN))
     end = text.find(tail)
     while end != -1:
-        stop = end + _MIN_SECRET
+        stop = end + MIN_SECRET
         begin = end
-        offset = len(secret) - _MIN_SECRET
+        offset = len(secret) - MIN_SECRET
         while begin > 0 and offset > 0 and text[begin - 1] == secret[offset - 1]:
             begin, offset = begin - 1, offset - 1
         text = text[:begin] + HIDDEN + text[stop:]
@@ -249,7 +249,7 @@ def redact(text: str, extra: list[str] | None = None) -> str:
     """
     if not text or not isinstance(text, str):
         return text
-    for value in _secret_values() + tuple(e for e in (extra or []) if e and len(e) >= _MIN_SECRET):
+    for value in _secret_values() + tuple(e for e in (extra or []) if e and len(e) >= MIN_SECRET):
         text = _hide_parts(text, value)
     # Each pattern runs only where its marker occurs: a regex scan costs ~15 us per KB and
     # this runs for every reply.

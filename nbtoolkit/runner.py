@@ -487,14 +487,18 @@ class Runner:
             try:
                 self.on_outcome(call, outcome)
             except Exception as exc:
-                self.not_recorded("audit", f"the audit log could not be written ({_say(exc)})")
+                self.not_recorded(
+                    "audit",
+                    f"the audit log could not be written ({_say(exc)})",
+                    count=getattr(exc, "records", 1),
+                )
         if report:
             self._report()
 
-    def not_recorded(self, kind: str, message: str) -> None:
-        """Note that something could not be recorded; said once per kind, with a count."""
+    def not_recorded(self, kind: str, message: str, count: int = 1) -> None:
+        """Note that ``count`` records could not be written; said once per kind, with a count."""
         entry = self.unrecorded.setdefault(kind, [message, 0])
-        entry[1] += 1
+        entry[1] += count
 
     def recording_warnings(self) -> list[str]:
         """One line per kind of record that could not be written."""

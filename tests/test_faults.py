@@ -509,3 +509,47 @@ def test_cancel_leaves_no_coroutine_never_awaited() -> None:
     assert child.returncode == 0, child.stderr
     assert child.stdout.strip() == "done"
     assert "never awaited" not in child.stderr, child.stderr
+
+
+def test_a_cancelled_run_has_every_call_it_made_in_the_audit_log(tmp_path) -> None:
+    """The log is written in batches; a run that ends early still writes what it paid for."""
+    import threading
+
+    log = tmp_path / "audit.jsonl"
+
+    def started(runner) -> None:
+        threading.Timer(0.4, runner.cancel).start()
+
+    with FakeOpenAIServer(reply="The answer is 7", latency=0.02) as server:
+        res = nbt.orchestrate(
+            "{q}",
+            [local(server)],
+            data=rows(400),
+            audit=str(log),
+            cache="off",
+            concurrency=2,
+            on_start=started,
+        )
+    assert res.cancelled
+    made = int(res.outputs["error"].isna().sum())
+    assert 0 < made < 400
+    assert len(audit.read(log)) >= made  # every answered call is in the log
+
+
+def test_audit_records_are_batched_but_none_is_lost(tmp_path) -> None:
+    log = audit.AuditLog(tmp_path / "a.jsonl", flush_every=3, flush_after_s=3600)
+    for i in range(7):
+        log.write({"run_id": "r", "row": i, "output": "x"})
+    assert len(audit.read(log.path)) == 6  # two batches of three written
+    log.flush()
+    assert [r["row"] for r in audit.read(log.path)] == list(range(7))
+
+
+def test_a_key_anywhere_in_an_audit_record_is_hidden(tmp_path, monkeypatch) -> None:
+    secret = "sk-proj-" + "Q7r" * 12
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    log = audit.AuditLog(tmp_path / "a.jsonl")
+    log.write({"run_id": "r", "params": {"note": [f"key {secret}"], secret: 1}, "error": secret})
+    log.flush()
+    text = log.path.read_text()
+    assert secret not in text and secret[:12] not in text
