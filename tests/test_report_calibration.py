@@ -17,9 +17,7 @@ import nbtoolkit as nbt
 from nbtoolkit.calibration import rescore
 from nbtoolkit.providers import sim
 from nbtoolkit.report import sections as rs
-from nbtoolkit.report.replay import restricted
 from nbtoolkit.strategies import Calibrated, Vote
-from nbtoolkit.strategies.records import of_run
 
 PROMPT = "Case {case}.\n{question}\nReason briefly, then reply as JSON with an 'answer' field."
 EXTRACT = ["json:answer", "number"]
@@ -111,6 +109,8 @@ def test_a_plain_run_without_gold_has_no_trust_paragraph() -> None:
 def test_a_calibrated_run_keeps_its_strategy_through_save_and_load(
     cal: Any, calibrated_run: Any, tmp_path: Path
 ) -> None:
+    from nbtoolkit.strategies.records import of_run
+
     loaded = nbt.load(calibrated_run.save(tmp_path / "run.nbt"))
     used = of_run(loaded)
     assert isinstance(used, Calibrated) and repr(used) == repr(cal.recommendation)
@@ -132,6 +132,7 @@ def test_a_calibrated_run_keeps_its_strategy_through_save_and_load(
 
 
 def test_what_if_replays_use_the_recorded_weights(cal: Any) -> None:
+    from nbtoolkit.report.replay import restricted
     from nbtoolkit.strategies import Weighted
 
     # weights far from Model(weight=1.0): the coin flip outvotes the rest
@@ -153,6 +154,8 @@ def test_the_report_appendix_shows_the_record_in_one_line(calibrated_run: Any) -
 
 
 def test_a_strategy_that_cannot_be_recorded_says_none() -> None:
+    from nbtoolkit.strategies.records import of_run
+
     class Loudest:
         name = "loudest"
 
