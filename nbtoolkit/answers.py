@@ -390,6 +390,13 @@ def _shown_text(answer: str) -> str:
 _shown_text_cached = functools.lru_cache(maxsize=_CACHE_ENTRIES, typed=True)(_shown_text)
 
 
+def clear_cache() -> None:
+    """Forget every answer read so far (the next read of each text parses it again): for a
+    benchmark of a cold read; results never depend on it."""
+    for cached in (_parse_number_cached, _answer_key_cached, _shown_text_cached):
+        cached.cache_clear()
+
+
 def same(a: Any, b: Any) -> bool:
     """True when ``a`` and ``b`` are the same answer."""
     return answer_key(a) == answer_key(b)
