@@ -167,3 +167,23 @@ def test_a_strategy_that_cannot_be_recorded_says_none() -> None:
 
     res = nbt.orchestrate("What is 2+2?", ["sim/swift-mini"], strategy=Loudest(), audit=False)
     assert res.meta["strategy_record"] is None and of_run(res) is None
+
+
+def test_every_built_in_strategy_is_rebuilt_from_its_record() -> None:
+    import json
+
+    from nbtoolkit.strategies import Cascade, FirstValid, Medoid, Weighted
+    from nbtoolkit.strategies.records import from_record, to_record
+
+    for strategy in (
+        Vote(),
+        Vote(models=["a", "b"]),
+        Weighted(weights={"a": 2.0, "b": 0.0}),
+        Cascade(order=["b", "a"], threshold=0.6, share=True),
+        FirstValid(models=["b"]),
+        Medoid(close=0.4),
+    ):
+        record = to_record(strategy)
+        assert record is not None, strategy
+        rebuilt = from_record(json.loads(json.dumps(record)))  # as a saved run reads it back
+        assert type(rebuilt) is type(strategy) and vars(rebuilt) == vars(strategy)

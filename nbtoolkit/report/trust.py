@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Trust", "about_calibration", "about_run", "html", "strategy_note"]
 
+# Below this many labelled rows a held-out error rate moves by whole percents with one row.
+_FEW = 50
+
 
 def _held_out(strategy: Any) -> HeldOut | None:
     held = getattr(strategy, "calibration", None)
@@ -133,6 +136,8 @@ def html(trust: Trust, res: RunResult, max_rows: int = 25) -> str:
             f"the other {kept} expect about {t.error:.1%} to be wrong (the held-out error "
             "above that threshold)."
         )
+    if t.total_rows < _FEW:
+        body += f" Measured on only {t.total_rows} labelled row(s): a rough guide."
     parts = [head + body + "</p>"]
     if k:
         parts.append(mk.table(_review_table(trust, res, max_rows)))

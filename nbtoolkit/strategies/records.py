@@ -77,6 +77,14 @@ def to_record(strategy: Any) -> dict[str, Any] | None:
             return None
     except (TypeError, ValueError):
         return None
+    # Kept under the same names is not always kept the same: a rebuild must print the same.
+    shown = repr(strategy)
+    if " object at 0x" not in shown:
+        try:
+            if repr(from_record(record)) != shown:
+                return None
+        except Exception:  # a user's constructor may refuse what it keeps: not rebuildable
+            return None
     return record
 
 
