@@ -116,6 +116,8 @@ def manifest(plan: Plan, outcomes: Sequence[Outcome]) -> dict[str, Any]:
         "strategy": repr(plan.strategy),
         # The strategy itself, a calibrated one with its fitted model: of_run(res) rebuilds it.
         "strategy_record": records.to_record(plan.strategy),
+        # The number rows were flagged below ("auto:<target>" resolved from the calibration).
+        "confidence_threshold": plan.confidence_threshold,
         "extract": getattr(plan.extractor, "__name__", repr(plan.extractor)),
         "params": {k: v for k, v in plan.run_params.items() if k != "api_key"},
         "seed": plan.seed,

@@ -187,3 +187,17 @@ def test_every_built_in_strategy_is_rebuilt_from_its_record() -> None:
         assert record is not None, strategy
         rebuilt = from_record(json.loads(json.dumps(record)))  # as a saved run reads it back
         assert type(rebuilt) is type(strategy) and vars(rebuilt) == vars(strategy)
+
+
+def test_the_report_states_the_threshold_the_run_flagged_rows_by(cal: Any, tmp_path: Path) -> None:
+    res = _run(
+        range(5, 6), gold=False, strategy=cal.recommendation, confidence_threshold="auto:0.01"
+    )
+    threshold = cal.threshold_for(0.01).threshold
+    assert (res.consensus["low_confidence"] == (res.consensus["confidence"] < threshold)).all()
+    loaded = nbt.load(res.save(tmp_path / "run.nbt"))
+    words = " ".join(text(rs.Report(loaded).validation()).split())
+    assert f"rows whose consensus confidence is below {threshold:g} are flagged" in words
+    # a template gives its own, as before
+    words = " ".join(text(rs.Report(loaded, confidence_threshold=0.3).validation()).split())
+    assert "below 0.3 are flagged" in words

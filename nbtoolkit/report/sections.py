@@ -80,7 +80,8 @@ class Report:
 
     ``gold`` names the column of right answers (ignored when the data has none);
     ``parameters`` are the template's, shown in the appendix; the rest describe the rules
-    the run was made with, for the validation section. ``target_error``: the error rate the
+    the run was made with, for the validation section (``confidence_threshold`` None: the
+    one the final run recorded, an ``"auto:..."`` one resolved, else 0.5). ``target_error``: the error rate the
     Key questions keep the trusted rows under when a calibration is present (0.05: 5 %).
     """
 
@@ -92,12 +93,17 @@ class Report:
     rationale: str = ""
     data_label: str = ""
     extract: Any = None
-    confidence_threshold: float = 0.5
+    confidence_threshold: float | None = None
     retries: int = 2
     repair: int = 0
     cache: str = "use"
     target_error: float = 0.05
     _calibrations: dict[int, Calibration] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.confidence_threshold is None:
+            recorded = self.final.meta.get("confidence_threshold")
+            self.confidence_threshold = float(recorded) if recorded is not None else 0.5
 
     # -- plumbing ------------------------------------------------------------------------
 
