@@ -201,3 +201,18 @@ def test_the_report_states_the_threshold_the_run_flagged_rows_by(cal: Any, tmp_p
     # a template gives its own, as before
     words = " ".join(text(rs.Report(loaded, confidence_threshold=0.3).validation()).split())
     assert "below 0.3 are flagged" in words
+
+
+def test_a_target_error_outside_0_to_1_is_one_line(
+    labelled: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with pytest.raises(nbt.ConfigError, match=r"^target_error=5 is not an error rate between"):
+        rs.Report(labelled, gold="gold", target_error=5)
+    from nbtoolkit.cli import main
+
+    out = tmp_path / "x.ipynb"
+    code = main(["report", "batch_eval", "-p", "target_error", "5", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "parameter 'target_error': 5.0 is not an error rate between 0 and 1" in err
+    assert not out.exists()

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ..errors import ConfigError
 from ..formatting import format_cost, format_tokens, sim_time_note, unpriced_calls
 from ..results import RunResult, agreement_counts, agreement_sentence
 from . import analysis as an
@@ -101,6 +102,11 @@ class Report:
     _calibrations: dict[int, Calibration] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if not 0 < self.target_error < 1:
+            raise ConfigError(
+                f"target_error={self.target_error!r} is not an error rate between 0 and 1; "
+                "give a share such as 0.05 (5 %)"
+            )
         if self.confidence_threshold is None:
             recorded = self.final.meta.get("confidence_threshold")
             self.confidence_threshold = float(recorded) if recorded is not None else 0.5
