@@ -96,11 +96,16 @@ def test_key_questions_of_a_calibrated_run_without_gold(cal: Any, calibrated_run
         f"review them; on the other {len(c) - len(low)} expect about {t.error:.1%} to be wrong"
     ) in words
     assert t.sentence in words
+    # and the assumptions no longer call the confidence a share of agreement
+    assert "Confidence is a probability fitted by calibrate" in words
+    assert "Confidence measures how much the panel agrees" not in words
 
 
 def test_a_plain_run_without_gold_has_no_trust_paragraph() -> None:
     res = _run(range(1), gold=False)
-    assert "Which rows can be trusted" not in text(rs.Report(res).key_questions())
+    words = text(rs.Report(res).key_questions())
+    assert "Which rows can be trusted" not in words
+    assert "Confidence measures how much the panel agrees" in words
 
 
 # --- the calibrated strategy survives the record ------------------------------------------------
