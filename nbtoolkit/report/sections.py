@@ -82,8 +82,9 @@ class Report:
     ``gold`` names the column of right answers (ignored when the data has none);
     ``parameters`` are the template's, shown in the appendix; the rest describe the rules
     the run was made with, for the validation section (``confidence_threshold`` None: the
-    one the final run recorded, an ``"auto:..."`` one resolved, else 0.5). ``target_error``: the error rate the
-    Key questions keep the trusted rows under when a calibration is present (0.05: 5 %).
+    one the final run recorded, an ``"auto:..."`` one resolved, else 0.5).
+    ``target_error``: the error rate the Key questions keep the trusted rows under when a
+    calibration is present (0.05: 5 %); ``ConfigError`` outside (0, 1).
     """
 
     result: RunResult | PipelineResult = field(repr=False)
@@ -133,9 +134,9 @@ class Report:
     def calibrated(self, folds: int | None = None) -> Calibration | None:
         """``calibrate`` on the final run's gold answers, computed once per ``folds`` (None:
         the one the calibration section made, else 5 folds) and shared by the sections;
-        None without gold answers or with fewer than two rows."""
+        None without gold answers."""
         final = self.final
-        if an.gold_column(final, self.gold) is None or len(final.consensus) < 2:
+        if an.gold_column(final, self.gold) is None:
             return None
         if folds is None:
             folds = next(iter(self._calibrations), 5)
@@ -318,7 +319,8 @@ class Report:
         else:
             parts.append("<p>No row has low confidence or a disagreement.</p>")
         trusted = trust.about_run(final, self.target_error)
-        if trusted is None and (cal := self.calibrated()) is not None:
+        # One labelled row cannot be held out from itself: no calibration to speak of.
+        if trusted is None and len(final.consensus) >= 2 and (cal := self.calibrated()):
             trusted = trust.about_calibration(cal, self.target_error)
         if trusted is not None:
             parts.append(trust.html(trusted, final, max_rows))
