@@ -38,6 +38,7 @@ __version__ = "0.1.0"
 _views.register("html", "nbtoolkit.jupyter.display:html_repr")
 _views.register("text", "nbtoolkit.jupyter.display:text_repr")
 _views.register("plot", "nbtoolkit.report.figures:Plots")
+_views.register("calibration.plot", "nbtoolkit.report.calibration_figures:CalibrationPlots")
 _views.register("progress.widget", "nbtoolkit.jupyter.progress:WidgetProgress")
 
 if TYPE_CHECKING:

@@ -196,27 +196,30 @@ def _model_table(
     result: RunResult, by_row: dict[int, list[Candidate]], gold: dict[int, str], rows: list[int]
 ) -> pd.DataFrame:
     out = result.outputs[result.outputs["row"].isin(rows) & (result.outputs["sample"] == 0)]
+    # One pass over the candidates and one grouping of the frame, not one per model.
+    asked: dict[str, int] = dict.fromkeys(result.models, 0)
+    right: dict[str, int] = dict.fromkeys(result.models, 0)
+    for r in rows:
+        for c in by_row.get(r, []):
+            if c.sample == 0:
+                asked[c.model] += 1
+                right[c.model] += c.valid and _norm(c.answer) == gold[r]
+    by_model = {str(m): g for m, g in out.groupby("model", sort=False, observed=True)}
     stats = []
     for model in result.models:
-        mine = out[out["model"] == model]
-        correct = 0
-        asked = 0
-        for r in rows:
-            for c in by_row.get(r, []):
-                if c.model == model and c.sample == 0:
-                    asked += 1
-                    correct += c.valid and _norm(c.answer) == gold[r]
+        mine = by_model.get(model, out.iloc[:0])
+        correct, n = right[model], asked[model]
         cost = mine["cost_usd"]
         stats.append(
             {
                 "model": model,
-                "accuracy": correct / asked if asked else math.nan,
+                "accuracy": correct / n if n else math.nan,
                 "valid": float(mine["valid"].mean()) if len(mine) else math.nan,
                 "cost_per_row": float(cost.mean())
                 if len(cost) and cost.notna().all()
                 else math.nan,
                 "latency_s": float(mine["latency_s"].median()) if len(mine) else math.nan,
-                "rows": asked,
+                "rows": n,
             }
         )
     return pd.DataFrame(stats).set_index("model")

@@ -88,6 +88,15 @@ class Calibration:
         ``of="strategy"``: the same for the strategy's own confidence, to compare."""
         return self._held(of).selective()
 
+    @property
+    def plot(self) -> Any:
+        """The calibration's charts as matplotlib figures: ``cal.plot.reliability()`` and
+        ``cal.plot.selective()`` (``nbtoolkit.report.calibration_figures.CalibrationPlots``);
+        matplotlib is imported when a chart is drawn."""
+        from . import views
+
+        return views.get("calibration.plot")(self)
+
     def threshold_for(self, target_error: float) -> Threshold:
         """The threshold keeping the most rows with held-out error <= ``target_error``;
         ``str()`` of it is the sentence (``keep the 78% of rows with confidence >= 0.82 ...``)."""

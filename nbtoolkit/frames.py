@@ -98,6 +98,7 @@ def manifest(plan: Plan, outcomes: Sequence[Outcome]) -> dict[str, Any]:
     from .audit import prompt_hash
     from .cache import call_key
     from .providers import sim
+    from .strategies import records
 
     # Every call's inputs, cached or not: a simulated or replayed call has no cache key, yet
     # its prompt, parameters and sample still decide its answer.
@@ -116,6 +117,10 @@ def manifest(plan: Plan, outcomes: Sequence[Outcome]) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "models": [_public(m) for m in plan.models],
         "strategy": repr(plan.strategy),
+        # The strategy itself, a calibrated one with its fitted model: of_run(res) rebuilds it.
+        "strategy_record": records.to_record(plan.strategy),
+        # The number rows were flagged below ("auto:<target>" resolved from the calibration).
+        "confidence_threshold": plan.confidence_threshold,
         "extract": getattr(plan.extractor, "__name__", repr(plan.extractor)),
         "params": {k: v for k, v in plan.run_params.items() if k != "api_key"},
         "seed": plan.seed,

@@ -114,8 +114,17 @@ def assumptions(runs: Sequence[tuple[str, RunResult]], gold: str, cache: str) ->
             f"{', '.join(sim)} are simulated: their accuracy, latency and prices are "
             "configured for teaching, not measured on real models."
         )
-    notes.append(
-        "Confidence measures how much the panel agrees, not whether it is right; "
-        "models that share mistakes can agree with high confidence."
-    )
+    final = runs[-1][1]
+    calibrated = final.consensus.get("calibrated")
+    if calibrated is not None and len(calibrated) and calibrated.astype(bool).all():
+        notes.append(
+            "Confidence is a probability fitted by calibrate on labelled rows: it holds for "
+            "new rows like those (same kind of question, same models); on other rows it is "
+            "unchecked."
+        )
+    else:
+        notes.append(
+            "Confidence measures how much the panel agrees, not whether it is right; "
+            "models that share mistakes can agree with high confidence."
+        )
     return notes

@@ -145,6 +145,10 @@ def manifest_table(manifest: Mapping[str, Any]) -> str:
     for key, value in manifest.items():
         if key == "models" and all(isinstance(m, dict) and list(m) == ["id"] for m in value):
             shown = ", ".join(m["id"] for m in value)
+        elif key == "strategy_record":  # thousands of numbers for a calibrated strategy
+            from ..strategies.records import describe
+
+            shown = describe(value)
         else:
             shown = json.dumps(value, default=str, ensure_ascii=False)
         rows.append((key, shown))

@@ -398,6 +398,12 @@ def check_before_running(declared: Mapping[str, Parameter], values: Mapping[str,
         value = effective.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value < lowest:
             raise ParameterError(f"parameter '{name}': {value} is below {lowest} ({meaning})")
+    target = effective.get("target_error")
+    if isinstance(target, (int, float)) and not 0 < target < 1:
+        raise ParameterError(
+            f"parameter 'target_error': {target!r} is not an error rate between 0 and 1; "
+            "give a share such as 0.05 (5 %)"
+        )
     options = {"recordings": effective.get("recordings") or None}
     for name, value in effective.items():
         if (name == "models" or name.endswith("_models")) and isinstance(value, list):

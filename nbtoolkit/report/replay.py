@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from .. import providers
+from ..errors import StrategyError
 from ..results import RunResult
 from ..spec import Model
 from ..strategies.cascade import Cascade
@@ -22,7 +23,15 @@ from ..strategies.medoid import Medoid
 from ..strategies.vote import FirstValid, Vote, Weighted
 from .values import calls_made, cost_total, norm
 
-__all__ = ["Replayed", "changed", "cheapest_first", "models_of", "replay", "restricted"]
+__all__ = [
+    "Replayed",
+    "changed",
+    "cheapest_first",
+    "models_of",
+    "replay",
+    "restricted",
+    "used_strategy",
+]
 
 
 def models_of(res: RunResult) -> list[Model]:
@@ -49,6 +58,18 @@ def cheapest_first(res: RunResult, labels: Sequence[str]) -> list[str]:
     return sorted(labels, key=key)
 
 
+def used_strategy(res: RunResult) -> Any | None:
+    """The strategy the run used, rebuilt from its record (a calibrated one with its fitted
+    model); None when it is not recorded or cannot be rebuilt here (a custom strategy not
+    registered in this process)."""
+    from ..strategies.records import of_run
+
+    try:
+        return of_run(res)
+    except (StrategyError, KeyError, TypeError, ValueError):
+        return None
+
+
 def restricted(res: RunResult, labels: Sequence[str]) -> Any:
     """The run's kind of strategy over ``labels`` only (a vote for kinds that need calls)."""
     labels = list(labels)
@@ -59,7 +80,15 @@ def restricted(res: RunResult, labels: Sequence[str]) -> Any:
     if res.strategy == "first_valid":
         return FirstValid(models=labels)
     if res.strategy == "weighted":
-        weights = {m.label: m.weight for m in models_of(res)}
+        # The weights the run voted with (calibrate's fitted ones, kept in its record), else
+        # each Model(weight=...).
+        used = used_strategy(res)
+        recorded = getattr(getattr(used, "strategy", used), "weights", None)
+        weights = (
+            dict(recorded)
+            if isinstance(recorded, dict)
+            else {m.label: m.weight for m in models_of(res)}
+        )
         return Weighted(weights={m: weights.get(m, 1.0) for m in labels})
     return Vote(models=labels)
 

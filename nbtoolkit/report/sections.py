@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ..errors import ConfigError
 from ..formatting import format_cost, format_tokens, sim_time_note, unpriced_calls
 from ..results import RunResult, agreement_counts, agreement_sentence
 from . import analysis as an
-from . import failures, figures, workflow
+from . import failures, figures, trust, workflow
 from . import markup as mk
 from .assumptions import assumptions
 from .inputs import BUILTIN_DATA, load_inputs, panel
@@ -41,6 +42,7 @@ from .markup import Section
 from .run import RECORD_MIME
 
 if TYPE_CHECKING:
+    from ..calibration_result import Calibration
     from ..pipelines import PipelineResult
 
 # BUILTIN_DATA, RECORD_MIME, load_inputs and panel live in inputs.py and run.py; they are
@@ -79,7 +81,10 @@ class Report:
 
     ``gold`` names the column of right answers (ignored when the data has none);
     ``parameters`` are the template's, shown in the appendix; the rest describe the rules
-    the run was made with, for the validation section.
+    the run was made with, for the validation section (``confidence_threshold`` None: the
+    one the final run recorded, an ``"auto:..."`` one resolved, else 0.5).
+    ``target_error``: the error rate the Key questions keep the trusted rows under when a
+    calibration is present (0.05: 5 %); ``ConfigError`` outside (0, 1).
     """
 
     result: RunResult | PipelineResult = field(repr=False)
@@ -90,10 +95,22 @@ class Report:
     rationale: str = ""
     data_label: str = ""
     extract: Any = None
-    confidence_threshold: float = 0.5
+    confidence_threshold: float | None = None
     retries: int = 2
     repair: int = 0
     cache: str = "use"
+    target_error: float = 0.05
+    _calibrations: dict[int, Calibration] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.target_error < 1:
+            raise ConfigError(
+                f"target_error={self.target_error!r} is not an error rate between 0 and 1; "
+                "give a share such as 0.05 (5 %)"
+            )
+        if self.confidence_threshold is None:
+            recorded = self.final.meta.get("confidence_threshold")
+            self.confidence_threshold = float(recorded) if recorded is not None else 0.5
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -113,6 +130,22 @@ class Report:
 
     def _gold(self, res: RunResult) -> pd.Series | None:
         return an.gold_of(res, self.gold)
+
+    def calibrated(self, folds: int | None = None) -> Calibration | None:
+        """``calibrate`` on the final run's gold answers, computed once per ``folds`` (None:
+        the one the calibration section made, else 5 folds) and shared by the sections;
+        None without gold answers."""
+        final = self.final
+        if an.gold_column(final, self.gold) is None:
+            return None
+        if folds is None:
+            folds = next(iter(self._calibrations), 5)
+        folds = min(folds, len(final.consensus))
+        if folds not in self._calibrations:
+            from ..calibration import calibrate
+
+            self._calibrations[folds] = calibrate(final, gold=self.gold, folds=folds)
+        return self._calibrations[folds]
 
     # -- sections ------------------------------------------------------------------------
 
@@ -162,6 +195,7 @@ class Report:
             strategies.append(
                 (f"<strong>{html.escape(name)}</strong>: " if name else "")
                 + f"<code>{mk.esc(an.strategy_label(r))}</code>, {html.escape(why)}."
+                + html.escape(trust.strategy_note(r))
             )
         if self.rationale:
             strategies.append("Why this panel: " + html.escape(self.rationale))
@@ -284,6 +318,12 @@ class Report:
                 )
         else:
             parts.append("<p>No row has low confidence or a disagreement.</p>")
+        trusted = trust.about_run(final, self.target_error)
+        # One labelled row cannot be held out from itself: no calibration to speak of.
+        if trusted is None and len(final.consensus) >= 2 and (cal := self.calibrated()):
+            trusted = trust.about_calibration(cal, self.target_error)
+        if trusted is not None:
+            parts.append(trust.html(trusted, final, max_rows))
         if len(final.models) >= 2:
             parts.append(figures.svg(figures.Plots(final).agreement()))
         notes = [html.escape(a) for a in assumptions(self.runs, self.gold, self.cache)]
@@ -317,19 +357,18 @@ class Report:
         )
 
     def calibration(self, folds: int = 5) -> Section:
-        """``calibrate``'s recommendation: the best panel and strategy by held-out accuracy."""
-        from ..calibration import calibrate
-
+        """``calibrate``'s recommendation: the best panel and strategy by held-out accuracy,
+        and how far its calibrated confidence can be trusted (held out), with the reliability
+        diagram."""
         final = self.final
-        column = an.gold_column(final, self.gold)
-        if column is None:
+        cal = self.calibrated(folds)
+        if cal is None:
             return Section(
                 mk.wrap(
                     mk.h2("Calibration recommendation"),
                     "<p>No gold answers: nothing to calibrate on.</p>",
                 )
             )
-        cal = calibrate(final, gold=self.gold, folds=min(folds, len(final.consensus)))
         per_model = cal.per_model.reset_index()
         per_model["accuracy"] = [mk.share(a) for a in per_model["accuracy"]]
         per_model["valid"] = [mk.share(a) for a in per_model["valid"]]
@@ -352,8 +391,28 @@ class Report:
                 mk.table(per_model),
                 f"<p>Candidates, by accuracy on held-out rows ({folds}-fold):</p>",
                 mk.table(cands),
+                self._confidence(cal),
             ),
             cal.message,
+        )
+
+    def _confidence(self, cal: Calibration) -> str:
+        if cal.held_out.empty:
+            return ""
+        from .calibration_figures import CalibrationPlots
+
+        lines = [
+            f"expected calibration error {cal.ece:.3f} on {len(cal.held_out)} held-out rows "
+            f"(10 bins; the strategy's own confidence: {cal.strategy_ece:.3f})",
+            *(str(cal.threshold_for(t)) for t in sorted({*cal.TARGETS, self.target_error})),
+        ]
+        if cal.paired is not None:
+            lines.append(str(cal.paired))
+        return (
+            f"<p>{html.escape(cal.CONFIDENCE_LABEL.capitalize())}: a probability that the row "
+            "is right, each row scored by a confidence model fitted without it.</p>"
+            + mk.bullets([html.escape(line) for line in lines])
+            + figures.svg(CalibrationPlots(cal).reliability())
         )
 
     def appendix(self, output_prefix: str = "") -> Section:
