@@ -39,11 +39,13 @@ from .keys import (
     own_endpoint,
 )
 from .registry import (
+    LOADING_NOTE,
     OfflineProvider,
     get_litellm,
     in_process,
     is_offline,
     litellm_id,
+    loading_listener,
     offline_handler,
     register_offline,
 )
@@ -56,6 +58,7 @@ _offline.register_builtins()
 
 __all__ = [
     "KEY_VARIABLES",
+    "LOADING_NOTE",
     "NO_KEY",
     "OWN_HOSTS",
     "TRANSPORTS",
@@ -77,6 +80,7 @@ __all__ = [
     "is_offline",
     "key_variables",
     "litellm_id",
+    "loading_listener",
     "open_sessions",
     "own_endpoint",
     "price_known",

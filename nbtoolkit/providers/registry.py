@@ -9,6 +9,7 @@ answered in-process, without litellm; a ``litellm.CustomLLM`` goes through litel
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import logging
 import os
@@ -24,12 +25,14 @@ from .litellm_adapter import as_custom_llm
 from .reply import Reply
 
 __all__ = [
+    "LOADING_NOTE",
     "OfflineProvider",
     "check_offline",
     "get_litellm",
     "in_process",
     "is_offline",
     "litellm_id",
+    "loading_listener",
     "offline_handler",
     "quiet",
     "register_offline",
@@ -60,6 +63,15 @@ _THROUGH_LITELLM = False
 
 _lock = threading.Lock()
 _litellm: Any = None
+
+#: What a run's progress says while litellm is imported (seconds, once per process), so the
+#: first run in a kernel does not sit silently at 0/N.
+LOADING_NOTE = "loading litellm, first run only"
+# Who hears LOADING_NOTE: the progress of the run being planned. A context variable, so a
+# run's note goes to that run's display and no other.
+loading_listener: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar(
+    "nbtoolkit_loading_listener", default=None
+)
 
 
 def register_offline(
@@ -102,6 +114,7 @@ def get_litellm() -> Any:
         if _litellm is None:
             # Offline, litellm would first try to download its price table.
             os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            _announce_loading()
             import litellm
 
             litellm.suppress_debug_info = True  # its "Provider List: ..." lines in every cell
@@ -112,6 +125,16 @@ def get_litellm() -> Any:
                 _install(litellm, prefix)
             _litellm = litellm
     return _litellm
+
+
+def _announce_loading() -> None:
+    listener = loading_listener.get()
+    if listener is None:
+        return
+    # A display that cannot show the note must not stop the run; its next update (the
+    # runner's progress callback) reports a broken display.
+    with contextlib.suppress(Exception):
+        listener(LOADING_NOTE)
 
 
 @contextlib.contextmanager
