@@ -19,6 +19,7 @@ from ..errors import redact
 from ..spec import Model
 from ..timing import mark_started
 from . import offline as _offline
+from .env_keys import key_lines, key_variables
 from .facts import (
     check_model,
     context_window,
@@ -35,7 +36,6 @@ from .keys import (
     OWN_HOSTS,
     api_base_of,
     api_key_for,
-    key_variables,
     own_endpoint,
 )
 from .registry import (
@@ -78,6 +78,7 @@ __all__ = [
     "get_litellm",
     "in_process",
     "is_offline",
+    "key_lines",
     "key_variables",
     "litellm_id",
     "loading_listener",

@@ -26,6 +26,7 @@ from .reply import Reply
 
 __all__ = [
     "LOADING_NOTE",
+    "PREFIX_PROVIDERS",
     "OfflineProvider",
     "check_offline",
     "get_litellm",
@@ -178,7 +179,7 @@ def in_process(model_id: str) -> bool:
 
 
 # Bare model ids litellm no longer lists, whose provider is plain from the name.
-_PREFIX_PROVIDERS = [
+PREFIX_PROVIDERS = [
     (re.compile(r"^claude-"), "anthropic"),
     (re.compile(r"^gemini-"), "gemini"),
     (re.compile(r"^(mistral|ministral|codestral|open-mistral|pixtral)-"), "mistral"),
@@ -201,7 +202,7 @@ def _routed(model_id: str) -> str:
         return model_id
     except Exception:
         pass
-    for pattern, provider in _PREFIX_PROVIDERS:
+    for pattern, provider in PREFIX_PROVIDERS:
         if pattern.match(model_id):
             return f"{provider}/{model_id}"
     raise ModelError(
