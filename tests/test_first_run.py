@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.timeout(120)
+# A fresh interpreter importing litellm: seconds each.
+fresh = pytest.mark.slow
 
 # Makes `import litellm` wait (on the thread importing it) until the file RELEASE exists or
 # 60 s pass, and says when it starts and whether it was released, so a test can act during
@@ -57,6 +59,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+@fresh
 def test_the_first_run_says_litellm_is_loading_and_offline_runs_never_load_it(
     tmp_path: Path,
 ) -> None:
@@ -103,6 +106,7 @@ def test_the_first_run_says_litellm_is_loading_and_offline_runs_never_load_it(
     assert "AGAIN []" in lines  # first run only
 
 
+@fresh
 def test_an_interrupt_while_litellm_loads_returns_at_once_and_no_call_is_made(
     tmp_path: Path,
 ) -> None:
