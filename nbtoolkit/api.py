@@ -67,38 +67,44 @@ async def aorchestrate(
     thread) stops the run and returns the rows finished so far, marked ``cancelled``.
     """
     reporter = _reporter(progress)
-    plan = plan_run(
-        prompt,
-        models,
-        data=data,
-        variables=variables,
-        strategy=strategy,
-        extract=extract,
-        samples=samples,
-        temperature=temperature,
-        seed=seed,
-        max_tokens=max_tokens,
-        concurrency=concurrency,
-        timeout=timeout,
-        retries=retries,
-        cache=cache,
-        recordings=recordings,
-        system=system,
-        strict=strict,
-        schema=schema,
-        repair=repair,
-        max_cost_usd=max_cost_usd,
-        confidence_threshold=confidence_threshold,
-        params=params,
-        repair_token_budget=repair_token_budget,
-        progress=reporter,
-        audit=audit,
-        cache_path=cache_path,
-        on_start=on_start,
-        transport=transport,
-        cache_url=cache_url,
-        proxy=proxy,
-    )
+    # The first run in a process imports litellm while planning (seconds): a display that
+    # can say so (``note``) does, instead of sitting at 0/N.
+    listening = providers.loading_listener.set(getattr(reporter, "note", None))
+    try:
+        plan = plan_run(
+            prompt,
+            models,
+            data=data,
+            variables=variables,
+            strategy=strategy,
+            extract=extract,
+            samples=samples,
+            temperature=temperature,
+            seed=seed,
+            max_tokens=max_tokens,
+            concurrency=concurrency,
+            timeout=timeout,
+            retries=retries,
+            cache=cache,
+            recordings=recordings,
+            system=system,
+            strict=strict,
+            schema=schema,
+            repair=repair,
+            max_cost_usd=max_cost_usd,
+            confidence_threshold=confidence_threshold,
+            params=params,
+            repair_token_budget=repair_token_budget,
+            progress=reporter,
+            audit=audit,
+            cache_path=cache_path,
+            on_start=on_start,
+            transport=transport,
+            cache_url=cache_url,
+            proxy=proxy,
+        )
+    finally:
+        providers.loading_listener.reset(listening)
     run_id = uuid.uuid4().hex[:12]
     audit_log = _audit_log(audit)
     runner = Runner(
@@ -316,7 +322,10 @@ def orchestrate(
 
     Works the same in a script and inside a running event loop (a Jupyter kernel): the run
     goes on a worker thread with its own loop, so no loop is patched. Ctrl-C (or interrupting
-    the kernel) stops the calls in flight and returns the rows finished so far.
+    the kernel) stops the calls in flight and returns the rows finished so far; before the
+    first call (the first run imports litellm: seconds) it raises ``KeyboardInterrupt`` at
+    once, and nothing is sent. A ``progress`` object with a ``note(text)`` method hears
+    ``providers.LOADING_NOTE`` while litellm is imported.
     """
     options = dict(
         data=data,
@@ -348,21 +357,32 @@ def orchestrate(
     )
     check_options(on_start=on_start)  # before it is wrapped below
     holder: dict[str, Runner] = {}
+    stopped: list[bool] = []
 
     def started(runner: Runner) -> None:
         holder["runner"] = runner
+        if stopped:
+            runner.cancel()  # interrupted while planning: not one call is made
         if on_start is not None:
             on_start(runner)
 
     def interrupted() -> bool:
         runner = holder.get("runner")
         if runner is None:
+            stopped.append(True)
             return False
         runner.cancel()  # the run stops and returns the rows finished so far
         return True
 
+    def planning() -> bool:
+        # Planning is synchronous work on the loop's thread (the first run imports litellm
+        # there: seconds), which a cancellation cannot cut short. It makes no call, and the
+        # run it ends in is cancelled before its first one (``started``): the interrupt
+        # need not wait for it.
+        return "runner" not in holder
+
     coro = aorchestrate(prompt, models, on_start=started, **options, **params)  # type: ignore[arg-type]
-    return run_sync(coro, on_interrupt=interrupted)
+    return run_sync(coro, on_interrupt=interrupted, leave=planning)
 
 
 def _reporter(progress: Any) -> Callable[[Progress], None] | None:

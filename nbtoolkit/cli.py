@@ -193,14 +193,14 @@ def _parameters_file(path: str) -> dict[str, Any]:
 def cmd_models(args: argparse.Namespace) -> int:
     if args.proxy is not None:
         return _proxy_models(args.proxy or None)
-    from .providers import key_variables, sim
+    from .providers import key_lines, sim
 
     print("Simulated models (offline, for demos and teaching):")
     for name, profile in sim.PROFILES.items():
         print(f"  sim/{name:15s} {profile.description}")
-    print("\nAPI keys in the environment (names only, never values):")
-    for var, is_set in key_variables():
-        print(f"  {var:20s} {'set' if is_set else 'not set'}")
+    print()
+    for line in key_lines():
+        print(line)
     print("\nAny litellm model id works: https://docs.litellm.ai/docs/providers")
     return 0
 
@@ -324,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def for_the_shell(exc: NbtoolkitError) -> str:
     """A mistake's line in the shell's terms: ``export VAR=...``, not Python's os.environ."""
+    if isinstance(exc, MissingAPIKeyError) and len(exc.missing) > 1:
+        said = "; ".join(f"{label} needs {' or '.join(names)}" for label, names in exc.missing)
+        exports = " ".join(f"{names[0]}=..." for _, names in exc.missing)
+        return (
+            f"API keys are missing: {said}. Set them in the shell (export {exports}), or keep "
+            "a key in another variable and pass its name with -p api_key_env NAME"
+        )
     if isinstance(exc, MissingAPIKeyError) and exc.variables:
         names = " or ".join(exc.variables)
         return (

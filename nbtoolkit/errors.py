@@ -95,6 +95,8 @@ class MissingAPIKeyError(ConfigError):
 
     model: str = ""
     variables: tuple[str, ...] = ()
+    #: Every model found without its key at once: ``((label, variables), ...)``.
+    missing: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 class RecordingsError(ConfigError):

@@ -114,13 +114,20 @@ def install_executor(loop: asyncio.AbstractEventLoop) -> bool:
     return isinstance(current, _ClosingExecutor)
 
 
-def run_sync(coro: Coroutine[Any, Any, T], on_interrupt: Callable[[], bool] | None = None) -> T:
+def run_sync(
+    coro: Coroutine[Any, Any, T],
+    on_interrupt: Callable[[], bool] | None = None,
+    *,
+    leave: Callable[[], bool] | None = None,
+) -> T:
     """Run ``coro`` on the shared loop and wait for its result.
 
     On Ctrl-C (or a kernel interrupt), ``on_interrupt()`` may stop the work gracefully and
     return True: then the coroutine's own (partial) result is still awaited and returned.
     Otherwise the coroutine is cancelled, and this returns only once it has ended, so no
-    work it started goes on after the caller has moved on.
+    work it started goes on after the caller has moved on; unless ``leave()`` says the
+    coroutine is in synchronous work that starts nothing (which a cancellation cannot cut
+    short): then ``KeyboardInterrupt`` is raised at once and the work ends on its own.
     """
     loop = get_loop()
     future: concurrent.futures.Future[T] = concurrent.futures.Future()
@@ -147,6 +154,8 @@ def run_sync(coro: Coroutine[Any, Any, T], on_interrupt: Callable[[], bool] | No
             return _wait(future)
         # Queued after start(), so the task exists when this runs.
         loop.call_soon_threadsafe(lambda: tasks[0].cancel())
+        if leave is not None and leave():
+            raise
         with contextlib.suppress(concurrent.futures.CancelledError, Exception):
             _wait(future)
         raise

@@ -75,6 +75,9 @@ class NullProgress:
     def attach(self, runner: Any) -> None:
         pass
 
+    def note(self, text: str) -> None:
+        """What happens before the first call (``providers.LOADING_NOTE``)."""
+
     def show(self) -> None:
         pass
 
@@ -91,6 +94,9 @@ class TextProgress(NullProgress):
     def __call__(self, state: Any) -> None:
         self.terminal(state)
 
+    def note(self, text: str) -> None:
+        self.terminal.note(text)
+
 
 class TerminalProgress:
     """One line on stderr, rewritten in place: done/total per model and the money spent."""
@@ -99,6 +105,13 @@ class TerminalProgress:
         self.stream = stream or sys.stderr
         self.live = bool(getattr(self.stream, "isatty", lambda: False)())
         self.last = -1
+        self.width = 0
+
+    def note(self, text: str) -> None:
+        """``text`` in place of the counts until the first call ends (on a terminal only: a
+        log gets the final line alone)."""
+        if self.live:
+            self._write(f"  {text}…", "")
 
     def __call__(self, state: Any) -> None:
         done = state.completed
@@ -107,9 +120,13 @@ class TerminalProgress:
         if done == self.last and not state.finished:
             return
         self.last = done
-        line = "  " + status_line(state)
-        end = "\n" if state.finished else ""
-        self.stream.write("\r" + line + end)
+        self._write("  " + status_line(state), "\n" if state.finished else "")
+
+    def _write(self, line: str, end: str) -> None:
+        # Padded to the line it overwrites, so none of a longer one is left behind.
+        padded = line.ljust(self.width)
+        self.width = len(line)
+        self.stream.write("\r" + padded + end)
         self.stream.flush()
 
 

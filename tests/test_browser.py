@@ -312,3 +312,43 @@ def test_widget_app_runs_in_jupyterlab(jupyter_lab: Lab, tmp_path: Path) -> None
             browser.close()
 
     assert shot.is_file()
+
+
+def test_the_app_keeps_the_click_order_of_the_models(jupyter_lab: Lab, tmp_path: Path) -> None:
+    """Two alias buttons clicked in reverse alphabetical order: the cell the app shows (made
+    in the kernel from what reached it) names them in the order they were clicked."""
+    from playwright.sync_api import sync_playwright
+
+    browser_home = tmp_path / "browser-home"
+    browser_home.mkdir()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            env={**os.environ, "HOME": str(browser_home)},
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(PAGE_TIMEOUT_MS)
+            page.goto(jupyter_lab.notebook_url("test.ipynb"))
+            page.wait_for_function(_KERNEL_IDLE, timeout=PAGE_TIMEOUT_MS, polling=250)
+            page.evaluate(_RUN_ALL)
+            app = page.locator(".jp-OutputArea-output .nbtoolkit-app")
+            app.wait_for()
+            cell = app.locator(".nbtoolkit-cell")
+            for alias in ("swift", "oracle"):  # not alphabetical: a vote's tie goes first
+                app.locator(".nbtoolkit-pick", has_text=alias).click()
+                page.wait_for_function(
+                    "([el, alias]) => el.innerText.includes('-m ' + alias + ' ')",
+                    arg=[cell.element_handle(), alias],
+                    timeout=RUN_TIMEOUT_MS,
+                )
+            first_line = cell.inner_text().strip().splitlines()[0]
+            assert first_line.startswith("%%orchestrate -m swift -m oracle "), first_line
+        except AssertionError:
+            ARTIFACTS.mkdir(exist_ok=True)
+            (ARTIFACTS / "browser-jupyterlab.log").write_text(jupyter_lab.log_tail(200_000))
+            raise
+        finally:
+            browser.close()

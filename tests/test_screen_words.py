@@ -206,6 +206,14 @@ def test_misspelt_keyword_and_progress_get_did_you_mean() -> None:
         nbt.orchestrate("What is 2+2?", ["sim/oracle-large"], progress="nnone")
 
 
+def _key_names(text: str) -> set[str]:
+    """The variable names of a models listing's key section (names only, never values)."""
+    import re
+
+    section = text.split("API keys in the environment", 1)[1].split("\n\n", 1)[0]
+    return set(re.findall(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b", section))
+
+
 def test_the_cli_and_the_magic_name_the_same_key_variables(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -215,15 +223,46 @@ def test_the_cli_and_the_magic_name_the_same_key_variables(
 
     monkeypatch.setenv("MY_VENDOR_API_KEY", "sk-not-shown-123456")
     main(["models"])
-    cli = {line.split()[0] for line in capsys.readouterr().out.splitlines() if "_API_KEY" in line}
+    cli = _key_names(capsys.readouterr().out)
     ip = get_ipython()
     ip.run_line_magic("load_ext", "nbtoolkit")
     try:
-        text = str(ip.run_line_magic("orchestrate", "models"))
+        ip.run_line_magic("orchestrate", "models")
     finally:
         ip.run_line_magic("unload_ext", "nbtoolkit")
-    out = capsys.readouterr().out + text
-    magic = {line.split()[0] for line in out.splitlines() if line.strip().endswith("set")}
-    magic = {name for name in magic if name.endswith("_API_KEY")}
-    assert cli == magic and {"GROQ_API_KEY", "MY_VENDOR_API_KEY"} <= cli, (cli, magic)
+    out = capsys.readouterr().out
+    magic = _key_names(out)
+    # One list, read from litellm's own files: its providers' variables (Groq's, Fireworks'
+    # and Bedrock's too, beyond the few best-known), and the environment's other *_API_KEY.
+    assert cli == magic, cli ^ magic
+    assert {"GROQ_API_KEY", "FIREWORKS_AI_API_KEY", "AWS_ACCESS_KEY_ID", "MY_VENDOR_API_KEY"} <= cli
     assert "sk-not-shown" not in out
+
+
+def test_the_magic_also_names_the_variables_its_models_read(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from IPython.testing.globalipapp import get_ipython
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    ip = get_ipython()
+    ip.run_line_magic("load_ext", "nbtoolkit")
+    ip.user_ns["vllm"] = nbt.Model(
+        "openai/my-model", api_base="http://127.0.0.1:8000/v1", api_key_env="MY_VLLM_TOKEN"
+    )
+    try:
+        ip.run_line_magic("config", "Orchestrate.default_models = ['claude-3-5-haiku-20241022']")
+        ip.run_line_magic("orchestrate", "models")
+    finally:
+        ip.run_line_magic("unload_ext", "nbtoolkit")
+        ip.config.pop("Orchestrate", None)
+        del ip.user_ns["vllm"]
+    lines = capsys.readouterr().out.splitlines()
+    assert any(
+        line.split()[:3] == ["MY_VLLM_TOKEN", "not", "set"] and "openai/my-model" in line
+        for line in lines
+    ), lines
+    assert any(
+        line.split()[:3] == ["ANTHROPIC_API_KEY", "not", "set"] and "claude-3-5-haiku" in line
+        for line in lines
+    ), lines

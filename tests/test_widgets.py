@@ -304,3 +304,43 @@ def test_estimate_and_clear(app: App) -> None:
     app.clear()
     assert not app.result_output.outputs and not app.progress_box.children
     assert app.result is not None  # the result stays bound
+
+
+def test_alias_buttons_add_models_in_click_order(app: App) -> None:
+    app.models.value = ()
+    app.picks["swift"].value = True
+    app.picks["oracle"].value = True
+    assert list(app.models.value) == ["swift", "oracle"]
+    assert app.cell_text().startswith("%%orchestrate -m swift -m oracle ")
+    app.picks["swift"].value = False  # a second click takes it out
+    assert list(app.models.value) == ["oracle"]
+    app.models.value = ["budget-a", "oracle"]  # typed or dragged in the tags
+    assert [a for a, b in app.picks.items() if b.value] == ["budget-a", "oracle"]
+
+
+def test_cascade_and_judge_options_show_only_with_their_strategy(app: App) -> None:
+    app.models.value = ("swift", "steady", "oracle")
+    app.strategy.value = "vote"
+    assert app.judge.layout.display == "none" and app.threshold.layout.display == "none"
+    app.strategy.value = "cascade"
+    assert app.threshold.layout.display == "" and app.judge.layout.display == "none"
+    app.threshold.value = 3
+    app.prompt.value = "What is 2+2?"
+    assert app.cell_text().split("\n")[0].endswith(" -s cascade --threshold 3")
+    result = app.run(wait=True)
+    assert result.meta["strategy"] == "Cascade(order=None, threshold=3)"
+    app.strategy.value = "judge"
+    assert app.judge.layout.display == "" and app.threshold.layout.display == "none"
+    assert "--threshold" not in app.cell_text()
+
+
+def test_threshold_is_the_cascades_option() -> None:
+    from IPython.core.error import UsageError
+
+    from nbtoolkit.jupyter import cells
+    from nbtoolkit.jupyter.settings import Orchestrate
+
+    with pytest.raises(UsageError, match="--threshold 3 is the cascade's option: add -s cascade"):
+        cells.prepare("-m oracle --threshold 3", "What is 2+2?", {}, Orchestrate())
+    run = cells.prepare("-m oracle -s cascade --threshold 3", "What is 2+2?", {}, Orchestrate())
+    assert run.options["strategy"].threshold == 3

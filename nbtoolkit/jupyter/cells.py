@@ -90,6 +90,13 @@ _OPTIONS = [
     ma.argument("--system", metavar="TEXT", help="a system message"),
     ma.argument("--judge", metavar="MODEL", help="let MODEL pick the best answer (judge strategy)"),
     ma.argument(
+        "--threshold",
+        type=float,
+        metavar="N",
+        help="cascade: stop asking a row's models once N answers agree (default 2); below 1, "
+        "a share of the answers asked (0.6)",
+    ),
+    ma.argument(
         "--cache", choices=CACHE_MODES, metavar="MODE", help="use, refresh, off or replay-only"
     ),
     ma.argument("--recordings", metavar="PATH", help="recordings for replay/ models"),
@@ -276,6 +283,23 @@ def _judge(model: str, strategy: str | None, settings: Orchestrate) -> Any:
         raise usage(exc) from None
 
 
+def _cascade(threshold: float, strategy: Any) -> Any:
+    from .. import strategies
+
+    if strategy != "cascade":
+        raise usage(f"--threshold {threshold:g} is the cascade's option: add -s cascade")
+    # A count of agreeing answers (2), or below 1 a share of those asked (0.6).
+    options: dict[str, Any] = (
+        {"threshold": int(threshold)} if threshold.is_integer() else {"threshold": threshold}
+    )
+    if threshold < 1:
+        options["share"] = True
+    try:
+        return strategies.get("cascade", **options)
+    except ConfigError as exc:
+        raise usage(exc) from None
+
+
 def _budget(usd: float) -> dict[str, Any]:
     from .. import api
 
@@ -329,6 +353,8 @@ def prepare(line: str, body: str, namespace: dict[str, Any], settings: Orchestra
         strategy: Any = _judge(args.judge, args.strategy, settings)
     else:
         strategy = args.strategy or settings.default_strategy
+    if args.threshold is not None:
+        strategy = _cascade(args.threshold, strategy)
     budget = _budget(args.budget) if args.budget is not None else {}
     variables = _variables(prompt, data, namespace, args.over)
 
@@ -400,6 +426,7 @@ def format_cell(
     api_base: str | None = None,
     api_key_env: str | None = None,
     budget: str | float | None = None,
+    threshold: str | float | None = None,
 ) -> str:
     """The ``%%orchestrate`` cell for these options (quoted so that it parses back the same).
 
@@ -430,6 +457,7 @@ def format_cell(
         ("--seed", seed),
         ("--max-tokens", max_tokens),
         ("--budget", budget),
+        ("--threshold", threshold if strategy == "cascade" and not judge else None),
         ("--out", None if out == DEFAULT_OUT else out),
     ):
         if value is not None and str(value).strip() != "":

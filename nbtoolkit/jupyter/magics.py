@@ -155,6 +155,26 @@ class OrchestrateMagics(Magics):
             "(a run is a cell: %%orchestrate -m MODEL ...)"
         )
 
+    def configured_models(self) -> list[Any]:
+        """The models this notebook names: its aliases, default models, and the ``nbt.Model``
+        variables (or lists of them) ``-m`` may name."""
+        from ..spec import Model
+
+        s = self.settings
+        found: list[Any] = []
+        for model_id in [*s.aliases.values(), *s.default_models]:
+            model_id = s.aliases.get(model_id, model_id)
+            try:
+                found.append(Model(model_id))
+            except Exception:  # a setting that is no model id: -m reports it when used
+                continue
+        for name, value in self.namespace.items():
+            if name.startswith("_"):
+                continue
+            values = value if isinstance(value, (list, tuple)) else [value]
+            found += [v for v in values if isinstance(v, Model)]
+        return found
+
     def models_text(self) -> str:
         """Aliases, defaults, and which API key variables are set (never their values)."""
         s = self.settings
@@ -168,12 +188,10 @@ class OrchestrateMagics(Magics):
             f"Default models: {defaults}",
             f"Default strategy: {s.default_strategy}; concurrency {s.concurrency}; "
             f"cache {s.cache}; progress {s.progress}",
-            "API keys in the environment (names only, never values):",
         ]
-        from ..providers import key_variables
+        from ..providers import key_lines
 
-        for name, is_set in key_variables():
-            lines.append(f"  {name:<20} {'set' if is_set else 'not set'}")
+        lines += key_lines(self.configured_models())
         lines.append("Any litellm model id works: https://docs.litellm.ai/docs/providers")
         return "\n".join(lines)
 

@@ -50,6 +50,11 @@ class WidgetProgress:
         if self.cancel_requested:
             runner.cancel()
 
+    def note(self, text: str) -> None:
+        """Say what happens before the first call (``providers.LOADING_NOTE``); the first
+        update replaces it."""
+        self.cost.value = f"{text}…"
+
     def __call__(self, state: Any) -> None:
         now = time.monotonic()
         if not state.finished and now - self._last < 1.0 / MAX_UPDATES_PER_S:

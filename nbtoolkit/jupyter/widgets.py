@@ -8,7 +8,9 @@ including those inside callbacks, are printed in the app.
 
 DOM hooks (for browser tests): the root has class ``nbtoolkit-app``, the Run button class
 ``nbtoolkit-run`` (description "Run"), Cancel ``nbtoolkit-cancel-run``, the result is the
-RunResult's HTML (table class ``nbtoolkit-consensus``) inside ``nbtoolkit-result-output``.
+RunResult's HTML (table class ``nbtoolkit-consensus``) inside ``nbtoolkit-result-output``;
+one toggle button per alias has class ``nbtoolkit-pick`` (its text is the alias), and the
+equivalent cell is the text of ``nbtoolkit-cell``.
 """
 
 from __future__ import annotations
@@ -81,6 +83,24 @@ class App:
             layout=_WIDE,
         )
         self.models.add_class("nbtoolkit-models")
+        # One button per alias: a click adds it at the end (the click order is the -m order),
+        # a second click takes it out. The tags above show the order and can be dragged.
+        self.picks = {
+            alias: w.ToggleButton(
+                description=alias,
+                value=alias in self.models.value,
+                tooltip=self.settings.aliases[alias],
+                layout=w.Layout(width="auto"),
+            )
+            for alias in aliases
+        }
+        for alias, button in self.picks.items():
+            button.add_class("nbtoolkit-pick")
+            button.observe(
+                lambda change, alias=alias: self._guarded(lambda: self._pick(alias, change["new"])),
+                names="value",
+            )
+        self.models.observe(lambda _change: self._guarded(self._sync_picks), names="value")
         self.other_models = w.Text(
             value=", ".join(m for m in defaults if m not in self.settings.aliases),
             description="other ids",
@@ -103,7 +123,17 @@ class App:
         self.strategy = w.Dropdown(
             options=names, value=default if default in names else names[0], description="strategy"
         )
-        self.judge = w.Text(description="judge", placeholder="judge model (judge strategy)")
+        self.judge = w.Text(description="judge", placeholder="the model that picks the best answer")
+        self.judge.add_class("nbtoolkit-judge")
+        self.threshold = w.BoundedIntText(
+            value=2, min=1, max=100, description="agree", tooltip="stop once N answers agree"
+        )
+        self.threshold.add_class("nbtoolkit-threshold")
+        # Each strategy's own options, shown only while it is chosen.
+        self.strategy_options = {"judge": [self.judge], "cascade": [self.threshold]}
+        self.strategy.observe(
+            lambda _change: self._guarded(self._show_strategy_options), names="value"
+        )
         self.samples = w.BoundedIntText(value=1, min=1, max=100, description="samples")
         self.extract = w.Combobox(
             options=_EXTRACTS, placeholder="whole reply", description="extract", ensure_option=False
@@ -154,11 +184,12 @@ class App:
                     "<small>models, in order (drag to reorder; a tie goes to the first): "
                     "aliases " + html.escape(", ".join(aliases)) + "</small>"
                 ),
+                w.HBox(list(self.picks.values()), layout=w.Layout(flex_flow="row wrap")),
                 self.models,
                 self.other_models,
                 self.api_base,
                 self.api_key_env,
-                w.HBox([self.strategy, self.judge, self.samples]),
+                w.HBox([self.strategy, self.judge, self.threshold, self.samples]),
                 w.HBox([self.extract, self.temperature]),
                 w.HBox([self.seed, self.max_tokens]),
                 w.HBox([self.data, self.refresh_button, self.out]),
@@ -175,6 +206,23 @@ class App:
             ]
         )
         self.root.add_class("nbtoolkit-app")
+        self._show_strategy_options()
+
+    def _pick(self, alias: str, chosen: bool) -> None:
+        current = list(self.models.value)
+        if chosen and alias not in current:
+            self.models.value = [*current, alias]
+        elif not chosen and alias in current:
+            self.models.value = [m for m in current if m != alias]
+
+    def _sync_picks(self) -> None:
+        for alias, button in self.picks.items():
+            button.value = alias in self.models.value  # unchanged values fire no event
+
+    def _show_strategy_options(self) -> None:
+        for name, fields in self.strategy_options.items():
+            for field in fields:
+                field.layout.display = "" if self.strategy.value == name else "none"
 
     def _fields(self) -> list[Any]:
         return [
@@ -185,6 +233,7 @@ class App:
             self.budget,
             self.strategy,
             self.judge,
+            self.threshold,
             self.samples,
             self.extract,
             self.temperature,
@@ -232,6 +281,7 @@ class App:
             api_base=self.api_base.value,
             api_key_env=self.api_key_env.value,
             budget=self.budget.value,
+            threshold=self.threshold.value,
         )
 
     def _update_cell(self) -> None:

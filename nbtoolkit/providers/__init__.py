@@ -20,6 +20,7 @@ from ..errors import redact
 from ..spec import Model
 from ..timing import mark_started
 from . import offline as _offline
+from .env_keys import key_lines, key_variables
 from .facts import (
     check_model,
     context_window,
@@ -36,16 +37,17 @@ from .keys import (
     OWN_HOSTS,
     api_base_of,
     api_key_for,
-    key_variables,
     own_endpoint,
 )
 from .proxy import Proxy, as_proxy, current_proxy, served_models, use_proxy
 from .registry import (
+    LOADING_NOTE,
     OfflineProvider,
     get_litellm,
     in_process,
     is_offline,
     litellm_id,
+    loading_listener,
     offline_handler,
     register_offline,
 )
@@ -58,6 +60,7 @@ _offline.register_builtins()
 
 __all__ = [
     "KEY_VARIABLES",
+    "LOADING_NOTE",
     "NO_KEY",
     "OWN_HOSTS",
     "TRANSPORTS",
@@ -80,8 +83,10 @@ __all__ = [
     "get_litellm",
     "in_process",
     "is_offline",
+    "key_lines",
     "key_variables",
     "litellm_id",
+    "loading_listener",
     "open_sessions",
     "own_endpoint",
     "price_known",

@@ -20,12 +20,13 @@ __all__ = [
     "OWN_HOSTS",
     "api_base_of",
     "api_key_for",
-    "key_variables",
+    "env_base_names",
     "own_endpoint",
+    "own_host",
 ]
 
-# The API key variables `nbtoolkit models` and `%orchestrate models` name (never their
-# values): one list, so the two front ends show the same.
+# The best-known API key variables, listed first by `nbtoolkit models` and
+# `%orchestrate models` (the rest come from litellm's own files: ``env_keys.key_variables``).
 KEY_VARIABLES = (
     "OPENAI_API_KEY",
     "ANTHROPIC_API_KEY",
@@ -36,15 +37,6 @@ KEY_VARIABLES = (
     "TOGETHERAI_API_KEY",
     "OPENROUTER_API_KEY",
 )
-
-
-def key_variables() -> list[tuple[str, bool]]:
-    """``(name, is set)`` for the well-known key variables, then any other ``*_API_KEY``
-    in the environment; values are never returned."""
-    names = list(KEY_VARIABLES) + sorted(
-        k for k in os.environ if k.endswith("_API_KEY") and k not in KEY_VARIABLES
-    )
-    return [(name, bool(os.environ.get(name))) for name in names]
 
 
 # Where a provider's own key, read from its usual environment variable, may be sent: the
@@ -92,21 +84,28 @@ def api_base_of(kwargs: dict[str, Any], model: Model | None = None) -> str | Non
     provider = _provider_of(model.id)
     if not provider:
         return None
+    return next((os.environ[n] for n in env_base_names(provider) if os.environ.get(n)), None)
+
+
+def env_base_names(provider: str) -> tuple[str, ...]:
+    """The variables litellm reads ``provider``'s base URL from when a call names none."""
     upper = provider.upper()
-    names = _ENV_BASES.get(provider, (f"{upper}_API_BASE", f"{upper}_BASE_URL"))
-    found = next((os.environ[n] for n in names if os.environ.get(n)), None)
-    return found
+    return _ENV_BASES.get(provider, (f"{upper}_API_BASE", f"{upper}_BASE_URL"))
 
 
 def own_endpoint(model: Model, api_base: str) -> bool:
     """Whether ``api_base`` is the model's provider's own API (where its key may go)."""
+    return own_host(_provider_of(model.id), api_base)
+
+
+def own_host(provider: str, api_base: str) -> bool:
+    """Whether ``api_base`` is ``provider``'s own API, over https (see ``OWN_HOSTS``)."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(api_base)
     host = (parts.hostname or "").lower()
     if parts.scheme != "https" or not host:
         return False
-    provider = _provider_of(model.id)
     return any(
         host.endswith(own) if own.startswith(".") else host == own
         for own in OWN_HOSTS.get(provider, ())

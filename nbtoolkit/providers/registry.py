@@ -9,6 +9,7 @@ answered in-process, without litellm; a ``litellm.CustomLLM`` goes through litel
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import logging
 import os
@@ -24,12 +25,15 @@ from .litellm_adapter import as_custom_llm
 from .reply import Reply
 
 __all__ = [
+    "LOADING_NOTE",
+    "PREFIX_PROVIDERS",
     "OfflineProvider",
     "check_offline",
     "get_litellm",
     "in_process",
     "is_offline",
     "litellm_id",
+    "loading_listener",
     "offline_handler",
     "quiet",
     "register_offline",
@@ -60,6 +64,15 @@ _THROUGH_LITELLM = False
 
 _lock = threading.Lock()
 _litellm: Any = None
+
+#: What a run's progress says while litellm is imported (seconds, once per process), so the
+#: first run in a kernel does not sit silently at 0/N.
+LOADING_NOTE = "loading litellm, first run only"
+# Who hears LOADING_NOTE: the progress of the run being planned. A context variable, so a
+# run's note goes to that run's display and no other.
+loading_listener: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar(
+    "nbtoolkit_loading_listener", default=None
+)
 
 
 def register_offline(
@@ -102,6 +115,7 @@ def get_litellm() -> Any:
         if _litellm is None:
             # Offline, litellm would first try to download its price table.
             os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            _announce_loading()
             import litellm
 
             litellm.suppress_debug_info = True  # its "Provider List: ..." lines in every cell
@@ -112,6 +126,16 @@ def get_litellm() -> Any:
                 _install(litellm, prefix)
             _litellm = litellm
     return _litellm
+
+
+def _announce_loading() -> None:
+    listener = loading_listener.get()
+    if listener is None:
+        return
+    # A display that cannot show the note must not stop the run; its next update (the
+    # runner's progress callback) reports a broken display.
+    with contextlib.suppress(Exception):
+        listener(LOADING_NOTE)
 
 
 @contextlib.contextmanager
@@ -155,7 +179,7 @@ def in_process(model_id: str) -> bool:
 
 
 # Bare model ids litellm no longer lists, whose provider is plain from the name.
-_PREFIX_PROVIDERS = [
+PREFIX_PROVIDERS = [
     (re.compile(r"^claude-"), "anthropic"),
     (re.compile(r"^gemini-"), "gemini"),
     (re.compile(r"^(mistral|ministral|codestral|open-mistral|pixtral)-"), "mistral"),
@@ -178,7 +202,7 @@ def _routed(model_id: str) -> str:
         return model_id
     except Exception:
         pass
-    for pattern, provider in _PREFIX_PROVIDERS:
+    for pattern, provider in PREFIX_PROVIDERS:
         if pattern.match(model_id):
             return f"{provider}/{model_id}"
     raise ModelError(

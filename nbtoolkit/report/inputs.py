@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..spec import Model
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["BUILTIN_DATA", "load_inputs", "panel"]
 
@@ -26,6 +27,8 @@ def load_inputs(data: str, rows: int = 0) -> pd.DataFrame | None:
     question bank (gold answers in ``gold``), else a CSV, Parquet or JSON Lines file."""
     if not data:
         return None
+    import pandas as pd  # here: the CLI's checks before a run read no frame
+
     if data == BUILTIN_DATA:
         from ..providers import sim
 

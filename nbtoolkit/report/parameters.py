@@ -97,11 +97,15 @@ _SCALARS = {"str", "int", "float", "bool"}
 
 
 def template_parameters(path: str | os.PathLike[str]) -> dict[str, Parameter]:
-    """The parameters a template declares, with their types (``papermill.inspect_notebook``)."""
-    import papermill
+    """The parameters a template declares, with their types (as ``papermill.inspect_notebook``
+    reads them, from the cell tagged ``parameters``)."""
+    found = _parameters_cell(path)
+    if found is None:  # a cell Python cannot parse: papermill's own reading, line by line
+        import papermill
 
+        found = papermill.inspect_notebook(str(path))
     declared: dict[str, Parameter] = {}
-    for name, info in papermill.inspect_notebook(str(path)).items():
+    for name, info in found.items():
         try:
             default = ast.literal_eval(info["default"])
         except (ValueError, SyntaxError):
@@ -109,6 +113,63 @@ def template_parameters(path: str | os.PathLike[str]) -> dict[str, Parameter]:
         kind, optional, item = _parse_type(str(info["inferred_type_name"]), default)
         declared[name] = Parameter(name, kind, optional, default, str(info.get("help") or ""), item)
     return declared
+
+
+def _parameters_cell(path: str | os.PathLike[str]) -> dict[str, dict[str, str]] | None:
+    """``{name: {inferred_type_name, default, help}}`` of the notebook's parameters cell, read
+    with ``ast``: importing papermill (nbformat, jsonschema) takes seconds, and the CLI
+    checks a report's parameters and keys before anything that slow. None when the cell
+    does not parse."""
+    import io
+    import json
+    import tokenize
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            nb = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    cell = next(
+        (c for c in nb.get("cells", []) if "parameters" in c.get("metadata", {}).get("tags", [])),
+        None,
+    )
+    if cell is None:
+        return {}
+    source = cell.get("source", "")
+    source = "".join(source) if isinstance(source, list) else str(source)
+    try:
+        tree = ast.parse(source)
+        comments = {
+            tok.start[0]: tok.string.lstrip("#").strip()
+            for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+            if tok.type == tokenize.COMMENT
+        }
+    except (SyntaxError, tokenize.TokenError):
+        return None
+    found: dict[str, dict[str, str]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value:
+            name, value, hint = node.target.id, node.value, node.annotation
+            kind = hint.value if isinstance(hint, ast.Constant) else ast.unparse(hint)
+        elif (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+        ):
+            name, value, kind = node.targets[0].id, node.value, "None"
+        else:
+            continue
+        help_text = comments.get(node.end_lineno or node.lineno, "")
+        if help_text.startswith("type:"):  # papermill's "# type: int" comment
+            declared, _, help_text = help_text[5:].strip().partition(" ")
+            kind = kind if kind != "None" else declared
+            help_text = help_text.strip()
+        found[name] = {
+            "inferred_type_name": str(kind),
+            "default": ast.get_source_segment(source, value) or "",
+            "help": help_text,
+        }
+    return found
 
 
 # ------------------------------------------------------------- parameter values as text
@@ -387,8 +448,7 @@ def check_before_running(declared: Mapping[str, Parameter], values: Mapping[str,
     (``models``, ``<step>_models``) is checked as ``orchestrate`` checks it (known id, API
     key set, recordings present), and the answer readers (``extract``) are built. A typo or a
     missing key is one line here, not a traceback in the notebook's third cell."""
-    from .. import providers
-    from ..plan import build_extractor
+    from ..providers.env_keys import check_keys
     from .inputs import panel
 
     _check_strategies(values)
@@ -405,14 +465,24 @@ def check_before_running(declared: Mapping[str, Parameter], values: Mapping[str,
             "give a share such as 0.05 (5 %)"
         )
     options = {"recordings": effective.get("recordings") or None}
-    for name, value in effective.items():
-        if (name == "models" or name.endswith("_models")) and isinstance(value, list):
-            for model in panel(
-                value,
-                api_base=str(effective.get("api_base") or ""),
-                api_key_env=str(effective.get("api_key_env") or ""),
-            ):
-                providers.check_model(model, options)
+    models = [
+        model
+        for name, value in effective.items()
+        if (name == "models" or name.endswith("_models")) and isinstance(value, list)
+        for model in panel(
+            value,
+            api_base=str(effective.get("api_base") or ""),
+            api_key_env=str(effective.get("api_key_env") or ""),
+        )
+    ]
+    # Every missing key named at once, in milliseconds: litellm (seconds to import) is
+    # not needed to read which variables a provider's key lives in.
+    check_keys(models)
+    from .. import providers
+    from ..plan import build_extractor
+
+    for model in models:
+        providers.check_model(model, options)
     if isinstance(effective.get("extract"), list):
         try:
             build_extractor(effective["extract"] or None)
