@@ -15,17 +15,18 @@ import pandas as pd
 
 from . import consensus as consensus_mod
 from . import extract as extract_mod
-from . import providers
+from . import providers, streaming
 from .audit import AuditLog, call_record
 from .cache import cache_dir
 from .errors import ConfigError, RunFailedError
 from .frames import SHARED, collect
-from .loop import run_sync
+from .loop import run_sync, while_waiting
 from .plan import Plan, check_options, plan_run
 from .results import RunResult
 from .runner import SKIPPED, Call, Outcome, Progress, RetryPolicy, Runner
 from .spec import Model
 from .store import open_cache
+from .streaming import CallStream
 
 
 async def aorchestrate(
@@ -57,6 +58,7 @@ async def aorchestrate(
     cache_path: str | None = None,
     on_start: Callable[[Runner], None] | None = None,
     transport: str = "auto",
+    stream: bool | Callable[[CallStream], None] = False,
     **params: Any,
 ) -> RunResult:
     """The async twin of ``orchestrate``; await it inside a running event loop.
@@ -64,6 +66,7 @@ async def aorchestrate(
     ``on_start(runner)`` is called once the calls are planned; ``runner.cancel()`` (from any
     thread) stops the run and returns the rows finished so far, marked ``cancelled``.
     """
+    on_stream, panes = streaming.start(stream)
     reporter = _reporter(progress)
     plan = plan_run(
         prompt,
@@ -117,9 +120,12 @@ async def aorchestrate(
             store_key=plan.store_key,
             schema=plan.schema,
         ),
+        on_stream=on_stream,
     )
     if on_start is not None:
         on_start(runner)
+    if panes is not None:
+        panes.attach(runner)
     outcomes = await consensus_mod.execute(
         plan.calls, plan.models, plan.strategy, plan.extractor, runner
     )
@@ -134,6 +140,8 @@ async def aorchestrate(
         runner,
     )
     runner.finish()
+    if panes is not None:
+        panes.close()
     result = collect(
         plan,
         outcomes,
@@ -271,6 +279,7 @@ def orchestrate(
     cache_path: str | None = None,
     on_start: Callable[[Runner], None] | None = None,
     transport: str = "auto",
+    stream: bool | Callable[[CallStream], None] = False,
     **params: Any,
 ) -> RunResult:
     """Send a prompt (one per DataFrame row) to several models; returns a ``RunResult``.
@@ -288,6 +297,12 @@ def orchestrate(
     ``transport``: how the calls of models left on ``Model(transport="auto")`` are carried:
     ``"auto"`` (the lean aiohttp client for OpenAI-compatible endpoints, litellm for the
     rest), ``"litellm"`` or ``"aiohttp"``; ``res.meta["transports"]`` says which each used.
+    ``stream=True``: every call is streamed, so ``res.outputs["ttft_s"]`` holds each reply's
+    time to its first text (seconds; NaN for a cached or unstreamed reply); in an interactive
+    Jupyter kernel, one pane per model fills as the text arrives, with a Stop button (the
+    finished rows are kept). Nothing is shown in a script or a papermill/nbconvert run.
+    ``stream=f``: ``f(call_stream)`` after each piece of text, on the run's loop thread (see
+    ``nbtoolkit.streaming.CallStream``).
 
     Works the same in a script and inside a running event loop (a Jupyter kernel): the run
     goes on a worker thread with its own loop, so no loop is patched. Ctrl-C (or interrupting
@@ -321,9 +336,13 @@ def orchestrate(
     )
     check_options(on_start=on_start)  # before it is wrapped below
     holder: dict[str, Runner] = {}
+    # The panes draw from this (the cell's) thread while it waits: see loop.while_waiting.
+    on_stream, panes = streaming.start(stream)
 
     def started(runner: Runner) -> None:
         holder["runner"] = runner
+        if panes is not None:
+            panes.attach(runner)  # its Stop button stops this runner
         if on_start is not None:
             on_start(runner)
 
@@ -334,8 +353,24 @@ def orchestrate(
         runner.cancel()  # the run stops and returns the rows finished so far
         return True
 
-    coro = aorchestrate(prompt, models, on_start=started, **options, **params)  # type: ignore[arg-type]
-    return run_sync(coro, on_interrupt=interrupted)
+    if panes is not None:
+        options["progress"] = None  # the panes say it all
+    coro = aorchestrate(
+        prompt,
+        models,
+        on_start=started,
+        stream=on_stream if on_stream is not None else False,
+        **options,  # type: ignore[arg-type]
+        **params,
+    )
+    if panes is None:
+        return run_sync(coro, on_interrupt=interrupted)
+    try:
+        with while_waiting(panes.pump):
+            result = run_sync(coro, on_interrupt=interrupted)
+        return result
+    finally:
+        panes.close()
 
 
 def _reporter(progress: Any) -> Callable[[Progress], None] | None:
