@@ -172,3 +172,63 @@ def test_a_secret_in_a_streamed_reply_is_never_shown() -> None:
     assert CANARY_KEY not in res.outputs["output"].iloc[0]
     shown = [e[3] for e in watch.seen]
     assert shown and not any(CANARY_KEY[:12] in text for text in shown)
+
+
+# ------------------------------------------------------------------ the magic and the panes
+
+
+@pytest.fixture
+def ip():  # type: ignore[no-untyped-def]
+    from .conftest import loaded_shell
+
+    yield from loaded_shell(3)
+
+
+def test_the_magic_streams_when_asked_and_by_setting(ip) -> None:  # type: ignore[no-untyped-def]
+    # A shell without a kernel: nobody watches, so auto does not stream.
+    res = ip.run_cell_magic("orchestrate", "-m oracle -m swift --progress none", QUESTION)
+    assert res.outputs["ttft_s"].isna().all()
+    res = ip.run_cell_magic("orchestrate", "-m oracle -m swift --stream --progress none", QUESTION)
+    assert res.outputs["ttft_s"].notna().all()
+    ip.run_line_magic("config", "Orchestrate.stream = True")
+    res = ip.run_cell_magic("orchestrate", "-m oracle --progress none", QUESTION)
+    assert res.outputs["ttft_s"].notna().all()
+    res = ip.run_cell_magic("orchestrate", "-m oracle --no-stream --progress none", QUESTION)
+    assert res.outputs["ttft_s"].isna().all()
+
+
+def test_stream_and_no_stream_together_is_one_usage_line(ip) -> None:  # type: ignore[no-untyped-def]
+    from IPython.core.error import UsageError
+
+    with pytest.raises(UsageError, match="--stream and --no-stream: give one of them"):
+        ip.run_cell_magic("orchestrate", "-m oracle --stream --no-stream", QUESTION)
+
+
+def test_replies_are_rendered_as_markdown_with_code_blocks_kept() -> None:
+    from nbtoolkit.jupyter.streaming import render_markdown
+
+    shown = render_markdown("**Sure**:\n\n```python\nprint(1 < 2)\n```\n<script>x</script>")
+    assert "<strong>Sure</strong>" in shown
+    assert "<pre><code" in shown and "print(1 &lt; 2)" in shown
+    assert "<script>" not in shown  # raw HTML in a reply is shown, never run
+
+
+def test_panes_over_many_rows_show_each_models_latest_row_and_a_counter() -> None:
+    import pandas as pd
+
+    from nbtoolkit.jupyter.streaming import StreamPanes
+
+    panes = StreamPanes(stop=False)
+    data = pd.DataFrame(sim.question_bank()[:3])
+    nbt.orchestrate(
+        "{question}",
+        SIMS[:2],
+        data=data,
+        cache="off",
+        audit=False,
+        stream=panes.on_stream,
+        on_start=panes.attach,
+    )
+    plain = panes._bundle()["text/plain"]
+    for model in SIMS[:2]:
+        assert f"== {model} (row 2 · 3/3 done" in plain
