@@ -63,6 +63,8 @@ def test_a_stream_cell_fills_one_pane_per_model_then_shows_the_table(kernel: Any
     assert reply["content"]["status"] == "ok"
     seen, reply = execute(kernel, CELL)
     assert reply["content"]["status"] == "ok"
+    said = "".join(m["content"].get("text", "") for m in seen if m["msg_type"] == "stream")
+    assert "failed while the run waited" not in said  # the pump of the Stop button worked
     kinds = [m["msg_type"] for m in seen]
     shown = [m for m in seen if m["msg_type"] == "display_data"]
     panes_id = shown[0]["content"]["transient"]["display_id"]
@@ -117,3 +119,41 @@ def test_a_headless_run_saves_only_the_final_output(tmp_path: Path) -> None:
     assert len(results) == 1 and "text/html" in results[0]["data"]  # the table, once
     # The calls were still streamed: each reply has its time to first token.
     assert cells[2].outputs[0]["data"]["text/plain"] == "True"
+
+
+def test_a_click_on_stop_mid_run_keeps_the_finished_rows(kernel: Any) -> None:
+    """The click as the frontend sends it (a comm message on the shell channel), while the
+    cell still runs: the run stops, the finished reply is kept, the other is cancelled."""
+    execute(kernel, "%load_ext nbtoolkit")
+    msg_id = kernel.execute(
+        "%%orchestrate -m oracle -m swift --extract number\nWhat is 2+2?", allow_stdin=True
+    )
+    button = None
+    clicked_at = None
+    seen = []
+    while True:
+        msg = kernel.get_iopub_msg(timeout=120)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        seen.append(msg)
+        content = msg["content"]
+        if msg["msg_type"] == "display_data" and WIDGET in content["data"]:
+            button = content["data"][WIDGET]["model_id"]
+        plain = content.get("data", {}).get("text/plain", "")
+        status = {m.group(1): m.group(2) for m in PANE.finditer(plain)}
+        # Clicked once swift-mini has finished (its pane then shows its tokens per second).
+        if button and clicked_at is None and "tokens/s" in status.get("sim/swift-mini", ""):
+            click = {"comm_id": button, "data": {"method": "custom", "content": {"event": "click"}}}
+            kernel.shell_channel.send(kernel.session.msg("comm_msg", click))
+            clicked_at = len(seen)
+        if msg["msg_type"] == "status" and content.get("execution_state") == "idle":
+            break
+    assert clicked_at is not None
+    out, _ = execute(
+        kernel,
+        "o = _orch.outputs.set_index('model'); "
+        "print(_orch.cancelled, o.loc['sim/swift-mini', 'output'] is not None, "
+        "o.loc['sim/oracle-large', 'error'])",
+    )
+    said = next(m for m in out if m["msg_type"] == "stream")["content"]["text"]
+    assert said.startswith("True True Cancelled")

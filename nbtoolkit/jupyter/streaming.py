@@ -8,9 +8,17 @@ thread that runs the cell, so the output lands in this cell, never in another on
 ``ipywidgets.Output`` used from a worker thread routes it wrongly: ipywidgets #2358, #3993).
 Updates are throttled to ``UPDATES_PER_S``; the last one, when the run ends, always goes out.
 
-The Stop button works while the cell runs because ``pump()`` also reads the widget
-messages the kernel would otherwise read only after the cell (``jupyter_ui_poll``); a click
-cancels the run, which ends with the rows finished so far, as interrupting the kernel does.
+The Stop button works while the cell runs, although a kernel reads widget messages only
+between cells; a click cancels the run, which ends with the rows finished so far, as
+interrupting the kernel does. Two ways, for the kernels there are:
+
+- ipykernel 6: ``pump()`` reads the waiting widget messages (``jupyter_ui_poll``, which calls
+  the kernel's ``do_one_iteration`` and replays the cells queued meanwhile afterwards);
+- ipykernel 7.4+: no ``do_one_iteration`` any more, but every shell message first passes its
+  shell-channel thread, which asks the message's comm where to route it
+  (``Comm._reply_subshell_for``). The button's comm answers as before and, on the way, sees
+  its own click there, and stops the run from that thread (``runner.cancel`` is thread-safe).
+  The click is still delivered to the cell's thread after the cell, where it changes nothing.
 
 Only for a person watching an interactive kernel (``wanted``): a papermill or nbconvert run
 streams nothing into the saved notebook, only the final table.
@@ -25,6 +33,7 @@ import threading
 import time
 from typing import Any
 
+from ..calls import is_cancelled
 from ..formatting import format_cost, seconds
 from ..progress import resolve_mode
 from ..streaming import CallStream
@@ -80,6 +89,23 @@ class StopButton:
         self._handle: Any = None
         self._events = contextlib.ExitStack()
         self._poll: Any = None
+        self._shown_stopping = False
+        self._watch_route(getattr(self.button, "comm", None))
+
+    def _watch_route(self, comm: Any) -> None:
+        """See the click where ipykernel 7.4+ routes it, on its shell-channel thread."""
+        route = getattr(comm, "_reply_subshell_for", None)
+        if route is None:
+            return
+
+        def routed(data: Any, default: Any) -> Any:
+            if isinstance(data, dict) and data.get("content") == {"event": "click"}:
+                self.requested = True
+                if self.runner is not None:
+                    self.runner.cancel()
+            return route(data, default)
+
+        comm._reply_subshell_for = routed
 
     def attach(self, runner: Any) -> None:
         self.runner = runner
@@ -87,11 +113,17 @@ class StopButton:
             runner.cancel()
 
     def stop(self) -> None:
+        """The click, on the cell's thread (or after the cell, when it changes nothing)."""
         self.requested = True
-        self.button.disabled = True
-        self.button.description = "Stopping…"
-        if self.runner is not None:
+        if self.runner is not None and self._handle is not None:
             self.runner.cancel()
+        self._show_stopping()
+
+    def _show_stopping(self) -> None:
+        if self.requested and not self._shown_stopping and self._handle is not None:
+            self._shown_stopping = True
+            self.button.disabled = True
+            self.button.description = "Stopping…"
 
     def show(self) -> None:
         from IPython.display import display
@@ -105,6 +137,7 @@ class StopButton:
 
             self._poll = self._events.enter_context(ui_events())
         self._poll(20)
+        self._show_stopping()  # a click seen on the shell-channel thread
 
     def close(self) -> None:
         self._events.close()
@@ -267,5 +300,9 @@ def _pane_view(pane: _Pane) -> tuple[str, str]:
     parts.append(cost if outcome is not None or pane.done else f"{cost} so far")
     text = stream.text
     if outcome is not None and outcome.output is None and outcome.error:
-        text = outcome.error
+        # What had arrived stays in view; a failure says why under it, a Stop needs no words.
+        if not text:
+            text = outcome.error
+        elif not is_cancelled(outcome.error):
+            text = f"{text}\n\n{outcome.error}"
     return " · ".join(parts), text
