@@ -40,6 +40,7 @@ _views.register("text", "nbtoolkit.jupyter.display:text_repr")
 _views.register("plot", "nbtoolkit.report.figures:Plots")
 _views.register("calibration.plot", "nbtoolkit.report.calibration_figures:CalibrationPlots")
 _views.register("progress.widget", "nbtoolkit.jupyter.progress:WidgetProgress")
+_views.register("stream.panes", "nbtoolkit.jupyter.streaming:panes")
 
 if TYPE_CHECKING:
     from .api import aorchestrate, orchestrate

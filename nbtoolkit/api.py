@@ -15,17 +15,18 @@ import pandas as pd
 
 from . import consensus as consensus_mod
 from . import extract as extract_mod
-from . import providers
+from . import providers, streaming
 from .audit import AuditLog, AuditWriteError, call_record
 from .cache import cache_dir
 from .errors import ConfigError, RunFailedError
 from .frames import SHARED, collect
-from .loop import run_sync
+from .loop import run_sync, while_waiting
 from .plan import Plan, check_options, plan_run
 from .results import RunResult
 from .runner import SKIPPED, Call, Outcome, Progress, RetryPolicy, Runner
 from .spec import Model
 from .store import open_cache
+from .streaming import CallStream
 
 
 async def aorchestrate(
@@ -59,6 +60,7 @@ async def aorchestrate(
     transport: str = "auto",
     cache_url: str | None = None,
     proxy: Any = None,
+    stream: bool | Callable[[CallStream], None] = False,
     **params: Any,
 ) -> RunResult:
     """The async twin of ``orchestrate``; await it inside a running event loop.
@@ -66,6 +68,7 @@ async def aorchestrate(
     ``on_start(runner)`` is called once the calls are planned; ``runner.cancel()`` (from any
     thread) stops the run and returns the rows finished so far, marked ``cancelled``.
     """
+    on_stream, panes = streaming.start(stream)
     reporter = _reporter(progress)
     # The first run in a process imports litellm while planning (seconds): a display that
     # can say so (``note``) does, instead of sitting at 0/N.
@@ -128,9 +131,12 @@ async def aorchestrate(
             store_key=plan.store_key,
             schema=plan.schema,
         ),
+        on_stream=on_stream,
     )
     if on_start is not None:
         on_start(runner)
+    if panes is not None:
+        panes.attach(runner)
     try:
         outcomes = await consensus_mod.execute(
             plan.calls, plan.models, plan.strategy, plan.extractor, runner
@@ -148,6 +154,8 @@ async def aorchestrate(
     finally:
         _flush(audit_log, runner)  # however the run ends, what it paid for is in the log
     runner.finish()
+    if panes is not None:
+        panes.close()
     result = collect(
         plan,
         outcomes,
@@ -296,6 +304,7 @@ def orchestrate(
     transport: str = "auto",
     cache_url: str | None = None,
     proxy: Any = None,
+    stream: bool | Callable[[CallStream], None] = False,
     **params: Any,
 ) -> RunResult:
     """Send a prompt (one per DataFrame row) to several models; returns a ``RunResult``.
@@ -319,6 +328,12 @@ def orchestrate(
     ``$NBTOOLKIT_PROXY_URL``): every model not answered offline is sent there by its id,
     with the virtual key from ``$NBTOOLKIT_PROXY_KEY_ENV``'s variable; the proxy's refusals
     (budget exceeded, model not allowed, rate limited) are one line each in the error column.
+    ``stream=True``: every call is streamed, so ``res.outputs["ttft_s"]`` holds each reply's
+    time to its first text (seconds; NaN for a cached or unstreamed reply); in an interactive
+    Jupyter kernel, one pane per model fills as the text arrives, with a Stop button (the
+    finished rows are kept). Nothing is shown in a script or a papermill/nbconvert run.
+    ``stream=f``: ``f(call_stream)`` after each piece of text, on the run's loop thread (see
+    ``nbtoolkit.streaming.CallStream``).
 
     Works the same in a script and inside a running event loop (a Jupyter kernel): the run
     goes on a worker thread with its own loop, so no loop is patched. Ctrl-C (or interrupting
@@ -358,11 +373,15 @@ def orchestrate(
     check_options(on_start=on_start)  # before it is wrapped below
     holder: dict[str, Runner] = {}
     stopped: list[bool] = []
+    # The panes draw from this (the cell's) thread while it waits: see loop.while_waiting.
+    on_stream, panes = streaming.start(stream)
 
     def started(runner: Runner) -> None:
         holder["runner"] = runner
         if stopped:
             runner.cancel()  # interrupted while planning: not one call is made
+        if panes is not None:
+            panes.attach(runner)  # its Stop button stops this runner
         if on_start is not None:
             on_start(runner)
 
@@ -381,8 +400,24 @@ def orchestrate(
         # need not wait for it.
         return "runner" not in holder
 
-    coro = aorchestrate(prompt, models, on_start=started, **options, **params)  # type: ignore[arg-type]
-    return run_sync(coro, on_interrupt=interrupted, leave=planning)
+    if panes is not None:
+        options["progress"] = None  # the panes say it all
+    coro = aorchestrate(
+        prompt,
+        models,
+        on_start=started,
+        stream=on_stream if on_stream is not None else False,
+        **options,  # type: ignore[arg-type]
+        **params,
+    )
+    if panes is None:
+        return run_sync(coro, on_interrupt=interrupted, leave=planning)
+    try:
+        with while_waiting(panes.pump):
+            result = run_sync(coro, on_interrupt=interrupted, leave=planning)
+        return result
+    finally:
+        panes.close()
 
 
 def _reporter(progress: Any) -> Callable[[Progress], None] | None:

@@ -166,6 +166,7 @@ def call_record(
         "completion_tokens": outcome.completion_tokens,
         "cost_usd": outcome.cost_usd,
         "latency_s": outcome.latency_s,
+        "ttft_s": outcome.ttft_s,
         "attempts": outcome.attempts,
         "cached": outcome.cached,
         "error": outcome.error,

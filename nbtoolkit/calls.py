@@ -47,6 +47,7 @@ class Outcome:
     answered_by: str | None = None  # a fallback model's id, when one answered instead
     fallback_error: str | None = None  # what the original model failed with
     shared_from: int | None = None  # the row whose identical call was sent for this one
+    ttft_s: float = math.nan  # seconds to the first streamed text; NaN when not streamed
 
 
 SKIPPED = "Skipped:"  # the error prefix of a call made on purpose never: not a failure
@@ -190,6 +191,7 @@ def merged(first: Outcome, second: Outcome) -> Outcome:
         attempts=first.attempts + second.attempts,
         answered_by=first.answered_by,
         fallback_error=first.fallback_error,
+        ttft_s=first.ttft_s,  # the first text the user saw came from the first reply
     )
 
 
@@ -218,6 +220,7 @@ class Outcomes(Sequence[Outcome]):
         self._error: list[str | None] = [None] * size
         self._latency = array("d", bytes(8 * size))
         self._cost = array("d", bytes(8 * size))
+        self._ttft = array("d", bytes(8 * size))
         self._prompt_tokens = array("q", bytes(8 * size))  # -1: unknown
         self._completion_tokens = array("q", bytes(8 * size))
         self._attempts = array("q", bytes(8 * size))
@@ -257,6 +260,7 @@ class Outcomes(Sequence[Outcome]):
             answered_by=notes[0] if notes else None,
             fallback_error=notes[1] if notes else None,
             shared_from=notes[2] if notes else None,
+            ttft_s=self._ttft[i],
         )
 
     @overload
@@ -284,6 +288,7 @@ class Outcomes(Sequence[Outcome]):
         self._state[i] = 1
         self._output[i], self._error[i] = outcome.output, outcome.error
         self._latency[i], self._cost[i] = outcome.latency_s, outcome.cost_usd
+        self._ttft[i] = outcome.ttft_s
         self._prompt_tokens[i] = -1 if outcome.prompt_tokens is None else outcome.prompt_tokens
         self._completion_tokens[i] = (
             -1 if outcome.completion_tokens is None else outcome.completion_tokens
@@ -303,5 +308,6 @@ def _columnar(outcome: Outcome) -> bool:
     return (
         isinstance(outcome.latency_s, float)
         and isinstance(outcome.cost_usd, float)
+        and isinstance(outcome.ttft_s, float)
         and type(outcome.attempts) is int
     )

@@ -195,6 +195,7 @@ def output_frame(
     row, sample, attempts = (np.empty(n, dtype="int64") for _ in range(3))
     valid, cached = np.empty(n, dtype="bool"), np.empty(n, dtype="bool")
     latency, cost = np.empty(n, dtype="float64"), np.empty(n, dtype="float64")
+    ttft = np.empty(n, dtype="float64")
     # Missing is None in every run (see _objects); item by item, so a list answer stays one.
     output, answer, error = (np.empty(n, dtype=object) for _ in range(3))
     model: list[str] = []
@@ -209,6 +210,7 @@ def output_frame(
         valid[i] = ok and outcome.output is not None
         error[i] = _error(outcome, extract_error)
         latency[i], cost[i], cached[i] = outcome.latency_s, outcome.cost_usd, outcome.cached
+        ttft[i] = outcome.ttft_s
         prompt_tokens.append(outcome.prompt_tokens)
         completion_tokens.append(outcome.completion_tokens)
     columns: dict[str, Any] = {
@@ -225,6 +227,7 @@ def output_frame(
         "cost_usd": cost,
         "cached": cached,
         "attempts": attempts,
+        "ttft_s": ttft,
     }
     return pd.DataFrame(columns, columns=OUTPUT_COLUMNS)
 

@@ -16,7 +16,8 @@ import contextlib
 import inspect
 import threading
 import types
-from collections.abc import Callable, Coroutine
+import warnings
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from . import timing
@@ -25,6 +26,8 @@ T = TypeVar("T")
 
 _LOOP: asyncio.AbstractEventLoop | None = None
 _LOOP_LOCK = threading.Lock()
+# Called on the waiting thread while run_sync waits (see ``while_waiting``).
+_WAITING: list[Callable[[], None]] = []
 
 
 def get_loop() -> asyncio.AbstractEventLoop:
@@ -114,6 +117,22 @@ def install_executor(loop: asyncio.AbstractEventLoop) -> bool:
     return isinstance(current, _ClosingExecutor)
 
 
+@contextlib.contextmanager
+def while_waiting(hook: Callable[[], None]) -> Iterator[None]:
+    """Call ``hook()`` on the waiting thread, a few dozen times a second, while ``run_sync``
+    waits inside this block: a display that must draw from the cell's own thread (a Jupyter
+    cell's output), a pump of widget messages so that a button can be clicked mid-run.
+
+    A hook that raises is not called again (a ``RuntimeWarning`` says so); the run goes on.
+    """
+    _WAITING.append(hook)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            _WAITING.remove(hook)
+
+
 def run_sync(
     coro: Coroutine[Any, Any, T],
     on_interrupt: Callable[[], bool] | None = None,
@@ -164,8 +183,20 @@ def run_sync(
 def _wait(future: concurrent.futures.Future[T]) -> T:
     # The OS may hand SIGINT to any thread (a kernel has several); a wait without a timeout
     # would then never wake to raise KeyboardInterrupt. Short slices let it through.
+    hooks = list(_WAITING) if threading.current_thread() is threading.main_thread() else []
     while True:
         try:
-            return future.result(timeout=0.1)
+            return future.result(timeout=0.05 if hooks else 0.1)
         except concurrent.futures.TimeoutError:
-            continue
+            pass
+        for hook in list(hooks):
+            try:
+                hook()
+            except Exception as exc:
+                hooks.remove(hook)
+                warnings.warn(
+                    f"nbtoolkit: {getattr(hook, '__qualname__', hook)} failed while the run "
+                    f"waited ({type(exc).__name__}: {exc}); the run goes on without it",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )

@@ -32,6 +32,7 @@ OUTPUT_COLUMNS = [
     "cost_usd",
     "cached",
     "attempts",
+    "ttft_s",  # seconds to the first streamed text (stream=True); NaN when not streamed
 ]
 CONSENSUS_COLUMNS = ["row", "answer", "confidence", "agreement", "n_valid", "strategy", "cost_usd"]
 # After the contract's columns: the flag under confidence_threshold, a strategy's note

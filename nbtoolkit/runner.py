@@ -41,6 +41,7 @@ from .calls import (
 from .errors import CacheError, redact
 from .loop import install_executor
 from .spec import Model
+from .streaming import CallStream, StreamCallback, cut_short
 from .timing import LoopLag, safety_timeout, timed
 
 # Re-exported: these names were first defined here, and callers import them from here.
@@ -86,6 +87,7 @@ class Runner:
         repair: int = 0,
         repair_token_budget: int = 8000,
         params_for: Callable[[Model, int], dict[str, Any]] | None = None,
+        on_stream: StreamCallback | None = None,
     ) -> None:
         self.concurrency = concurrency
         self.timeout = timeout
@@ -106,6 +108,9 @@ class Runner:
             lambda model, sample: providers.call_params(model, {}, sample=sample)
         )
         self._repairing = True
+        # Set: every call is streamed, and this is told of each piece (streaming.CallStream).
+        self.on_stream = on_stream
+        self._streams: dict[int, CallStream] = {}  # by call index, while a call is made
         self.state = Progress()
         self.cancelled = False
         # What could not be recorded (audit, cache, progress), by kind: [message, count].
@@ -129,6 +134,7 @@ class Runner:
         """
         self._repairing = repair
         self._sent = {}
+        self._streams = {}
         outcomes = Outcomes(len(calls))
         if self.cancelled:
             for i in range(len(calls)):
@@ -176,7 +182,7 @@ class Runner:
                         copy = shared_outcome(outcome, call)
                         outcomes[twin] = copy
                         self.shared += 1
-                        self._finished(calls[twin], copy)
+                        self._finished(calls[twin], copy, position=twin)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -217,7 +223,7 @@ class Runner:
                     # A request cut off in flight was still sent: it counts.
                     cut = cancelled_outcome(self._sent.get(i, 0))
                     outcomes[i] = cut
-                    self._finished(calls[i], cut, report=False)
+                    self._finished(calls[i], cut, report=False, position=i)
             self._report()
         if bugs:
             raise bugs[0]
@@ -269,7 +275,7 @@ class Runner:
                 pending.append(i)
                 continue
             outcomes[i] = outcome
-            self._finished(call, outcome, report=False)
+            self._finished(call, outcome, report=False, position=i)
         self._report()
         return pending, seeds
 
@@ -392,6 +398,7 @@ class Runner:
         timeout = call.model.timeout or self.timeout
         attempts = 0
         failed: Outcome | None = None
+        tap = self._tap(call)
         while True:
             held = await self.budget.hold(call.model, call.messages, call.params)
             if held is None:
@@ -402,6 +409,9 @@ class Runner:
             attempts += 1
             self._sent[call.index] = self._sent.get(call.index, 0) + 1
             start = time.perf_counter()
+            if tap is not None:
+                tap.begin()
+                self._emit(tap)
             try:
                 # The timeout is ours (time the request took); litellm's is only a safety net.
                 reply = await timed(
@@ -410,6 +420,7 @@ class Runner:
                         call.messages,
                         call.params,
                         safety_timeout(timeout) if timeout else None,
+                        on_text=None if tap is None else self._feeder(tap),
                     ),
                     timeout,
                     self._lag,
@@ -422,7 +433,8 @@ class Runner:
                 self.budget.settle(held, 0.0)
                 retryable, retry_after = providers.retry_hint(exc)
                 failed = Outcome(
-                    error=redact(providers.describe_error(exc, call.model)),
+                    # What had arrived of a reply cut off mid-stream is kept with its error.
+                    error=cut_short(redact(providers.describe_error(exc, call.model)), tap),
                     latency_s=time.perf_counter() - start,
                     cost_usd=0.0 if providers.price_known(call.model) else math.nan,
                     attempts=attempts,
@@ -440,9 +452,38 @@ class Runner:
                 completion_tokens=reply.completion_tokens,
                 cost_usd=reply.cost_usd,
                 attempts=attempts,
+                ttft_s=_ttft(reply, tap),
             )
             self._store(call, outcome)
             return outcome
+
+    def _tap(self, call: Call) -> CallStream | None:
+        """The call's stream (one per call, across its retries, fallbacks and repairs)."""
+        if self.on_stream is None:
+            return None
+        tap = self._streams.get(call.index)
+        if tap is None:
+            tap = self._streams[call.index] = CallStream(call)
+        return tap
+
+    def _feeder(self, tap: CallStream) -> Callable[[str], None]:
+        def feed(piece: str) -> None:
+            tap.add(piece)
+            self._emit(tap)
+
+        return feed
+
+    def _emit(self, tap: CallStream) -> None:
+        if self.on_stream is None:
+            return
+        try:
+            self.on_stream(tap)
+        except Exception as exc:
+            # The user's display failed, not the run: the calls go on without it.
+            self.on_stream = _quiet
+            self.not_recorded(
+                "stream", f"the stream callback raised {_say(exc)}; it was not called again"
+            )
 
     def _store(self, call: Call, outcome: Outcome) -> None:
         if self.cache is None or not call.key or self.cache_mode not in ("use", "refresh"):
@@ -467,9 +508,17 @@ class Runner:
             text = redact(str(exc)) if isinstance(exc, CacheError) else f"the cache: {_say(exc)}"
             self.not_recorded("cache", text)
 
-    def _finished(self, call: Call, outcome: Outcome, report: bool = True) -> None:
+    def _finished(
+        self, call: Call, outcome: Outcome, report: bool = True, position: int | None = None
+    ) -> None:
         """Count a finished call and record it; a record that cannot be written is a warning,
         never the loss of the answer (the frames are built from the outcomes, not the log)."""
+        if self.on_stream is not None:
+            # A cached or shared reply never streamed: it is shown whole, at once.
+            at = call.index if position is None else position
+            tap = self._streams.pop(at, None) or CallStream(call)
+            tap.end(outcome)
+            self._emit(tap)
         label = call.model.label
         if outcome.error is None:
             self.state.done[label] += 1
@@ -523,6 +572,20 @@ class Runner:
                 "progress",
                 f"the progress callback raised {_say(exc)}; it was not called again",
             )
+
+
+def _quiet(stream: CallStream) -> None:
+    """Stands in for a stream callback that failed once."""
+
+
+def _ttft(reply: providers.Reply, tap: CallStream | None) -> float:
+    """The reply's time to first text: the provider's own figure (a simulated model's), else
+    the one measured; NaN when the call was not streamed."""
+    if tap is None:
+        return math.nan
+    if reply.ttft_s is not None:
+        return float(reply.ttft_s)
+    return tap.ttft_s
 
 
 def _through_litellm(model: Model) -> bool:

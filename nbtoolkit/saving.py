@@ -107,6 +107,9 @@ def read(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"{folder} is incomplete: {file.name} is missing")
         rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
         frames[name] = _restore(rows, manifest["frames"][name])
+    if "ttft_s" not in frames["outputs"].columns:
+        # Saved before streaming existed: nothing was streamed, as NaN says.
+        frames["outputs"]["ttft_s"] = float("nan")
     return dict(
         outputs=frames["outputs"],
         consensus=frames["consensus"],

@@ -423,8 +423,22 @@ def test_other_endpoints() -> None:
         status, body = raw(server, "POST", "/v1/chat/completions", b"not json")
         assert status == 400 and body["error"]["type"] == "invalid_request_error"
 
-        stream = json.dumps({"model": "m", "messages": [], "stream": True}).encode()
-        assert raw(server, "POST", "/v1/chat/completions", stream)[0] == 400
+        stream = json.dumps(
+            {
+                "model": "m",
+                "messages": [{"role": "user", "content": "a b"}],
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
+        ).encode()
+        status, body = raw(server, "POST", "/v1/chat/completions", stream)
+        assert status == 200
+        events = [line[6:] for line in body.decode().splitlines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        chunks = [json.loads(e) for e in events[:-1]]
+        text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+        assert text == "echo: a b"
+        assert chunks[-1]["usage"]["completion_tokens"] == 3
 
 
 def test_bad_arguments_fail_at_construction() -> None:

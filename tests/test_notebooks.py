@@ -80,7 +80,7 @@ def test_an_interactive_kernel_shows_progress_bars_then_removes_them() -> None:
 
         _, reply = execute("%load_ext nbtoolkit")
         assert reply["content"]["status"] == "ok"
-        seen, reply = execute("%%orchestrate -m oracle -m swift\nWhat is 2+2?")
+        seen, reply = execute("%%orchestrate --no-stream -m oracle -m swift\nWhat is 2+2?")
         assert reply["content"]["status"] == "ok"
         kinds = [m["msg_type"] for m in seen]
         shown = [m for m in seen if m["msg_type"] == "display_data"]

@@ -109,6 +109,13 @@ _OPTIONS = [
         "--progress", choices=PROGRESS_MODES, metavar="MODE", help="auto, widget, text or none"
     ),
     ma.argument("--no-progress", action="store_true", dest="no_progress", help="no progress"),
+    ma.argument(
+        "--stream",
+        action="store_true",
+        help="stream the replies into one pane per model, with a Stop button (in a kernel a "
+        "person watches; papermill/nbconvert runs keep only the final table)",
+    ),
+    ma.argument("--no-stream", action="store_true", dest="no_stream", help="do not stream"),
 ]
 
 
@@ -136,6 +143,7 @@ class CellRun:
     options: dict[str, Any] = field(default_factory=dict)
     out: str = DEFAULT_OUT
     progress: str = "auto"
+    stream: bool | str = "auto"  # True, False, or "auto" (see Orchestrate.stream)
 
 
 def _one_line(text: object) -> str:
@@ -387,7 +395,14 @@ def prepare(line: str, body: str, namespace: dict[str, Any], settings: Orchestra
         options["proxy"] = _proxy(settings)
     options.update(budget)
     progress = "none" if args.no_progress else (args.progress or settings.progress)
-    return CellRun(prompt=prompt, models=models, options=options, out=out, progress=progress)
+    if args.stream and args.no_stream:
+        raise usage("--stream and --no-stream: give one of them")
+    stream: bool | str = True if args.stream else False if args.no_stream else settings.stream
+    if stream == "auto":
+        stream = "auto" if data is None else False  # over a DataFrame: on only when asked
+    return CellRun(
+        prompt=prompt, models=models, options=options, out=out, progress=progress, stream=stream
+    )
 
 
 def _proxy(settings: Orchestrate) -> Any:

@@ -66,9 +66,13 @@ class OrchestrateMagics(Magics):
         settings, namespace = self.settings, self.namespace
         run = self._checked(lambda: prepare(line, cell or "", namespace, settings))
         from ..api import orchestrate
-        from ..progress import start
+        from ..progress import NullProgress, start
+        from .streaming import wanted
 
-        reporter = start(run.progress, self.shell)
+        watched = wanted(self.shell)
+        stream = watched if run.stream == "auto" else bool(run.stream)
+        # Streamed where a person watches: the panes show what the bars would.
+        reporter = NullProgress() if stream and watched else start(run.progress, self.shell)
         try:
             result = self._checked(
                 lambda: orchestrate(
@@ -76,6 +80,7 @@ class OrchestrateMagics(Magics):
                     run.models,
                     progress=reporter,
                     on_start=reporter.attach,
+                    stream=stream,
                     **run.options,
                 )
             )

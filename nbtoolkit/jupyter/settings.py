@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from traitlets import Bool, Dict, Enum, Int, List, TraitError, Unicode, default, validate
+from traitlets import Bool, Dict, Enum, Int, List, TraitError, Unicode, Union, default, validate
 from traitlets.config import Configurable
 
 from ..progress import MODES as PROGRESS_MODES
@@ -76,6 +76,13 @@ class Orchestrate(Configurable):
         "",
         help="The name of the environment variable holding your virtual key for the proxy "
         "(never the key). Empty: $NBTOOLKIT_PROXY_KEY_ENV, else LITELLM_PROXY_API_KEY.",
+    ).tag(config=True)
+    stream = Union(
+        [Bool(), Enum(["auto"])],
+        default_value="auto",
+        help="Stream the replies into one pane per model, with a Stop button: True, False, or "
+        "auto (on for a single prompt, no --over, in a kernel a person watches; never in "
+        "papermill/nbconvert runs). A cell's --stream/--no-stream wins.",
     ).tag(config=True)
 
     @default("aliases")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import redact
@@ -142,31 +144,47 @@ def call_params(
 
 
 async def complete(
-    model: Model, messages: list[dict[str, Any]], kwargs: dict[str, Any], timeout: float | None
+    model: Model,
+    messages: list[dict[str, Any]],
+    kwargs: dict[str, Any],
+    timeout: float | None,
+    on_text: Callable[[str], None] | None = None,
 ) -> Reply:
     """One call: an offline model's in-process provider; else the model's transport
     (``resolve``): the lean HTTP client for an OpenAI-compatible endpoint, or
-    ``litellm.acompletion``. Raises the provider's or the transport's exceptions as they are."""
+    ``litellm.acompletion``. Raises the provider's or the transport's exceptions as they are.
+
+    ``on_text``: stream the reply, calling it with each piece of text as it arrives (a
+    provider that cannot stream gives its whole reply as one piece). The returned ``Reply``
+    is the whole reply, as without it; its usage is unknown when the stream did not say it.
+    """
     handler = offline_handler(model.id)
     if handler is not None:
         mark_started()
         # An answer that never waits would hold the loop for the whole run: yield once, so a
         # Cancel, the progress display and the other calls get their turn.
         await asyncio.sleep(0)
+        name = model.id.partition("/")[2]
         # A copy: one params dict serves every row of a model and sample.
-        reply = await handler.answer(model.id.partition("/")[2], messages, dict(kwargs))
+        streams = on_text is not None and callable(getattr(handler, "stream", None))
+        if streams:
+            reply = await handler.stream(name, messages, dict(kwargs), on_text)  # type: ignore[attr-defined]
+        else:
+            reply = await handler.answer(name, messages, dict(kwargs))
         if not isinstance(reply, Reply) or not isinstance(reply.text, str):
             raise TypeError(
                 f"the offline provider of {model.id.partition('/')[0]}/ answered "
                 f"{type(reply).__name__}: answer() must return a providers.Reply with text"
             )
         reply.text = redact(reply.text)
+        if on_text is not None and not streams:
+            on_text(reply.text)  # a provider that cannot stream: its reply in one piece
         return reply
     record = resolve(model)
     if record.transport == "aiohttp":
         from . import openai_http
 
-        return await openai_http.complete(record, messages, kwargs, timeout)  # type: ignore[no-any-return]
+        return await openai_http.complete(record, messages, kwargs, timeout, on_text)  # type: ignore[no-any-return]
     litellm = get_litellm()
     call_kwargs = dict(kwargs)
     offline = is_offline(model.id)
@@ -177,16 +195,102 @@ async def complete(
             call_kwargs["api_key"] = key
     if timeout is not None:
         call_kwargs["timeout"] = timeout
+    if on_text is not None:
+        return await _streamed(litellm, model, messages, call_kwargs, on_text)
     response = await litellm.acompletion(
         model=model.id if offline else litellm_id(model), messages=messages, **call_kwargs
     )
-    _check_content(response)
-    reply = _reply(model, response)
+    check_content(response)
+    reply = reply_of(model, response)
     reply.text = redact(reply.text)  # a server may echo a key back: it goes no further
     return reply
 
 
-def _check_content(response: Any) -> None:
+async def _streamed(
+    litellm: Any,
+    model: Model,
+    messages: list[dict[str, Any]],
+    call_kwargs: dict[str, Any],
+    on_text: Callable[[str], None],
+) -> Reply:
+    """A call through litellm with ``stream=True``: each delta to ``on_text``, the pieces
+    put back together by litellm's ``stream_chunk_builder``. Usage is asked for
+    (``stream_options.include_usage``) and taken only from a chunk that carries it: the
+    builder would otherwise count tokens itself, and a count we did not receive is unknown."""
+    offline = is_offline(model.id)
+    request = litellm.acompletion(
+        model=model.id if offline else litellm_id(model),
+        messages=messages,
+        stream=True,
+        stream_options={"include_usage": True},
+        **call_kwargs,
+    )
+    if _stream_ready:
+        chunks, sent = await _consume(request, on_text)
+    else:
+        chunks, sent = await _first_stream(_consume(request, on_text))
+    if not chunks:
+        raise ValueError("the provider's stream ended with no chunk")
+    built = litellm.stream_chunk_builder(chunks, messages=messages)
+    check_content(built)
+    if sent is None:
+        built.usage = None  # not sent: unknown, not the builder's own count
+    else:
+        built.usage = sent
+    reply = reply_of(model, built)
+    reply.text = redact(reply.text)
+    return reply
+
+
+_stream_ready = False  # litellm's streaming path has been set up once in this process
+_stream_setup: dict[int, asyncio.Lock] = {}  # by loop
+
+
+async def _consume(request: Any, on_text: Callable[[str], None]) -> tuple[list[Any], Any]:
+    """The chunks of a litellm stream, each delta given to ``on_text``; and the usage, if a
+    chunk carried it (None otherwise)."""
+    response = await request
+    chunks: list[Any] = []
+    sent: Any = None
+    async for chunk in response:
+        chunks.append(chunk)
+        usage = getattr(chunk, "usage", None)
+        if usage is not None and getattr(usage, "prompt_tokens", None):
+            sent = usage
+        choices = getattr(chunk, "choices", None) or []
+        delta = getattr(choices[0], "delta", None) if choices else None
+        piece = getattr(delta, "content", None)
+        if piece:
+            on_text(redact(piece))
+    # litellm fills in a usage of its own count on the last chunk it yields when the provider
+    # sent none; the chunks it received (its stream wrapper's ``chunks``) say which it was.
+    received = getattr(response, "chunks", None)
+    if isinstance(received, list):
+        sent = None
+        for chunk in received:
+            usage = getattr(chunk, "usage", None)
+            if usage is not None and getattr(usage, "prompt_tokens", None):
+                sent = usage
+    return chunks, sent
+
+
+async def _first_stream(request: Any) -> Any:
+    """The first streamed request of the process: litellm imports modules on that path whose
+    pydantic models warn at import time (noise that is litellm's, like the warm-up's). One
+    request at a time holds the filter, so no other task's warnings are lost meanwhile."""
+    global _stream_ready
+    lock = _stream_setup.setdefault(id(asyncio.get_running_loop()), asyncio.Lock())
+    async with lock:
+        if _stream_ready:
+            return await request
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            response = await request
+        _stream_ready = True
+        return response
+
+
+def check_content(response: Any) -> None:
     # A 200 whose message content is null (a refusal, a tool call, a gateway under load) has
     # no answer in it: taking it for an empty answer would bill it, cache it and serve it on
     # every re-run.
@@ -209,7 +313,8 @@ def _check_content(response: Any) -> None:
     raise NoContentError(f"the provider's reply has no message content{detail}")
 
 
-def _reply(model: Model, response: Any) -> Reply:
+def reply_of(model: Model, response: Any) -> Reply:
+    """The ``Reply`` of a litellm response (usage unknown when not sent, never 0)."""
     choices = getattr(response, "choices", None) or []
     if not choices:
         raise ValueError("the provider answered with no choices")

@@ -14,6 +14,7 @@ import asyncio
 import json
 import math
 import os
+from collections.abc import Callable
 from typing import Any, Literal
 
 from ..errors import CallError, ModelError, RecordingsError, clip
@@ -191,25 +192,55 @@ class SimProvider:
     async def answer(
         self, name: str, messages: list[dict[str, Any]], params: dict[str, Any]
     ) -> Reply:
-        reply = sim.simulate(
-            name,
-            _prompt_of(messages),
-            seed=params.get("seed"),
-            sample=int(params.get("nbt_sample") or 0),
-            temperature=params.get("temperature"),
-        )
+        reply = _simulate(name, messages, params)
         scale = sim.time_scale()
         if scale > 0:
             await asyncio.sleep(reply.latency_s * scale)
-        # The profile's latency, not the scaled sleep: deterministic, so replays of a report
-        # give the same numbers, and it says how slow such a model would be.
-        return Reply(
-            reply.text,
-            reply.prompt_tokens,
-            reply.completion_tokens,
-            _nan_if_none(reply.cost_usd),
-            reply.latency_s,
-        )
+        return _sim_reply(reply)
+
+    async def stream(
+        self,
+        name: str,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
+        on_text: Callable[[str], None],
+    ) -> Reply:
+        """The same reply as ``answer``, a word at a time at the profile's speed (scaled by
+        ``NBTOOLKIT_SIM_TIME_SCALE``): the first after ``sim.TTFT_SHARE`` of its latency."""
+        reply = _simulate(name, messages, params)
+        words = sim.pieces(reply.text)
+        scale = sim.time_scale()
+        first = reply.latency_s * sim.TTFT_SHARE
+        gap = (reply.latency_s - first) / max(len(words) - 1, 1)
+        for i, word in enumerate(words):
+            # sleep(0) when not scaled: the other calls (and a Stop) still get their turn.
+            await asyncio.sleep((first if i == 0 else gap) * scale)
+            on_text(word)
+        # The profile's time to first text, like its latency: the same on every re-run.
+        return _sim_reply(reply, ttft_s=first)
+
+
+def _simulate(name: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> sim.SimReply:
+    return sim.simulate(
+        name,
+        _prompt_of(messages),
+        seed=params.get("seed"),
+        sample=int(params.get("nbt_sample") or 0),
+        temperature=params.get("temperature"),
+    )
+
+
+def _sim_reply(reply: sim.SimReply, ttft_s: float | None = None) -> Reply:
+    # The profile's latency, not the scaled sleep: deterministic, so replays of a report
+    # give the same numbers, and it says how slow such a model would be.
+    return Reply(
+        reply.text,
+        reply.prompt_tokens,
+        reply.completion_tokens,
+        _nan_if_none(reply.cost_usd),
+        reply.latency_s,
+        ttft_s,
+    )
 
 
 def _check_sim(name: str, options: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ import json
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -284,17 +285,28 @@ def wire_params(record: Resolved, kwargs: dict[str, Any]) -> tuple[dict[str, Any
 
 
 async def complete(
-    record: Resolved, messages: list[dict[str, Any]], kwargs: dict[str, Any], timeout: float | None
+    record: Resolved,
+    messages: list[dict[str, Any]],
+    kwargs: dict[str, Any],
+    timeout: float | None,
+    on_text: Callable[[str], None] | None = None,
 ) -> Any:
     """One call to ``record.api_base``'s ``/chat/completions``; returns a ``providers.Reply``.
 
     Raises exceptions named as litellm's for the same server behaviour (``RateLimitError``
     with the server's ``Retry-After``, ``APIConnectionError``...), ``ValueError`` for a reply
     without choices, ``NoContentError`` for a choice without text.
+
+    ``on_text``: ask for a stream (server-sent events, with ``stream_options.include_usage``)
+    and give it each piece of text as it arrives; a stream cut off before its end raises
+    ``APIConnectionError`` (retried). A server that answers with one JSON body anyway is read
+    as usual, its text given as one piece.
     """
     import aiohttp
 
     params, headers = wire_params(record, kwargs)
+    if on_text is not None:
+        params = {**params, "stream": True, "stream_options": {"include_usage": True}}
     if record.proxy is not None:  # the virtual key, to the proxy only: never a provider's
         key = record.proxy.key()
     else:
@@ -318,8 +330,12 @@ async def complete(
                 proxy=pool.proxies.get(str(record.api_base)),
                 timeout=aiohttp.ClientTimeout(total=timeout) if timeout else None,
             ) as response:
-                raw = await response.read()
                 status, reply_headers = response.status, response.headers
+                sse = "text/event-stream" in response.headers.get("Content-Type", "")
+                if on_text is not None and status < 400 and sse:
+                    data = await _read_events(response, on_text, url)
+                    return _reply(record, data)
+                raw = await response.read()
         except asyncio.TimeoutError:
             raise RequestTimeout(timeout or 0) from None
         except aiohttp.ClientError as exc:
@@ -330,7 +346,63 @@ async def complete(
     if status >= 400:
         error = _status_error(status, raw, reply_headers)
         raise error if record.proxy is None else _proxy_error(record, error, raw)
-    return _reply(record, _loads(raw))
+    reply = _reply(record, _loads(raw))
+    if on_text is not None:
+        on_text(reply.text)
+    return reply
+
+
+async def _read_events(response: Any, on_text: Callable[[str], None], url: str) -> Any:
+    """Read a stream of server-sent events into the body one JSON reply would have had.
+
+    Each ``data:`` line holds a chunk (``choices[0].delta.content``); the last may hold the
+    ``usage``; ``data: [DONE]`` ends it. An ``error`` chunk raises ``APIError``; a stream that
+    stops before ``[DONE]`` or a ``finish_reason`` was cut off: ``APIConnectionError``.
+    """
+    parts: list[str] = []
+    usage: Any = None
+    finish: Any = None
+    role_only = False
+    ended = False
+    async for line in response.content:
+        line = line.strip()
+        if not line.startswith(b"data:"):
+            continue  # blank separators, comments (": keep-alive"), event names
+        payload = line[5:].strip()
+        if payload == b"[DONE]":
+            ended = True
+            break
+        chunk = _loads(payload)
+        if not isinstance(chunk, dict):
+            continue
+        if chunk.get("error"):
+            error = chunk["error"]
+            message = error.get("message") if isinstance(error, dict) else error
+            raise APIError(f"the stream reported an error: {message}")
+        if chunk.get("usage"):
+            usage = chunk["usage"]
+        choices = chunk.get("choices")
+        first = choices[0] if isinstance(choices, list) and choices else None
+        if not isinstance(first, dict):
+            continue
+        delta = first.get("delta")
+        delta = delta if isinstance(delta, dict) else {}
+        piece = delta.get("content")
+        if isinstance(piece, str) and piece:
+            parts.append(piece)
+            on_text(piece)
+        elif "role" in delta:
+            role_only = True
+        if first.get("finish_reason"):
+            finish = first["finish_reason"]
+    if not ended and finish is None:
+        got = sum(len(p) for p in parts)
+        raise APIConnectionError(f"the stream was cut off before its end ({got} characters)", url)
+    if not parts and not role_only and finish is None:
+        return {"choices": [], "usage": usage}
+    text = "".join(parts) if parts else None
+    message = {"role": "assistant", "content": text}
+    return {"choices": [{"message": message, "finish_reason": finish}], "usage": usage}
 
 
 def _loads(raw: bytes) -> Any:

@@ -21,6 +21,9 @@ class Reply:
     completion_tokens: int | None
     cost_usd: float
     latency_s: float | None = None  # a recorded latency overrides the measured one
+    # Seconds to the first streamed text: set by a provider that knows a better figure than
+    # the one measured (a simulated model's); None when not streamed or not known.
+    ttft_s: float | None = None
 
 
 class NoContentError(ValueError):

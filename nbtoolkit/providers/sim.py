@@ -77,6 +77,18 @@ TIME_SCALE_ENV = "NBTOOLKIT_SIM_TIME_SCALE"
 DEFAULT_TIME_SCALE = 0.1
 
 
+#: A streamed simulated reply: its first piece after this share of its latency, the rest
+#: spread evenly over the remainder (a real model's first token comes after the prompt is read).
+TTFT_SHARE = 0.3
+_PIECE = re.compile(r"\s*\S+|\s+")
+
+
+def pieces(text: str) -> list[str]:
+    """``text`` cut into the pieces a simulated stream sends: a word each, with the spaces
+    before it, so that joined they give ``text`` back exactly."""
+    return _PIECE.findall(text)
+
+
 def time_scale() -> float:
     """The share of its simulated latency a simulated call really waits (0: none)."""
     raw = os.environ.get(TIME_SCALE_ENV, "").strip()

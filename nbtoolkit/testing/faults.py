@@ -52,6 +52,9 @@ class Fault(str, enum.Enum):
     ODD_SHAPE = "odd_shape"
     """Status 200 with the reply in an unusual body: no ``id``/``created``/``object``,
     unknown fields and values of unexpected types around the choice (as some gateways send)."""
+    STREAM_CUT = "stream_cut"
+    """A streamed reply cut off halfway: the first half of its pieces, then the connection is
+    reset (no ``[DONE]``, no end of the chunked body). Asked without streaming: a reset."""
 
     def __str__(self) -> str:
         return self.value

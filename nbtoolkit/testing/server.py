@@ -193,6 +193,9 @@ class FakeOpenAIServer:
             the reply.
         send_usage: False to leave ``usage`` out of replies, as some local servers and
             proxies do.
+        stream_delay: seconds between the pieces of a streamed reply (``"stream": true``:
+            server-sent events, a word a piece, then ``usage`` when
+            ``stream_options.include_usage`` asks for it, then ``data: [DONE]``).
 
     Use it as a context manager, or call ``start()`` and ``stop()``.
     """
@@ -212,6 +215,7 @@ class FakeOpenAIServer:
         prompt_tokens: int | None = None,
         completion_tokens: int | None = None,
         send_usage: bool = True,
+        stream_delay: float = 0.0,
     ) -> None:
         if latency < 0:
             raise ValueError(f"latency must be >= 0, got {latency!r}")
@@ -245,6 +249,9 @@ class FakeOpenAIServer:
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
         self.send_usage = send_usage
+        if stream_delay < 0:
+            raise ValueError(f"stream_delay must be >= 0, got {stream_delay!r}")
+        self.stream_delay = float(stream_delay)
 
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
@@ -418,12 +425,6 @@ class FakeOpenAIServer:
         if self.latency > 0:
             stopping.wait(self.latency)
 
-        if request.get("stream"):
-            handler._send_error_json(
-                400, "streaming is not supported by FakeOpenAIServer", "invalid_request_error"
-            )
-            return
-
         try:
             fault = self._scripted_fault(index, request)
         except Exception as exc:
@@ -442,7 +443,59 @@ class FakeOpenAIServer:
         except Exception as exc:
             handler._send_error_json(500, f"reply callable raised {exc!r}", "fake_server_error")
             return
+        if request.get("stream"):
+            self._stream(handler, index, request, content, stopping)
+            return
         handler._send_json(200, self._completion(index, request, content))
+
+    def _stream(
+        self,
+        handler: _Handler,
+        index: int,
+        request: dict[str, Any],
+        content: str,
+        stopping: threading.Event,
+        cut: bool = False,
+    ) -> None:
+        """Send ``content`` as server-sent events in a chunked body, a word an event; with
+        ``cut``, only the first half of them, then reset the connection."""
+        import re
+
+        body = self._completion(index, request, content)
+        head = {k: body[k] for k in ("id", "created", "model")}
+        head["object"] = "chat.completion.chunk"
+        words = re.findall(r"\s*\S+|\s+", content) or [""]
+        if cut:
+            words = words[: max(1, len(words) // 2)]
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Cache-Control", "no-cache")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+
+        def event(data: Any) -> None:
+            payload = b"data: " + (data if isinstance(data, bytes) else json.dumps(data).encode())
+            payload += b"\n\n"
+            handler.wfile.write(b"%X\r\n%s\r\n" % (len(payload), payload))
+            handler.wfile.flush()
+
+        first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+        event({**head, "choices": [first]})
+        for i, word in enumerate(words):
+            if i and self.stream_delay:
+                stopping.wait(self.stream_delay)
+            piece = {"index": 0, "delta": {"content": word}, "finish_reason": None}
+            event({**head, "choices": [piece]})
+        if cut:
+            handler._drop(reset=True)
+            return
+        event({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        options = request.get("stream_options")
+        if self.send_usage and isinstance(options, dict) and options.get("include_usage"):
+            event({**head, "choices": [], "usage": body["usage"]})
+        event(b"[DONE]")
+        handler.wfile.write(b"0\r\n\r\n")
+        handler.wfile.flush()
 
     def _scripted_fault(self, index: int, request: dict[str, Any]) -> Fault | None:
         if self._scripted is None:
@@ -510,6 +563,12 @@ class FakeOpenAIServer:
             handler._drop(reset=False)
         elif fault is Fault.RESET:
             handler._drop(reset=True)
+        elif fault is Fault.STREAM_CUT:
+            if request.get("stream"):
+                content = self._reply_for(request)
+                self._stream(handler, index, request, content, stopping, cut=True)
+            else:
+                handler._drop(reset=True)
         elif fault is Fault.MALFORMED:
             handler._send_bytes(200, b'{"id": "x", "choices": [')
         elif fault is Fault.EMPTY_CHOICES:
