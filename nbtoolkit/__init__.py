@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import views as _views
 from .errors import (
+    BatchPendingError,
     CacheError,
     CallError,
     ConfigError,
@@ -42,6 +43,7 @@ _views.register("progress.widget", "nbtoolkit.jupyter.progress:WidgetProgress")
 
 if TYPE_CHECKING:
     from .api import aorchestrate, orchestrate
+    from .batch import Job, attach, submit
     from .cache import Cache
     from .calibration import Calibration, calibrate, rescore
     from .comparison import Comparison, compare
@@ -75,6 +77,9 @@ _LAZY = {
     "ui": "jupyter.widgets",
     "estimate": "estimates",
     "Estimate": "estimates",
+    "submit": "batch",
+    "attach": "batch",
+    "Job": "batch",
     **{
         name: "strategies"
         for name in ("Cascade", "FirstValid", "Fuse", "Judge", "Medoid", "Vote", "Weighted")
@@ -82,6 +87,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "BatchPendingError",
     "Cache",
     "Cascade",
     "FirstValid",
@@ -117,6 +123,9 @@ __all__ = [
     "Comparison",
     "load",
     "estimate",
+    "Job",
+    "attach",
+    "submit",
     "mixture_of_agents",
     "orchestrate",
     "pipeline",

@@ -57,13 +57,21 @@ async def aorchestrate(
     cache_path: str | None = None,
     on_start: Callable[[Runner], None] | None = None,
     transport: str = "auto",
+    batch: bool = False,
+    known: Callable[[Call], Outcome | None] | None = None,
     **params: Any,
 ) -> RunResult:
     """The async twin of ``orchestrate``; await it inside a running event loop.
 
     ``on_start(runner)`` is called once the calls are planned; ``runner.cancel()`` (from any
     thread) stops the run and returns the rows finished so far, marked ``cancelled``.
+    ``known(call)``: an outcome already obtained for a call (a provider batch's reply, see
+    ``nbtoolkit.batch``), used instead of sending it; None to send it as usual.
     """
+    if batch:
+        from .batch import run_batched
+
+        return await run_batched(prompt, models, _arguments(locals(), params))
     reporter = _reporter(progress)
     plan = plan_run(
         prompt,
@@ -104,6 +112,7 @@ async def aorchestrate(
         cache_mode=cache,
         progress=reporter,
         on_outcome=_auditor(audit, run_id),
+        known=known,
         seed=seed,
         max_cost_usd=max_cost_usd,
         validator=_validator(plan) if repair else None,
@@ -271,6 +280,7 @@ def orchestrate(
     cache_path: str | None = None,
     on_start: Callable[[Runner], None] | None = None,
     transport: str = "auto",
+    batch: bool = False,
     **params: Any,
 ) -> RunResult:
     """Send a prompt (one per DataFrame row) to several models; returns a ``RunResult``.
@@ -289,10 +299,18 @@ def orchestrate(
     ``"auto"`` (the lean aiohttp client for OpenAI-compatible endpoints, litellm for the
     rest), ``"litellm"`` or ``"aiohttp"``; ``res.meta["transports"]`` says which each used.
 
+    ``batch=True`` sends the calls through the providers' batch APIs (about half price,
+    answered within 24 hours) and waits for them: ``nbt.submit`` + ``job.wait()``; models
+    without a batch API run live in the same run (``res.meta["batch"]`` says which did which).
+
     Works the same in a script and inside a running event loop (a Jupyter kernel): the run
     goes on a worker thread with its own loop, so no loop is patched. Ctrl-C (or interrupting
     the kernel) stops the calls in flight and returns the rows finished so far.
     """
+    if batch:
+        from .batch import submit
+
+        return submit(prompt, models, **_arguments(locals(), params)).wait()  # type: ignore[return-value]
     options = dict(
         data=data,
         variables=variables,
@@ -336,6 +354,23 @@ def orchestrate(
 
     coro = aorchestrate(prompt, models, on_start=started, **options, **params)  # type: ignore[arg-type]
     return run_sync(coro, on_interrupt=interrupted)
+
+
+def option_names() -> list[str]:
+    """``orchestrate``'s keyword-only options that a batch job keeps (all but ``batch`` and
+    ``on_start``), in order."""
+    import inspect
+
+    return [
+        name
+        for name, p in inspect.signature(orchestrate).parameters.items()
+        if p.kind is p.KEYWORD_ONLY and name not in ("batch", "on_start")
+    ]
+
+
+def _arguments(scope: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """``orchestrate``'s keyword arguments as given (from its ``locals()``), for a batch."""
+    return {**{name: scope[name] for name in option_names()}, **params}
 
 
 def _reporter(progress: Any) -> Callable[[Progress], None] | None:
