@@ -9,8 +9,12 @@ the environment for another host. ``prices(model)`` is the batch price per token
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import math
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +112,20 @@ def request_body(
     return {"model": target.wire_model, "messages": messages, **optional}
 
 
+@contextlib.contextmanager
+def _litellm_batch_call() -> Iterator[None]:
+    """litellm's quiet, and its leak put right: for every batch or file call litellm builds
+    an OpenAI client it never closes, whose sockets would each warn (ResourceWarning) when
+    garbage-collected at some later, unrelated moment. They are collected here, at once."""
+    try:
+        with quiet():
+            yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+
+
 def _auth(target: Target) -> dict[str, Any]:
     # Always given: left out, litellm would fill them from OPENAI_API_KEY / OPENAI_BASE_URL.
     return {
@@ -120,7 +138,7 @@ def _auth(target: Target) -> dict[str, Any]:
 async def submit(target: Target, lines: bytes, metadata: dict[str, str]) -> tuple[str, str]:
     """Upload ``lines`` (JSONL) and create a batch of them; returns ``(file_id, batch_id)``."""
     litellm = get_litellm()
-    with quiet():
+    with _litellm_batch_call():
         uploaded = await litellm.acreate_file(
             file=("nbtoolkit-batch.jsonl", lines), purpose="batch", **_auth(target)
         )
@@ -153,7 +171,7 @@ class BatchState:
 
 async def retrieve(target: Target, batch_id: str) -> BatchState:
     litellm = get_litellm()
-    with quiet():
+    with _litellm_batch_call():
         batch = await litellm.aretrieve_batch(batch_id=batch_id, **_auth(target))
     counts = getattr(batch, "request_counts", None)
     errors = getattr(batch, "errors", None)
@@ -181,7 +199,7 @@ async def retrieve(target: Target, batch_id: str) -> BatchState:
 async def file_lines(target: Target, file_id: str) -> list[dict[str, Any]]:
     """The JSON lines of a batch's output or error file."""
     litellm = get_litellm()
-    with quiet():
+    with _litellm_batch_call():
         content = await litellm.afile_content(file_id=file_id, **_auth(target))
     raw = content.content if hasattr(content, "content") else bytes(content)
     return [json.loads(line) for line in raw.decode("utf-8").splitlines() if line.strip()]
@@ -189,7 +207,7 @@ async def file_lines(target: Target, file_id: str) -> list[dict[str, Any]]:
 
 async def cancel(target: Target, batch_id: str) -> None:
     litellm = get_litellm()
-    with quiet():
+    with _litellm_batch_call():
         await litellm.acancel_batch(batch_id=batch_id, **_auth(target))
 
 

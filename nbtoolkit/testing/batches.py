@@ -83,6 +83,10 @@ class _Handler(BaseHTTPRequestHandler):
             "Content-Type", "application/octet-stream" if raw is not None else "application/json"
         )
         self.send_header("Content-Length", str(len(data)))
+        # One request per connection: litellm's batch functions build an OpenAI client per
+        # call and never close it, so a kept-alive connection would be left open on their side.
+        self.send_header("Connection", "close")
+        self.close_connection = True
         self.end_headers()
         self.wfile.write(data)
 
