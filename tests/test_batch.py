@@ -3,7 +3,6 @@ nbt.submit / attach / Job end to end against it (issue 17)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import os
