@@ -68,7 +68,7 @@ async def aorchestrate(
     ``known(call)``: an outcome already obtained for a call (a provider batch's reply, see
     ``nbtoolkit.batch``), used instead of sending it; None to send it as usual.
     """
-    if batch:
+    if batch and cache != "replay-only":
         from .batch import run_batched
 
         return await run_batched(prompt, models, _arguments(locals(), params))
@@ -307,7 +307,7 @@ def orchestrate(
     goes on a worker thread with its own loop, so no loop is patched. Ctrl-C (or interrupting
     the kernel) stops the calls in flight and returns the rows finished so far.
     """
-    if batch:
+    if batch and cache != "replay-only":  # replaying sends nothing: there is nothing to batch
         from .batch import submit
 
         return submit(prompt, models, **_arguments(locals(), params)).wait()  # type: ignore[return-value]

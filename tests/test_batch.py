@@ -18,6 +18,7 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import nbtoolkit as nbt  # noqa: E402
+from nbtoolkit.batch import POLL_ENV  # noqa: E402
 from nbtoolkit.errors import BatchPendingError, ConfigError  # noqa: E402
 from nbtoolkit.providers import batches as provider_batches  # noqa: E402
 from nbtoolkit.results import CONSENSUS_COLUMNS, OUTPUT_COLUMNS  # noqa: E402
@@ -185,7 +186,10 @@ def test_submit_returns_a_job_and_its_result_has_orchestrates_frames() -> None:
     assert len(server.chat_requests) == 0  # nothing of the batched model went live
 
 
-def test_collected_replies_are_cached_so_replay_only_gives_the_same_numbers(tmp_path: Path) -> None:
+def test_collected_replies_are_cached_so_replay_only_gives_the_same_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(POLL_ENV, "0")
     with FakeBatchServer(answer) as server:
         model = gpt(server)
         res = nbt.orchestrate(
@@ -388,3 +392,60 @@ def test_estimate_with_batch_shows_the_saving(monkeypatch: pytest.MonkeyPatch) -
     assert "as a batch" in est.summary() and "saving up to" in est.summary()
     plain = nbt.estimate(PROMPT, ["gpt-4o-mini"], data=QUESTIONS, max_tokens=50)
     assert "batch" not in plain.columns
+
+
+# -- the front ends ------------------------------------------------------------------------
+
+
+def test_orchestrate_cell_with_batch_in_a_real_kernel(tmp_path: Path) -> None:
+    import nbformat
+
+    from tests.conftest import execute_notebook
+
+    with FakeBatchServer(answer) as server:
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [
+            nbformat.v4.new_code_cell(
+                "import os\nos.environ['NBTOOLKIT_BATCH_POLL_S'] = '0'\n"
+                "import pandas as pd\n%load_ext nbtoolkit\n"
+                f"df = pd.DataFrame({{'q': {QUESTIONS.q.tolist()!r}}})"
+            ),
+            nbformat.v4.new_code_cell(
+                f"%%orchestrate -m sim/swift-mini --api-base {server.base_url} "
+                "-m openai/gpt-4o-mini --over df --extract number --batch --out res "
+                "--no-progress\nWhat is {q}? Answer with a number."
+            ),
+            nbformat.v4.new_code_cell(
+                "import json\nprint(json.dumps({'batches': res.meta['batch']['batches'], "
+                "'live': sorted(res.meta['batch']['live']), "
+                "'answers': res.outputs['answer'].tolist()}))"
+            ),
+        ]
+        path = tmp_path / "batch.ipynb"
+        nbformat.write(nb, path)
+        done = execute_notebook(path, tmp_path)
+        assert server.batches_created == 1
+    printed = json.loads(done.cells[2].outputs[-1]["text"].strip().splitlines()[-1])
+    assert printed["batches"] == {"openai/gpt-4o-mini": ["batch_0000"]}
+    assert printed["live"] == ["sim/swift-mini"]
+    assert printed["answers"][1::2] == ["4", "6", "8", "10", "12"]
+
+
+def test_report_with_batch_runs_the_template_with_batch_true(tmp_path: Path) -> None:
+    from nbtoolkit.cli import main
+
+    out = tmp_path / "r.ipynb"
+    code = main(
+        ["report", "compare_models", "-p", "rows", "3", "--batch", "--no-html", "-o", str(out)]
+    )
+    assert code == 0
+    text = out.read_text()
+    assert "ran live, not as a batch" in text  # simulated models have no batch API
+
+
+def test_report_batch_on_a_template_without_it_is_one_clear_line(tmp_path: Path) -> None:
+    from nbtoolkit.errors import ParameterError
+    from nbtoolkit.report.run import run_report
+
+    with pytest.raises(ParameterError, match="has no 'batch' parameter"):
+        run_report("pipeline", tmp_path / "p.ipynb", batch=True, html=False)

@@ -102,6 +102,12 @@ _OPTIONS = [
         "--progress", choices=PROGRESS_MODES, metavar="MODE", help="auto, widget, text or none"
     ),
     ma.argument("--no-progress", action="store_true", dest="no_progress", help="no progress"),
+    ma.argument(
+        "--batch",
+        action="store_true",
+        help="through the providers' batch APIs (about half price, answered within 24 h): "
+        "submit, wait, show the result; models without one run live",
+    ),
 ]
 
 
@@ -357,6 +363,8 @@ def prepare(line: str, body: str, namespace: dict[str, Any], settings: Orchestra
     options.update({k: v for k, v in optional.items() if v is not None})
     if args.strict:
         options["strict"] = True
+    if args.batch:
+        options["batch"] = True
     options.update(budget)
     progress = "none" if args.no_progress else (args.progress or settings.progress)
     return CellRun(prompt=prompt, models=models, options=options, out=out, progress=progress)
