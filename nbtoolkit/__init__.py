@@ -40,6 +40,9 @@ _views.register("html", "nbtoolkit.jupyter.display:html_repr")
 _views.register("text", "nbtoolkit.jupyter.display:text_repr")
 _views.register("plot", "nbtoolkit.report.figures:Plots")
 _views.register("progress.widget", "nbtoolkit.jupyter.progress:WidgetProgress")
+# orchestrate(batch=True) reaches the batch package by name: that package builds on api.py.
+_views.register("batch.submit", "nbtoolkit.batch:submit")
+_views.register("batch.run", "nbtoolkit.batch:run_batched")
 
 if TYPE_CHECKING:
     from .api import aorchestrate, orchestrate

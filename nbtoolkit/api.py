@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import consensus as consensus_mod
 from . import extract as extract_mod
-from . import providers
+from . import providers, views
 from .audit import AuditLog, call_record
 from .cache import cache_dir
 from .errors import ConfigError, RunFailedError
@@ -69,9 +69,9 @@ async def aorchestrate(
     ``nbtoolkit.batch``), used instead of sending it; None to send it as usual.
     """
     if batch and cache != "replay-only":
-        from .batch import run_batched
-
-        return await run_batched(prompt, models, _arguments(locals(), params))
+        # By name, through the registry: the batch package builds on this module.
+        run_batched = views.get("batch.run")
+        return await run_batched(prompt, models, _arguments(locals(), params))  # type: ignore[no-any-return]
     reporter = _reporter(progress)
     plan = plan_run(
         prompt,
@@ -308,9 +308,8 @@ def orchestrate(
     the kernel) stops the calls in flight and returns the rows finished so far.
     """
     if batch and cache != "replay-only":  # replaying sends nothing: there is nothing to batch
-        from .batch import submit
-
-        return submit(prompt, models, **_arguments(locals(), params)).wait()  # type: ignore[return-value]
+        submit = views.get("batch.submit")
+        return submit(prompt, models, **_arguments(locals(), params)).wait()  # type: ignore[no-any-return]
     options = dict(
         data=data,
         variables=variables,

@@ -54,6 +54,10 @@ class Job:
 
     # -- what it is --------------------------------------------------------------------
 
+    def model(self, label: str) -> Model | None:
+        """The panel's model of that label (None for a label not in it)."""
+        return self._by_label.get(label)
+
     def target(self, label: str) -> provider_batches.Target | str:
         """The model's batch target (with its key, never stored), or why it runs live."""
         if label not in self._targets:

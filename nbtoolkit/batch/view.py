@@ -19,7 +19,7 @@ _HEAD = ("model", "batch id", "status", "done", "failed", "total", "est. saving"
 
 
 def _saving(job: Job, label: str, part: int, collected: bool) -> str:
-    model = job._by_label.get(label) if hasattr(job, "_by_label") else None
+    model = job.model(label)
     if collected:
         pairs = [
             (r.live_cost_usd, r.cost_usd)
