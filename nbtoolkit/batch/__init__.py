@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..loop import run_sync
+from ..providers import batches as provider_batches
 from ..results import RunResult
 from ..spec import Model
 from .job import POLL_ENV, Job, default_poll_s
@@ -53,9 +54,12 @@ async def asubmit(
         )
     plan = plan_of(prompt, models, options)
     store = JobStore(options.get("cache_path"))
-    job_id, _ = await submit_plan(
-        plan, prompt, models, options, store=store, max_requests=max_requests_per_batch
-    )
+    try:
+        job_id, _ = await submit_plan(
+            plan, prompt, models, options, store=store, max_requests=max_requests_per_batch
+        )
+    finally:
+        provider_batches.release_clients()
     return Job(job_id, store, {"prompt": prompt, "models": models, **options})
 
 

@@ -92,6 +92,13 @@ class Job:
 
     async def arefresh(self) -> Job:
         """Ask each batch not yet collected how it is; collect the ones that ended."""
+        try:
+            await self._refresh()
+        finally:
+            provider_batches.release_clients()
+        return self
+
+    async def _refresh(self) -> None:
         mode = str(self.options.get("cache", "use"))
         cache = open_cache(self.options.get("cache_path")) if mode != "off" else None
         for part in self.parts:
@@ -115,7 +122,6 @@ class Job:
                 await collect_part(self.id, part, model, target, state, self.store, cache, mode)
             else:
                 self.store.update_part(self.id, part)
-        return self
 
     def refresh(self) -> Job:
         """``arefresh`` from synchronous code (a script, a notebook cell)."""
@@ -246,7 +252,10 @@ class Job:
                 request.live, request.error = True, None
             self.store.record(self.id, failed)
             return self.result()
-        run_sync(self._resubmit(failed))
+        try:
+            run_sync(self._resubmit(failed))
+        finally:
+            provider_batches.release_clients()
         return self
 
     async def _resubmit(self, failed: list[Request]) -> None:
@@ -287,7 +296,10 @@ class Job:
                 if part.batch_id and not part.collected and not isinstance(target, str):
                     await provider_batches.cancel(target, part.batch_id)
 
-        run_sync(cancel_all())
+        try:
+            run_sync(cancel_all())
+        finally:
+            provider_batches.release_clients()
         return self
 
 
