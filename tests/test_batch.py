@@ -449,3 +449,42 @@ def test_report_batch_on_a_template_without_it_is_one_clear_line(tmp_path: Path)
 
     with pytest.raises(ParameterError, match="has no 'batch' parameter"):
         run_report("pipeline", tmp_path / "p.ipynb", batch=True, html=False)
+
+
+def test_ctrl_c_stops_the_waiting_not_the_batch(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import nbtoolkit.batch.job as job_module
+
+    def interrupted(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    with FakeBatchServer(answer, polls=2) as server:
+        job = nbt.submit(PROMPT, [gpt(server)], data=QUESTIONS)
+        with monkeypatch.context() as patch:
+            patch.setattr(job_module.time, "sleep", interrupted)
+            with pytest.raises(KeyboardInterrupt):
+                job.wait(poll_s=1)
+        assert f"nbt.attach('{job.id}')" in capsys.readouterr().err
+        assert server.batches[0]["status"] != "cancelled"
+        res = nbt.attach(job.id).wait(poll_s=0, progress=False)
+        assert server.batches_created == 1 and res.errors.empty
+
+
+def test_a_part_left_submitting_by_a_dead_process_becomes_error_rows_not_a_hang() -> None:
+    import time
+
+    from nbtoolkit.batch.store import JobStore
+
+    with FakeBatchServer(answer) as server:
+        job = nbt.submit(PROMPT, [gpt(server)], data=QUESTIONS)
+        store = JobStore()
+        part = store.parts(job.id)[0]
+        part.batch_id, part.status = None, "submitting"  # as if killed before create returned
+        store.update_part(job.id, part)
+        store._run("UPDATE batch_parts SET updated = ?", (time.time() - 3600,))
+        with pytest.raises(nbt.RunFailedError) as failed:
+            nbt.attach(job.id).wait(poll_s=0, progress=False)
+        errors = failed.value.result.errors["error"]
+        assert errors.str.startswith("BatchNotSubmitted").all()
+        assert errors.str.contains("stopped before the provider confirmed").all()

@@ -29,6 +29,8 @@ from .view import job_html, job_text
 __all__ = ["POLL_ENV", "Job", "default_poll_s"]
 
 POLL_ENV = "NBTOOLKIT_BATCH_POLL_S"
+# A part still "submitting" after this long was left by a process that stopped mid-way.
+STALE_SUBMIT_S = 600.0
 
 
 def default_poll_s() -> float:
@@ -106,6 +108,13 @@ class Job:
                 continue
             model = self._by_label[part.model]
             target = self.target(part.model)
+            if part.status == "submitting" and time.time() - part.updated > STALE_SUBMIT_S:
+                part.status = "not_submitted"
+                part.error = (
+                    "the process submitting this batch stopped before the provider confirmed "
+                    f"it (if it was created anyway, look for metadata nbtoolkit_job={self.id} "
+                    "among the provider's batches); retry_failed() sends its requests again"
+                )
             if part.batch_id is None or isinstance(target, str):
                 if part.status == "not_submitted":
                     state = provider_batches.BatchState(
@@ -145,6 +154,9 @@ class Job:
         """
         poll = default_poll_s() if poll_s is None else poll_s
         said = ""
+        if progress:
+            for label, reason in self.live.items():
+                print(f"{label} runs live, not as a batch: {reason}", flush=True)
         try:
             while True:
                 self.refresh()

@@ -66,6 +66,7 @@ class Part:
     failed: int = 0
     error: str | None = None
     collected: bool = False
+    updated: float = 0.0  # when the store last wrote it (time.time())
 
 
 @dataclass
@@ -191,7 +192,7 @@ class JobStore:
     def parts(self, job: str) -> list[Part]:
         rows = self._run(
             "SELECT part, model, target, batch_id, file_id, status, total, completed, failed, "
-            "error, collected FROM batch_parts WHERE job = ? ORDER BY part",
+            "error, collected, updated FROM batch_parts WHERE job = ? ORDER BY part",
             (job,),
         )
         return [
