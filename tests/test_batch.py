@@ -488,3 +488,13 @@ def test_a_part_left_submitting_by_a_dead_process_becomes_error_rows_not_a_hang(
         errors = failed.value.result.errors["error"]
         assert errors.str.startswith("BatchNotSubmitted").all()
         assert errors.str.contains("stopped before the provider confirmed").all()
+
+
+def test_split_keeps_each_batch_within_both_limits_and_refuses_a_line_over_the_file_limit() -> None:
+    from nbtoolkit.batch.sending import split
+
+    lines = [b"x" * 40, b"y" * 40, b"z" * 40, b"w" * 10]
+    assert split(lines, 10, 100) == [[0, 1], [2, 3]]  # 80 bytes, then 50
+    assert split(lines, 3, 1000) == [[0, 1, 2], [3]]
+    with pytest.raises(ConfigError, match="over the batch file limit"):
+        split([b"x" * 101], 10, 100)

@@ -271,7 +271,7 @@ class Job:
         return self
 
     async def _resubmit(self, failed: list[Request]) -> None:
-        from .sending import plan_of, send_part, split
+        from .sending import line_of, plan_of, send_part, split
 
         plan = plan_of(self.prompt, self.models, self.options)
         calls = {c.key: c for c in plan.calls if c.key}
@@ -285,7 +285,11 @@ class Job:
             target = self.target(label)
             if isinstance(target, str):
                 continue
-            lines = [_line(target, calls[r.key], r.custom_id) for r in requests]
+            body = provider_batches.body_maker(target, self._by_label[label])
+            lines = [
+                line_of(r.custom_id, body(calls[r.key].messages, calls[r.key].params))
+                for r in requests
+            ]
             limit_requests, limit_bytes = provider_batches.LIMITS
             for group in split(lines, limit_requests, limit_bytes):
                 part = Part(number, label, target.public(), None, None, "submitting", len(group))
@@ -313,19 +317,6 @@ class Job:
         finally:
             provider_batches.release_clients()
         return self
-
-
-def _line(target: provider_batches.Target, call: Call, custom_id: str) -> bytes:
-    import json
-
-    body = provider_batches.request_body(target, call.model, call.messages, call.params)
-    line = {
-        "custom_id": custom_id,
-        "method": "POST",
-        "url": provider_batches.ENDPOINT,
-        "body": body,
-    }
-    return json.dumps(line, default=str, ensure_ascii=False).encode("utf-8") + b"\n"
 
 
 def _known(by_key: dict[str, Request]) -> Any:

@@ -17,7 +17,7 @@ from ..spec import Model
 from ..store import open_cache
 from .store import JobStore, Part, Request
 
-__all__ = ["check_batchable", "plan_of", "split", "submit_plan"]
+__all__ = ["check_batchable", "line_of", "plan_of", "split", "submit_plan"]
 
 
 def plan_of(prompt: str, models: Any, options: dict[str, Any]) -> Plan:
@@ -84,10 +84,13 @@ async def submit_plan(
     live instead. Nothing is sent for a call already in the cache."""
     check_batchable(plan, options)
     job = "nbtb-" + uuid.uuid4().hex[:12]
-    store.add_job(job, {"prompt": prompt, "models": models, **options})
     live: dict[str, str] = {}
     cached = _cached_keys(plan, options)
-    part_number = 0
+    # Every model's lines and batches first: a request over a limit is refused before
+    # anything is sent, never half-way through a job.
+    planned: list[
+        tuple[provider_batches.Target, Model, list[Any], list[bytes], list[list[int]]]
+    ] = []
     for model in plan.models:
         where = provider_batches.target(model)
         if isinstance(where, str):
@@ -100,27 +103,17 @@ async def submit_plan(
         calls = list(leaders.values())
         if not calls:
             continue
-        lines = [
-            json.dumps(
-                {
-                    "custom_id": f"{job}:{call.index}",
-                    "method": "POST",
-                    "url": provider_batches.ENDPOINT,
-                    "body": provider_batches.request_body(where, model, call.messages, call.params),
-                },
-                default=str,
-                ensure_ascii=False,
-            ).encode("utf-8")
-            + b"\n"
-            for call in calls
-        ]
+        body = provider_batches.body_maker(where, model)
+        lines = [line_of(f"{job}:{call.index}", body(call.messages, call.params)) for call in calls]
         limit_requests, limit_bytes = provider_batches.LIMITS
         groups = split(lines, min(max_requests or limit_requests, limit_requests), limit_bytes)
+        planned.append((where, model, calls, lines, groups))
+    store.add_job(job, {"prompt": prompt, "models": models, **options})
+    number = 0
+    for where, model, calls, lines, groups in planned:
         for group in groups:
-            part = Part(
-                part_number, model.label, where.public(), None, None, "submitting", len(group)
-            )
-            part_number += 1
+            part = Part(number, model.label, where.public(), None, None, "submitting", len(group))
+            number += 1
             store.add_part(job, part)
             store.add_requests(
                 job,
@@ -139,6 +132,17 @@ async def submit_plan(
             )
             await send_part(job, part, where, b"".join(lines[i] for i in group), store)
     return job, live
+
+
+def line_of(custom_id: str, body: dict[str, Any]) -> bytes:
+    """One request line of a batch's input file (JSONL)."""
+    line = {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": provider_batches.ENDPOINT,
+        "body": body,
+    }
+    return json.dumps(line, default=str, ensure_ascii=False).encode("utf-8") + b"\n"
 
 
 async def send_part(

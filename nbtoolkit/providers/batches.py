@@ -13,6 +13,7 @@ import gc
 import json
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +28,12 @@ __all__ = [
     "LIMITS",
     "BatchState",
     "Target",
+    "body_maker",
     "cancel",
     "file_lines",
     "live_prices",
     "prices",
     "release_clients",
-    "request_body",
     "retrieve",
     "submit",
     "target",
@@ -92,10 +93,12 @@ def target(model: Model) -> Target | str:
     return Target(provider, str(base).rstrip("/"), str(wire), key)
 
 
-def request_body(
-    target: Target, model: Model, messages: list[dict[str, Any]], params: dict[str, Any]
-) -> dict[str, Any]:
-    """The body of one request line, as the model's live call would send it."""
+def body_maker(
+    target: Target, model: Model
+) -> Callable[[list[dict[str, Any]], dict[str, Any]], dict[str, Any]]:
+    """``body(messages, params)``: one request line's body, as the model's live call would
+    send it (litellm's parameter mapping, memoised per parameters dict: a run's rows share
+    them)."""
     from .openai_http import wire_params
 
     record = Resolved(
@@ -107,8 +110,12 @@ def request_body(
         target.api_base,
         target.wire_model,
     )
-    optional, _ = wire_params(record, params)
-    return {"model": target.wire_model, "messages": messages, **optional}
+
+    def body(messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+        optional, _ = wire_params(record, params)
+        return {"model": target.wire_model, "messages": messages, **optional}
+
+    return body
 
 
 def release_clients() -> None:
