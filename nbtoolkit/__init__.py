@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import views as _views
 from .errors import (
+    BatchPendingError,
     CacheError,
     CallError,
     ConfigError,
@@ -41,9 +42,13 @@ _views.register("plot", "nbtoolkit.report.figures:Plots")
 _views.register("calibration.plot", "nbtoolkit.report.calibration_figures:CalibrationPlots")
 _views.register("progress.widget", "nbtoolkit.jupyter.progress:WidgetProgress")
 _views.register("stream.panes", "nbtoolkit.jupyter.streaming:panes")
+# orchestrate(batch=True) reaches the batch package by name: that package builds on api.py.
+_views.register("batch.submit", "nbtoolkit.batch:submit")
+_views.register("batch.run", "nbtoolkit.batch:run_batched")
 
 if TYPE_CHECKING:
     from .api import aorchestrate, orchestrate
+    from .batch import Job, attach, submit
     from .cache import Cache
     from .calibration import Calibration, calibrate, rescore
     from .comparison import Comparison, compare
@@ -79,6 +84,9 @@ _LAZY = {
     "estimate": "estimates",
     "Estimate": "estimates",
     "Proxy": "providers.proxy",
+    "submit": "batch",
+    "attach": "batch",
+    "Job": "batch",
     **{
         name: "strategies"
         for name in ("Cascade", "FirstValid", "Fuse", "Judge", "Medoid", "Vote", "Weighted")
@@ -86,6 +94,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "BatchPendingError",
     "Cache",
     "Cascade",
     "FirstValid",
@@ -122,6 +131,9 @@ __all__ = [
     "Comparison",
     "load",
     "estimate",
+    "Job",
+    "attach",
+    "submit",
     "mixture_of_agents",
     "orchestrate",
     "pipeline",

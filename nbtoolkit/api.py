@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import consensus as consensus_mod
 from . import extract as extract_mod
-from . import providers, streaming
+from . import providers, streaming, views
 from .audit import AuditLog, AuditWriteError, call_record
 from .cache import cache_dir
 from .errors import ConfigError, RunFailedError
@@ -61,13 +61,21 @@ async def aorchestrate(
     cache_url: str | None = None,
     proxy: Any = None,
     stream: bool | Callable[[CallStream], None] = False,
+    batch: bool = False,
+    known: Callable[[Call], Outcome | None] | None = None,
     **params: Any,
 ) -> RunResult:
     """The async twin of ``orchestrate``; await it inside a running event loop.
 
     ``on_start(runner)`` is called once the calls are planned; ``runner.cancel()`` (from any
     thread) stops the run and returns the rows finished so far, marked ``cancelled``.
+    ``known(call)``: an outcome already obtained for a call (a provider batch's reply, see
+    ``nbtoolkit.batch``), used instead of sending it; None to send it as usual.
     """
+    if batch and cache != "replay-only":
+        # By name, through the registry: the batch package builds on this module.
+        run_batched = views.get("batch.run")
+        return await run_batched(prompt, models, _arguments(locals(), params))  # type: ignore[no-any-return]
     on_stream, panes = streaming.start(stream)
     reporter = _reporter(progress)
     # The first run in a process imports litellm while planning (seconds): a display that
@@ -118,6 +126,7 @@ async def aorchestrate(
         cache_mode=cache,
         progress=reporter,
         on_outcome=_auditor(audit_log, run_id),
+        known=known,
         seed=seed,
         max_cost_usd=max_cost_usd,
         validator=_validator(plan) if repair else None,
@@ -305,6 +314,7 @@ def orchestrate(
     cache_url: str | None = None,
     proxy: Any = None,
     stream: bool | Callable[[CallStream], None] = False,
+    batch: bool = False,
     **params: Any,
 ) -> RunResult:
     """Send a prompt (one per DataFrame row) to several models; returns a ``RunResult``.
@@ -335,6 +345,10 @@ def orchestrate(
     ``stream=f``: ``f(call_stream)`` after each piece of text, on the run's loop thread (see
     ``nbtoolkit.streaming.CallStream``).
 
+    ``batch=True`` sends the calls through the providers' batch APIs (about half price,
+    answered within 24 hours) and waits for them: ``nbt.submit`` + ``job.wait()``; models
+    without a batch API run live in the same run (``res.meta["batch"]`` says which did which).
+
     Works the same in a script and inside a running event loop (a Jupyter kernel): the run
     goes on a worker thread with its own loop, so no loop is patched. Ctrl-C (or interrupting
     the kernel) stops the calls in flight and returns the rows finished so far; before the
@@ -342,6 +356,9 @@ def orchestrate(
     once, and nothing is sent. A ``progress`` object with a ``note(text)`` method hears
     ``providers.LOADING_NOTE`` while litellm is imported.
     """
+    if batch and cache != "replay-only":  # replaying sends nothing: there is nothing to batch
+        submit = views.get("batch.submit")
+        return submit(prompt, models, **_arguments(locals(), params)).wait()  # type: ignore[no-any-return]
     options = dict(
         data=data,
         variables=variables,
@@ -418,6 +435,23 @@ def orchestrate(
         return result
     finally:
         panes.close()
+
+
+def option_names() -> list[str]:
+    """``orchestrate``'s keyword-only options that a batch job keeps (all but ``batch`` and
+    ``on_start``), in order."""
+    import inspect
+
+    return [
+        name
+        for name, p in inspect.signature(orchestrate).parameters.items()
+        if p.kind is p.KEYWORD_ONLY and name not in ("batch", "on_start")
+    ]
+
+
+def _arguments(scope: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """``orchestrate``'s keyword arguments as given (from its ``locals()``), for a batch."""
+    return {**{name: scope[name] for name in option_names()}, **params}
 
 
 def _reporter(progress: Any) -> Callable[[Progress], None] | None:

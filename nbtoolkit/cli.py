@@ -4,7 +4,7 @@
 
     nbtoolkit demo                 # a report on five simulated models, offline: nbtoolkit-demo/
     nbtoolkit report TEMPLATE -p NAME VALUE ... [-f params.yaml] -o OUT.ipynb [--html OUT.html]
-                     [--replay-only] [--estimate]
+                     [--replay-only] [--batch] [--estimate]
     nbtoolkit models               # the simulated profiles, and which API keys are set
     nbtoolkit models --proxy [URL] # the models a LiteLLM proxy serves to your key
     nbtoolkit cache info|clear|export PATH
@@ -150,6 +150,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             cli_parameters=cli,
             html=False if args.no_html else (args.html or True),
             replay_only=args.replay_only,
+            batch=args.batch,
             show_input=args.show_input,
             kernel_name=args.kernel,
             timeout=args.timeout,
@@ -292,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--replay-only",
         action="store_true",
         help="answer every call from the cache, make no provider call (same numbers)",
+    )
+    report.add_argument(
+        "--batch",
+        action="store_true",
+        help="through the providers' batch APIs (about half price, answered within 24 h)",
     )
     report.add_argument(
         "--estimate", action="store_true", help="print calls, tokens and cost; run nothing"

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "BatchPendingError",
     "CacheError",
     "CallError",
     "CellError",
@@ -128,6 +129,10 @@ class CallError(NbtoolkitError):
 
 class CacheError(NbtoolkitError):
     """The on-disk cache could not be opened, read or written."""
+
+
+class BatchPendingError(NbtoolkitError):
+    """A batch job's result was asked for before its batches ended; ``job.wait()`` waits."""
 
 
 class RunFailedError(NbtoolkitError):

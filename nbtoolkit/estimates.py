@@ -48,6 +48,42 @@ COLUMNS = [
 ]
 
 
+def _bounds(
+    price: tuple[float, float], prompt_tokens: int, calls: int, seen: float, cap: int
+) -> tuple[float, float]:
+    """The low and high cost: prompts (+ typical replies when known), prompts + max replies."""
+    p_in, p_out = price
+    low = prompt_tokens * p_in + (0.0 if math.isnan(seen) else calls * seen * p_out)
+    return low, prompt_tokens * p_in + calls * cap * p_out
+
+
+# After COLUMNS, with batch=True: whether the model goes as a batch, and its live cost.
+BATCH_COLUMNS = ["batch", "live_cost_low_usd", "live_cost_high_usd"]
+
+
+def _batch_ratio(model: Model, notes: list[str]) -> tuple[tuple[float, float], bool]:
+    """The batch price over the live price (input, output), and whether the model can go as
+    a batch at all; what is estimated or runs live is added to ``notes``."""
+    from .providers import batches
+
+    where = batches.target(model)
+    if isinstance(where, str):
+        notes.append(f"{model.label} runs live (live price): {where}.")
+        return (1.0, 1.0), False
+    batch_in, batch_out, estimated = batches.prices(model)
+    live_in, live_out = batches.live_prices(model)
+    if estimated:
+        notes.append(
+            f"{model.label}: litellm's table has no batch price; half the live price is "
+            "assumed (an estimate)."
+        )
+
+    def ratio(batch: float, live: float) -> float:
+        return batch / live if live and not math.isnan(live) and not math.isnan(batch) else 0.5
+
+    return (ratio(batch_in, live_in), ratio(batch_out, live_out)), True
+
+
 class Estimate(pd.DataFrame):
     """One row per model: ``calls, prompt_tokens, typical_completion_tokens, max_tokens,
     cost_low_usd, cost_high_usd, price_known``; ``.notes`` says what the numbers assume."""
@@ -63,6 +99,13 @@ class Estimate(pd.DataFrame):
         low, high = self["cost_low_usd"], self["cost_high_usd"]
         calls, tokens = int(self["calls"].sum()), int(self["prompt_tokens"].sum())
         line = f"Estimate: {calls} calls to {len(self)} model(s), {tokens:,} prompt tokens; "
+        if bool(self["price_known"].all()) and "live_cost_high_usd" in self.columns:
+            live_low, live_high = self["live_cost_low_usd"].sum(), self["live_cost_high_usd"].sum()
+            return line + (
+                f"cost {_money(low.sum())} to {_money(high.sum())} as a batch, "
+                f"{_money(live_low)} to {_money(live_high)} live "
+                f"(saving up to {_money(live_high - high.sum())})"
+            )
         if bool(self["price_known"].all()):
             return line + f"cost {_money(low.sum())} to {_money(high.sum())}"
         known = self["price_known"].astype(bool)
@@ -77,8 +120,9 @@ class Estimate(pd.DataFrame):
 
     def __repr__(self) -> str:
         shown = pd.DataFrame(self).copy()
-        for column in ("cost_low_usd", "cost_high_usd"):
-            shown[column] = [_money(v) for v in shown[column]]
+        for column in _MONEY:
+            if column in shown.columns:
+                shown[column] = [_money(v) for v in shown[column]]
         notes = "".join(f"\n- {n}" for n in getattr(self, "notes", []) or [])
         with pd.option_context("display.width", 140, "display.max_columns", 20):
             return f"{self.summary()}\n{shown.to_string()}{notes}"
@@ -87,13 +131,17 @@ class Estimate(pd.DataFrame):
         import html
 
         shown = pd.DataFrame(self).copy()
-        for column in ("cost_low_usd", "cost_high_usd"):
-            shown[column] = [_money(v) for v in shown[column]]
+        for column in _MONEY:
+            if column in shown.columns:
+                shown[column] = [_money(v) for v in shown[column]]
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in getattr(self, "notes", []) or [])
         return (
             f"<div><p><strong>{html.escape(self.summary())}</strong></p>{shown.to_html()}"
             f"<ul>{notes}</ul></div>"
         )
+
+
+_MONEY = ("cost_low_usd", "cost_high_usd", "live_cost_low_usd", "live_cost_high_usd")
 
 
 def _money(value: Any) -> str:
@@ -126,10 +174,14 @@ def estimate(
     max_tokens: int | None = None,
     system: str | None = None,
     cache_path: str | None = None,
+    batch: bool = False,
 ) -> Estimate:
     """Calls, prompt tokens and a cost range per model for ``orchestrate`` with these arguments.
 
-    Nothing is sent. See the module docstring for what the bounds assume.
+    Nothing is sent. See the module docstring for what the bounds assume. ``batch=True``:
+    the cost through the providers' batch APIs (``orchestrate(..., batch=True)``), with the
+    live cost beside it (``live_cost_low_usd``, ``live_cost_high_usd``) and a ``batch``
+    column saying which models go as a batch (the others run live, at the live price).
     """
     from .plan import check_options
 
@@ -165,15 +217,25 @@ def estimate(
         if math.isnan(seen):
             no_history.append(model.label)
         price = prices(model)
+        extra: dict[str, Any] = {}
+        ratio, batched = _batch_ratio(model, notes) if batch else ((1.0, 1.0), False)
         if price is None:
             unpriced.append(model.label)
-            low = high = math.nan
+            low = high = live_low = live_high = math.nan
         else:
-            p_in, p_out = price
-            low = prompt_tokens * p_in + (0.0 if math.isnan(seen) else calls * seen * p_out)
-            high = prompt_tokens * p_in + calls * cap * p_out
+            live_low, live_high = _bounds(price, prompt_tokens, calls, seen, cap)
+            low, high = _bounds(
+                (price[0] * ratio[0], price[1] * ratio[1]), prompt_tokens, calls, seen, cap
+            )
+        if batch:
+            extra = {
+                "batch": batched,
+                "live_cost_low_usd": live_low,
+                "live_cost_high_usd": live_high,
+            }
         records.append(
             {
+                **extra,
                 "model": model.label,
                 "calls": calls,
                 "prompt_tokens": prompt_tokens,
@@ -200,6 +262,7 @@ def estimate(
         )
     if any(m.id.startswith("sim/") for m in panel):
         notes.append("Simulated models bill about one token per 4 characters, at simulated prices.")
-    frame = Estimate(pd.DataFrame.from_records(records, index="model", columns=["model", *COLUMNS]))
+    columns = ["model", *COLUMNS, *(BATCH_COLUMNS if batch else [])]
+    frame = Estimate(pd.DataFrame.from_records(records, index="model", columns=columns))
     frame.notes = notes
     return frame

@@ -88,6 +88,7 @@ class Runner:
         repair_token_budget: int = 8000,
         params_for: Callable[[Model, int], dict[str, Any]] | None = None,
         on_stream: StreamCallback | None = None,
+        known: Callable[[Call], Outcome | None] | None = None,
     ) -> None:
         self.concurrency = concurrency
         self.timeout = timeout
@@ -107,6 +108,9 @@ class Runner:
         self.params_for = params_for or (
             lambda model, sample: providers.call_params(model, {}, sample=sample)
         )
+        # Outcomes obtained another way before the run (a provider batch's collected replies):
+        # taken before the cache, never sent again.
+        self.known = known
         self._repairing = True
         # Set: every call is streamed, and this is told of each piece (streaming.CallStream).
         self.on_stream = on_stream
@@ -262,6 +266,15 @@ class Runner:
         pending: list[int] = []
         seeds: dict[int, Outcome] = {}
         for i, call in enumerate(calls):
+            given = self.known(call) if self.known is not None and call.key else None
+            if given is not None:
+                if self._needs_repair(given.output):
+                    seeds[i] = given
+                    pending.append(i)
+                    continue
+                outcomes[i] = given
+                self._finished(call, given, report=False)
+                continue
             entry = found.get(call.key) if found and call.key else None
             if entry is not None and self._needs_repair(entry.output):
                 seeds[i] = from_entry(entry)

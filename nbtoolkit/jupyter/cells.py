@@ -116,6 +116,12 @@ _OPTIONS = [
         "person watches; papermill/nbconvert runs keep only the final table)",
     ),
     ma.argument("--no-stream", action="store_true", dest="no_stream", help="do not stream"),
+    ma.argument(
+        "--batch",
+        action="store_true",
+        help="through the providers' batch APIs (about half price, answered within 24 h): "
+        "submit, wait, show the result; models without one run live",
+    ),
 ]
 
 
@@ -393,13 +399,18 @@ def prepare(line: str, body: str, namespace: dict[str, Any], settings: Orchestra
         options["strict"] = True
     if settings.proxy or settings.proxy_key_env:
         options["proxy"] = _proxy(settings)
+    if args.batch:
+        options["batch"] = True
     options.update(budget)
     progress = "none" if args.no_progress else (args.progress or settings.progress)
     if args.stream and args.no_stream:
         raise usage("--stream and --no-stream: give one of them")
     stream: bool | str = True if args.stream else False if args.no_stream else settings.stream
+    if args.batch and args.stream:
+        raise usage("--batch and --stream: a batch's replies arrive all at once; give one of them")
     if stream == "auto":
-        stream = "auto" if data is None else False  # over a DataFrame: on only when asked
+        # Over a DataFrame, on only when asked; a batch has nothing to stream.
+        stream = "auto" if data is None and not args.batch else False
     return CellRun(
         prompt=prompt, models=models, options=options, out=out, progress=progress, stream=stream
     )

@@ -295,6 +295,7 @@ def run_report(
     html: str | os.PathLike[str] | bool = True,
     replay_only: bool = False,
     show_input: bool = False,
+    batch: bool = False,
     cli_parameters: Sequence[tuple[str, str]] = (),
     kernel_name: str | None = None,
     progress: bool = True,
@@ -304,7 +305,8 @@ def run_report(
 
     ``html=True`` writes ``output`` with the suffix ``.html``; a path writes there; ``False``
     writes none. ``replay_only`` sets the template's ``cache`` parameter to "replay-only":
-    every answer comes from the cache, no provider is called.
+    every answer comes from the cache, no provider is called. ``batch`` sets its ``batch``
+    parameter: the calls go through the providers' batch APIs (``orchestrate(batch=True)``).
     """
     path = template_path(template)
     name = path.stem
@@ -314,6 +316,10 @@ def run_report(
         if "cache" not in declared:
             raise ParameterError(f"template {name} has no 'cache' parameter: it cannot replay")
         values["cache"] = "replay-only"
+    if batch:
+        if "batch" not in declared:
+            raise ParameterError(f"template {name} has no 'batch' parameter: it cannot batch")
+        values["batch"] = True
     out = Path(output)
     if out.suffix != ".ipynb":
         raise ConfigError(f"the output notebook must end in .ipynb, not {out.name!r}")

@@ -1,4 +1,5 @@
-"""A local, OpenAI-compatible chat-completions server for tests and benchmarks.
+"""A local, OpenAI-compatible chat-completions server for tests and benchmarks, and
+``FakeBatchServer``, OpenAI's Files and Batches endpoints (see ``batches``).
 
 ``FakeOpenAIServer`` answers ``POST /v1/chat/completions`` on ``127.0.0.1`` with
 controlled replies, latency and faults, so that code built on litellm can be exercised
@@ -30,7 +31,8 @@ Example::
 
 from __future__ import annotations
 
+from .batches import FakeBatchServer
 from .faults import Fault, FaultKind, FaultSpec, Reply
 from .server import FakeOpenAIServer
 
-__all__ = ["FakeOpenAIServer", "Fault", "FaultKind", "FaultSpec", "Reply"]
+__all__ = ["FakeBatchServer", "FakeOpenAIServer", "Fault", "FaultKind", "FaultSpec", "Reply"]
