@@ -29,6 +29,7 @@ from .errors import (
     NbtoolkitError,
     RecordingsError,
     RunFailedError,
+    RunInterrupted,
     StrategyError,
     TemplateError,
 )
@@ -116,6 +117,7 @@ __all__ = [
     "NbtoolkitError",
     "RecordingsError",
     "RunFailedError",
+    "RunInterrupted",
     "RunResult",
     "StrategyError",
     "Template",

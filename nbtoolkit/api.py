@@ -7,6 +7,7 @@ made or anything is written.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -18,7 +19,7 @@ from . import extract as extract_mod
 from . import providers, streaming, views
 from .audit import AuditLog, AuditWriteError, call_record
 from .cache import cache_dir
-from .errors import ConfigError, RunFailedError
+from .errors import ConfigError, RunFailedError, RunInterrupted
 from .frames import SHARED, collect
 from .loop import run_sync, while_waiting
 from .plan import Plan, check_options, plan_run
@@ -236,6 +237,13 @@ def _warn(result: RunResult, runner: Runner) -> None:
             f"(their error column says '{SHARED} row N')"
         )
     failed = int(result.failed_mask().sum())
+    if runner.cancelled:
+        left = int(result.cancelled_mask().sum())
+        result.warnings.append(
+            f"the run was stopped: {left} of {len(result.outputs)} calls were not made "
+            "('Cancelled' rows; cache='use' makes only those on a rerun)"
+            + (f"; {failed} of the calls made failed (see res.errors)" if failed else "")
+        )
     if failed and not runner.cancelled:
         result.warnings.append(
             f"{failed} of {int(result.made_mask().sum())} calls failed; "
@@ -351,7 +359,8 @@ def orchestrate(
 
     Works the same in a script and inside a running event loop (a Jupyter kernel): the run
     goes on a worker thread with its own loop, so no loop is patched. Ctrl-C (or interrupting
-    the kernel) stops the calls in flight and returns the rows finished so far; before the
+    the kernel) stops the calls in flight and raises ``RunInterrupted`` (a
+    ``KeyboardInterrupt``) whose ``.result`` holds the rows finished so far; before the
     first call (the first run imports litellm: seconds) it raises ``KeyboardInterrupt`` at
     once, and nothing is sent. A ``progress`` object with a ``note(text)`` method hears
     ``providers.LOADING_NOTE`` while litellm is imported.
@@ -403,9 +412,9 @@ def orchestrate(
             on_start(runner)
 
     def interrupted() -> bool:
+        stopped.append(True)
         runner = holder.get("runner")
         if runner is None:
-            stopped.append(True)
             return False
         runner.cancel()  # the run stops and returns the rows finished so far
         return True
@@ -427,14 +436,23 @@ def orchestrate(
         **options,  # type: ignore[arg-type]
         **params,
     )
-    if panes is None:
-        return run_sync(coro, on_interrupt=interrupted, leave=planning)
     try:
-        with while_waiting(panes.pump):
+        with while_waiting(panes.pump) if panes is not None else contextlib.nullcontext():
             result = run_sync(coro, on_interrupt=interrupted, leave=planning)
-        return result
     finally:
-        panes.close()
+        if panes is not None:
+            panes.close()
+    if stopped:
+        # Returning would let a loop of runs go on to its next run: the interrupt goes on
+        # up, carrying what was finished (a Stop button or runner.cancel() just returns).
+        made = int(result.made_mask().sum())
+        raise RunInterrupted(
+            f"interrupted after {made} of {len(result.outputs)} calls; the rows finished so far "
+            "are in this exception's .result (except nbtoolkit.RunInterrupted as stop: "
+            "res = stop.result)",
+            result,
+        )
+    return result
 
 
 def option_names() -> list[str]:

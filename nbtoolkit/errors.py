@@ -143,6 +143,20 @@ class RunFailedError(NbtoolkitError):
         self.result = result
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or a kernel interrupt) stopped a run; ``.result`` holds the rows it finished.
+
+    A ``KeyboardInterrupt``, so a loop of runs stops as a loop of anything else would, and
+    ``except Exception`` does not swallow it. Keep the partial frames with
+    ``except nbtoolkit.RunInterrupted as stop: res = stop.result``; in a ``%%orchestrate``
+    cell they are put in the result variable before the cell stops.
+    """
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 # Names of environment variables whose values must never be written anywhere.
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
 # A secret shorter than this is not replaced: it would blank out ordinary words.

@@ -415,3 +415,20 @@ def test_a_missing_key_names_only_what_a_cell_can_do(
 def test_a_judge_without_a_model_is_told_the_cells_flag(ip: InteractiveShell) -> None:
     message = usage(ip, "-m oracle -m swift -s judge", "What is 2+2?")
     assert "--judge MODEL" in message and "Judge(" not in message
+
+
+def test_an_interrupted_cell_keeps_the_finished_rows_in_its_variable_and_still_stops(
+    ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = nbtoolkit.api.orchestrate
+
+    def interrupted(prompt: str, models: Any, **kwargs: Any) -> RunResult:
+        partial = real(prompt, models, **kwargs)
+        raise nbtoolkit.RunInterrupted("interrupted after 3 of 3 calls", partial)
+
+    monkeypatch.setattr(nbtoolkit.api, "orchestrate", interrupted)
+    ip.user_ns["question"] = "What is 2 + 2?"
+    with pytest.raises(KeyboardInterrupt):  # a Run All goes no further
+        cell(ip, "-m sim/swift-mini --out partial")
+    assert isinstance(ip.user_ns["partial"], RunResult)
+    assert "the finished rows are in partial" in capsys.readouterr().err

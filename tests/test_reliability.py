@@ -98,7 +98,7 @@ def _child(code: str, env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
-def test_ctrl_c_returns_finished_rows_within_a_second_and_leaves_no_task() -> None:
+def test_ctrl_c_stops_with_the_finished_rows_within_a_second_and_leaves_no_task() -> None:
     with FakeOpenAIServer(
         reply="done",
         faults=lambda i, req: "hang" if "slow" in str(req["messages"]) else None,
@@ -111,7 +111,11 @@ def test_ctrl_c_returns_finished_rows_within_a_second_and_leaves_no_task() -> No
             m = nbt.Model("openai/x", api_base="{server.base_url}", api_key_env="LOCAL_KEY")
             data = pd.DataFrame({{"q": ["fast 1", "slow", "fast 2", "slow too"]}})
             print("ready", flush=True)
-            res = nbt.orchestrate("{{q}}", [m], data=data, cache="off", audit=False)
+            try:
+                nbt.orchestrate("{{q}}", [m], data=data, cache="off", audit=False)
+            except nbt.RunInterrupted as stop:  # a loop of runs stops; the rows are kept
+                res = stop.result
+                assert isinstance(stop, KeyboardInterrupt)
             async def count():
                 # litellm keeps one logging worker per loop for the life of the loop; it is not a call.
                 return [repr(t.get_coro()) for t in asyncio.all_tasks()
@@ -238,3 +242,41 @@ def test_secret_in_a_provider_error_is_redacted_everywhere(tmp_path) -> None:
         if path.is_file():
             assert CANARY_KEY.encode() not in path.read_bytes(), path
     assert CANARY_KEY not in repr(res) + res._repr_html_() + " ".join(res.warnings)
+
+
+def test_ctrl_c_in_a_loop_of_runs_stops_the_loop_not_just_the_run() -> None:
+    """Returning the partial result let `for ...: orchestrate(...)` go on to its next run."""
+    with FakeOpenAIServer(reply="done", latency=0.3) as server:
+        child = _child(
+            f"""
+            import json, pandas as pd, nbtoolkit as nbt
+            m = nbt.Model("openai/x", api_base="{server.base_url}", api_key_env="LOCAL_KEY")
+            data = pd.DataFrame({{"q": [f"q{{i}}" for i in range(40)]}})
+            print("ready", flush=True)
+            runs = []
+            try:
+                for temperature in (0.0, 0.5, 1.0):
+                    runs.append(temperature)
+                    nbt.orchestrate("{{q}}", [m], data=data, cache="off", audit=False,
+                                    concurrency=2, temperature=temperature)
+            except nbt.RunInterrupted as stop:
+                res = stop.result
+                print(json.dumps({{"runs": runs, "message": str(stop),
+                                   "done": int((res.outputs["output"] == "done").sum()),
+                                   "warnings": res.warnings}}), flush=True)
+            """,
+            {"LOCAL_KEY": CANARY_KEY},
+        )
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        deadline = time.time() + 30
+        while server.request_count < 4 and time.time() < deadline:
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+    assert child.returncode == 0, err
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["runs"] == [0.0]  # the loop stopped with its first run
+    assert 0 < report["done"] < 40
+    assert f"interrupted after {report['done']} of 40 calls" in report["message"]
+    assert any("were not made" in w for w in report["warnings"])

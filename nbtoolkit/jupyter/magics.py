@@ -29,7 +29,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 
-from ..errors import ConfigError, RunFailedError
+from ..errors import ConfigError, RunFailedError, RunInterrupted
 from .cell_messages import for_a_cell
 from .cells import cell_options, prepare, usage
 from .settings import Orchestrate, settings_of
@@ -84,6 +84,15 @@ class OrchestrateMagics(Magics):
                     **run.options,
                 )
             )
+        except RunInterrupted as stop:
+            # The cell still stops (a Run All goes no further), with the finished rows kept.
+            namespace[run.out] = stop.result
+            self.last = stop.result
+            print(
+                f"nbtoolkit: interrupted; the finished rows are in {run.out}",
+                file=sys.stderr,
+            )
+            raise
         except RunFailedError as exc:
             if exc.result is not None:
                 namespace[run.out] = exc.result
