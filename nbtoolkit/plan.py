@@ -229,7 +229,7 @@ def plan_run(
     providers.use_proxy(proxy)  # resolve() sends this run's online models through it
     samples, seed = opts.samples, opts.seed
     temperature, max_tokens = opts.temperature, opts.max_tokens
-    check_litellm_params(params or {}, "orchestrate()")
+    check_litellm_params(params or {}, "orchestrate()", also=RunOptions.model_fields)
     panel = as_models(models)
     if schema is not None:
         extract = schema if extract is None else [*_as_list(extract), schema]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numbers
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -136,8 +136,11 @@ _OWNED = {
 }
 
 
-def check_litellm_params(params: dict[str, Any], where: str) -> dict[str, Any]:
-    """Reject keyword arguments that are not litellm parameters, naming the fix."""
+def check_litellm_params(
+    params: dict[str, Any], where: str, also: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Reject keyword arguments that are not litellm parameters, naming the fix; ``also``:
+    the caller's own arguments, suggested for a misspelt one ('temprature')."""
     for key in params:
         if key in _OWNED:
             raise ModelError(f"{where}: '{key}' is not accepted: {_OWNED[key]}.")
@@ -146,7 +149,8 @@ def check_litellm_params(params: dict[str, Any], where: str) -> dict[str, Any]:
 
             known = ", ".join(sorted(LITELLM_PARAMS))
             raise ModelError(
-                f"{where}: unknown keyword argument '{key}'.{did_you_mean(key, LITELLM_PARAMS)} "
+                f"{where}: unknown keyword argument '{key}'."
+                f"{did_you_mean(key, [*LITELLM_PARAMS, *also])} "
                 f"Known litellm parameters: {known}; "
                 "pass anything else as extra={...}."
             )
@@ -210,7 +214,7 @@ class Model(BaseModel):
         params = dict(given)
         for key in [k for k in options if k not in known]:
             params[key] = options.pop(key)
-        check_litellm_params(params, f"Model({id!r})")
+        check_litellm_params(params, f"Model({id!r})", also=Model.model_fields)
         # extra= is the escape hatch for litellm kwargs, but never for a key's value.
         if "api_key" in (options.get("extra") or {}):
             raise ModelError(

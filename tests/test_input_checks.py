@@ -327,3 +327,28 @@ def test_more_mistakes_are_one_line_each(tmp_path) -> None:
         nbt.orchestrate(
             "hi", ["replay/x"], recordings=str(tmp_path), audit=False, cache="replay-only"
         )
+
+
+@pytest.mark.parametrize(
+    ("given", "meant"),
+    [
+        ({"temprature": 0.5}, "temperature"),
+        ({"max_token": 5}, "max_tokens"),
+        ({"sampels": 3}, "samples"),
+        ({"top_pp": 0.9}, "top_p"),
+    ],
+)
+def test_a_misspelt_argument_suggests_the_run_option_or_litellm_parameter(given, meant) -> None:
+    with pytest.raises(nbt.ConfigError, match=f"Did you mean '{meant}'"):
+        nbt.orchestrate("hi", ["sim/swift-mini"], cache="off", audit=False, **given)
+    with pytest.raises(nbt.ConfigError, match="Did you mean 'temperature'"):
+        nbt.Model("openai/x", temprature=1)
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [("swift", "sim/swift-mini"), ("oracle", "sim/oracle-large"), ("swift-mnii", "sim/swift-mini")],
+)
+def test_a_bare_name_close_to_a_simulated_model_suggests_it(name, meant) -> None:
+    with pytest.raises(nbt.ModelError, match=f"Did you mean '{meant}'"):
+        nbt.orchestrate("hi", [name], cache="off", audit=False)

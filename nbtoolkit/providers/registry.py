@@ -205,8 +205,29 @@ def _routed(model_id: str) -> str:
     for pattern, provider in PREFIX_PROVIDERS:
         if pattern.match(model_id):
             return f"{provider}/{model_id}"
+    offline = _near_simulated(model_id)
+    if offline:
+        raise ModelError(
+            f"unknown model '{model_id}'. Did you mean {offline!r} (offline, simulated)? For a "
+            f"real model, prefix it with its provider, e.g. 'openai/{model_id}' (with "
+            "api_base=... for a local server)."
+        )
     raise ModelError(
         f"unknown model '{model_id}': litellm cannot tell which provider serves it. Prefix it with "
         f"the provider, e.g. 'openai/{model_id}' (with api_base=... for a local server), or use "
         "'sim/oracle-large' to try things offline."
     )
+
+
+def _near_simulated(model_id: str) -> str | None:
+    """The simulated model a bare name most likely meant: 'swift' (the cell's alias) or
+    'swift-mnii' for 'sim/swift-mini'; None when none is close."""
+    from ..suggest import closest
+    from .sim import PROFILES
+
+    by_short = {name.split("-")[0]: name for name in PROFILES if name.split("-")[0] != "budget"}
+    word = model_id.lower().removeprefix("sim/")
+    if word in by_short:
+        return f"sim/{by_short[word]}"
+    match = closest(word, list(PROFILES))
+    return f"sim/{match}" if match else None
