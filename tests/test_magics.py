@@ -432,3 +432,11 @@ def test_an_interrupted_cell_keeps_the_finished_rows_in_its_variable_and_still_s
         cell(ip, "-m sim/swift-mini --out partial")
     assert isinstance(ip.user_ns["partial"], RunResult)
     assert "the finished rows are in partial" in capsys.readouterr().err
+
+
+def test_a_misspelt_frame_or_column_suggests_the_one_that_exists(ip: InteractiveShell) -> None:
+    import pandas as pd
+
+    ip.user_ns["questions"] = pd.DataFrame({"question": ["What is 2 + 2?"]})
+    assert "Did you mean 'questions'?" in usage(ip, "-m swift --over questionz", "{question}")
+    assert "did you mean {question}?" in usage(ip, "-m swift --over questions", "{qestion}")

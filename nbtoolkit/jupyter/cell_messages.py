@@ -11,7 +11,8 @@ from typing import Any
 
 from ..errors import ConfigError, MissingAPIKeyError, ModelError, StrategyError
 
-_UNKNOWN_MODEL = re.compile(r"^unknown model '([^']+)': litellm cannot tell")
+# Both of the core's forms: "...: litellm cannot tell..." and "... Did you mean 'sim/...'?"
+_UNKNOWN_MODEL = re.compile(r"^unknown model '([^']+)'(?:: litellm cannot tell|\. Did you mean)")
 
 
 def _unknown_model(message: str, aliases: dict[str, str]) -> str:

@@ -227,7 +227,14 @@ def _endpoint_model(model_id: str, api_base: str | None, api_key_env: str | None
 
 def _lookup(namespace: dict[str, Any], name: str, option: str) -> Any:
     if name not in namespace:
-        raise usage(f"{option} {name}: there is no variable '{name}' in the notebook")
+        from ..suggest import did_you_mean
+
+        # The notebook's own names only: IPython's In, Out, _i1... are never meant.
+        mine = [n for n in namespace if not n.startswith("_") and n not in ("In", "Out")]
+        raise usage(
+            f"{option} {name}: there is no variable '{name}' in the notebook."
+            f"{did_you_mean(name, mine)}"
+        )
     return namespace[name]
 
 
@@ -271,9 +278,15 @@ def _variables(
     if missing:
         where = f"no column of {over} and no variable" if over else "no variable"
         known = f" (columns of {over}: {', '.join(sorted(columns))})" if over else ""
+        from ..suggest import closest
+
+        near = closest(missing[0], sorted(columns)) or closest(
+            missing[0], [n for n in namespace if not n.startswith("_")]
+        )
+        fix = f"did you mean {{{near}}}? Or define it" if near else "define it"
         raise usage(
             f"the prompt uses {{{missing[0]}}} but there is {where} called '{missing[0]}' "
-            f"in the notebook{known}; define it, or write {{{{{missing[0]}}}}} for literal braces"
+            f"in the notebook{known}; {fix}, or write {{{{{missing[0]}}}}} for literal braces"
         )
     return variables
 
