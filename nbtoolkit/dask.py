@@ -233,6 +233,7 @@ def _metas(meta: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             "cost_usd": np.array([], dtype="float64"),
             "cached": np.array([], dtype=bool),
             "attempts": np.array([], dtype="int64"),
+            "ttft_s": np.array([], dtype="float64"),
         },
         columns=OUTPUT_COLUMNS,
     )
