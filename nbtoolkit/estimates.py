@@ -214,7 +214,9 @@ def estimate(
             cap = DEFAULT_MAX_TOKENS
             defaulted.append(model.label)
         seen = typical.get(model.id, math.nan)
-        if math.isnan(seen):
+        if math.isnan(seen) and not model.id.startswith(("sim/", "replay/")):
+            # Offline answers are never cached (they cost nothing to make again): no history
+            # is expected of them, so it is not news.
             no_history.append(model.label)
         price = prices(model)
         extra: dict[str, Any] = {}
