@@ -106,35 +106,50 @@ class Replayed:
     wait: pd.Series
 
 
-def _per_call(res: RunResult) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+def _per_call(
+    res: RunResult,
+) -> tuple[dict[Any, dict[str, float]], dict[Any, dict[str, float]], int, set[str]]:
+    """Per row, per model: the cost of its calls (NaN when any is unknown: an unknown price
+    is not $0) and its longest call, as plain dicts read once per row and model below; and
+    the models with any call made (a row without one of theirs is NaN: not known)."""
     out = calls_made(res)
-    cost = out.groupby(["row", "model"])["cost_usd"].agg(lambda s: cost_total(s)).unstack()
-    wait = out.groupby(["row", "model"])["latency_s"].max().unstack()
+    keys = [out["row"], out["model"]]
+    cost_usd = out["cost_usd"].astype("float64")
+    unknown = cost_usd.isna().groupby(keys).any()
+    cost = cost_usd.groupby(keys).sum().where(~unknown)
+    wait = out["latency_s"].astype("float64").groupby(keys).max()
     samples = int(res.outputs["sample"].max()) + 1 if len(res.outputs) else 1
-    return cost, wait, samples
+    return _nested(cost), _nested(wait), samples, {str(m) for m in out["model"].unique()}
+
+
+def _nested(series: pd.Series) -> dict[Any, dict[str, float]]:
+    table: dict[Any, dict[str, float]] = {}
+    for (row, model), value in zip(series.index, series.tolist(), strict=True):
+        table.setdefault(row, {})[str(model)] = value
+    return table
 
 
 def replay(res: RunResult, strategy: Any) -> Replayed:
     from ..calibration import rescore
 
     scored = rescore(res, strategy)
-    cost, wait, samples = _per_call(res)
+    cost, wait, samples, made = _per_call(res)
+    nan = math.nan
     costs, waits = {}, {}
     stages = getattr(strategy, "stages", None)
     for row, calls in scored["calls"].items():
+        row_wait, row_cost = wait.get(row, {}), cost.get(row, {})
         if callable(stages):
             order = list(strategy.order or res.models)
             asked = order[: max(1, math.ceil(int(calls) / samples))]
             first = asked[: max(1, math.ceil(strategy.threshold))]
-            lat = [wait.at[row, m] for m in asked if m in wait.columns]
-            head = [wait.at[row, m] for m in first if m in wait.columns]
+            lat = [row_wait.get(m, nan) for m in asked if m in made]
+            head = [row_wait.get(m, nan) for m in first if m in made]
             waits[row] = max(head, default=math.nan) + sum(lat[len(head) :])
         else:
             asked = list(getattr(strategy, "models", None) or res.models)
-            waits[row] = max(
-                (wait.at[row, m] for m in asked if m in wait.columns), default=math.nan
-            )
-        costs[row] = cost_total(cost.at[row, m] for m in asked if m in cost.columns)
+            waits[row] = max((row_wait.get(m, nan) for m in asked if m in made), default=nan)
+        costs[row] = cost_total(row_cost.get(m, nan) for m in asked if m in made)
     return Replayed(
         answers=scored["answer"],
         calls=scored["calls"],
@@ -144,4 +159,5 @@ def replay(res: RunResult, strategy: Any) -> Replayed:
 
 
 def changed(a: pd.Series, b: pd.Series) -> int:
-    return sum(norm(a.get(r)) != norm(b.get(r)) for r in a.index)
+    first, second = a.to_dict(), b.to_dict()
+    return sum(norm(first.get(r)) != norm(second.get(r)) for r in a.index)

@@ -172,7 +172,8 @@ def accuracy(answers: pd.Series, gold: pd.Series) -> float:
     """The share of ``gold``'s rows whose answer (by row) matches."""
     if not len(gold):
         return math.nan
-    return sum(norm(answers.get(r)) == g for r, g in gold.items()) / len(gold)
+    by_row = answers.to_dict()  # a dict lookup per row, not a pandas one
+    return sum(norm(by_row.get(r)) == g for r, g in gold.items()) / len(gold)
 
 
 def best_single(res: RunResult, gold: pd.Series) -> tuple[str, float]:
