@@ -240,8 +240,8 @@ def _warn(result: RunResult, runner: Runner) -> None:
     if runner.cancelled:
         left = int(result.cancelled_mask().sum())
         result.warnings.append(
-            f"the run was stopped: {left} of {len(result.outputs)} calls were not made "
-            "('Cancelled' rows; cache='use' makes only those on a rerun)"
+            f"{left} of {len(result.outputs)} calls were not made, the run being stopped "
+            "('Cancelled' rows; a rerun with the cache makes only those)"
             + (f"; {failed} of the calls made failed (see res.errors)" if failed else "")
         )
     if failed and not runner.cancelled:
