@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from .errors import MIN_SECRET, redact
 
 # Header values may carry a token: the log keeps their names only.
@@ -104,6 +106,11 @@ def _encode(record: dict[str, Any]) -> bytes:
     # Each value is redacted, not the whole line: the line's own keys ("run_id", ...) would
     # send every record through the key-shape scan, the slowest step of a cached call.
     clean = {k: v if k in _OURS else _safe(v) for k, v in record.items()}
+    try:
+        # orjson: a tenth of json's time per record, and NaN or infinity as null.
+        return orjson.dumps(clean, default=str, option=orjson.OPT_APPEND_NEWLINE)
+    except (TypeError, orjson.JSONEncodeError):
+        pass
     try:
         return (json.dumps(clean, ensure_ascii=False, default=str) + "\n").encode("utf-8")
     except UnicodeEncodeError:

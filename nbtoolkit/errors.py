@@ -268,9 +268,22 @@ def redact(text: str, extra: list[str] | None = None) -> str:
     >>> redact("bad key sk-canary-123456 at https://me:pw@host/v1")
     'bad key *** at https://***@host/v1'
     """
+    global _memo_for
     if not text or not isinstance(text, str):
         return text
-    for value in _secret_values() + tuple(e for e in (extra or []) if e and len(e) >= MIN_SECRET):
+    secrets = _secret_values()
+    # The same short texts (model ids, parameters, error lines) come back on every call of a
+    # run: each is redacted once per set of secrets.
+    memo = not extra and len(text) <= _MEMO_TEXT
+    if memo:
+        if secrets is not _memo_for:
+            _memo.clear()
+            _memo_for = secrets
+        done = _memo.get(text)
+        if done is not None:
+            return done
+    original = text
+    for value in secrets + tuple(e for e in (extra or []) if e and len(e) >= MIN_SECRET):
         text = _hide_parts(text, value)
     # Each pattern runs only where its marker occurs: a regex scan costs ~15 us per KB and
     # this runs for every reply.
@@ -286,7 +299,14 @@ def redact(text: str, extra: list[str] | None = None) -> str:
         text = _BEARER.sub(r"\1 " + HIDDEN, text)
     if "=" in text:
         text = _QUERY.sub(r"\1" + HIDDEN, text)
+    if memo and _memo_for is secrets and len(_memo) < _MEMO_SIZE:
+        _memo[original] = text
     return text
+
+
+_MEMO_TEXT, _MEMO_SIZE = 512, 20_000
+_memo: dict[str, str] = {}
+_memo_for: tuple[str, ...] = ()
 
 
 def clip(text: str, limit: int, marker: str = "") -> str:

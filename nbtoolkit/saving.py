@@ -138,6 +138,7 @@ def _describe(frame: pd.DataFrame) -> dict[str, Any]:
     return {
         "columns": [_name(c) for c in frame.columns],
         "columns_dtype": str(frame.columns.dtype),
+        "keys": _keys(frame),
         "dtypes": [str(t) for t in frame.dtypes],
         "index": None if default else [_plain(v) for v in index],
         "index_name": _plain(index.name),
@@ -193,9 +194,15 @@ def _is_nan(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
+def _keys(frame: pd.DataFrame) -> list[str]:
+    """Each column's key in the lines: its name, so that pandas alone reads the file with
+    named columns; its position where two names print alike (1 and "1": JSON keys are text)."""
+    names = [str(c) for c in frame.columns]
+    return names if len(set(names)) == len(names) else [str(i) for i in range(len(names))]
+
+
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    # Keys by position: two columns may print alike (1 and "1"), and JSON keys are text.
-    columns = [str(i) for i in range(frame.shape[1])]
+    columns = _keys(frame)
     return [
         dict(zip(columns, (_plain(v) for v in row), strict=True))
         for row in frame.itertuples(index=False, name=None)
@@ -204,7 +211,9 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def _restore(rows: list[dict[str, Any]], shape: dict[str, Any]) -> pd.DataFrame:
     names = [_key(c) for c in shape["columns"]]
-    data = {i: [row.get(str(i)) for row in rows] for i in range(len(names))}
+    # Saved before names were used as keys: by position.
+    keys = shape.get("keys") or [str(i) for i in range(len(names))]
+    data = {i: [row.get(keys[i]) for row in rows] for i in range(len(names))}
     frame = pd.DataFrame(
         {i: pd.Series(values, dtype="object") for i, values in data.items()},
         index=pd.RangeIndex(len(rows)),

@@ -292,3 +292,18 @@ def test_run_level_header_values_stay_out_of_the_manifest_and_the_log() -> None:
     assert "run-header-7f6e5d4c3b2a" not in json.dumps(res.meta)
     assert res.meta["params"]["extra_headers"] == {"X-Api-Token": "***"}
     assert "run-header-7f6e5d4c3b2a" not in (cache_dir() / "audit.jsonl").read_text()
+
+
+def test_a_secret_set_after_a_text_was_shown_is_hidden_the_next_time(monkeypatch) -> None:
+    """redact remembers short texts it has seen; a new secret must not be missed for that."""
+    from nbtoolkit.errors import protect, redact
+
+    text = "model says plainvalue-4417x here"
+    assert redact(text) == text
+    monkeypatch.setenv("LATE_TOKEN", "plainvalue-4417x")
+    assert "plainvalue-4417x" not in redact(text)
+    monkeypatch.delenv("LATE_TOKEN")
+    other = "and then anothervalue-99z2 appears"
+    assert redact(other) == other
+    protect("anothervalue-99z2")
+    assert "anothervalue-99z2" not in redact(other)

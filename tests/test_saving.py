@@ -63,6 +63,10 @@ def test_a_saved_run_opens_in_plain_pandas(tmp_path: Path) -> None:
     res.save(tmp_path / "run.nbt")
     outputs = pd.read_json(tmp_path / "run.nbt" / "outputs.jsonl", lines=True)
     assert len(outputs) == len(res.outputs)
+    assert list(outputs.columns) == list(res.outputs.columns)  # named, not 0, 1, 2...
+    assert outputs["model"].tolist() == res.outputs["model"].tolist()
+    consensus = pd.read_json(tmp_path / "run.nbt" / "consensus.jsonl", lines=True)
+    assert list(consensus.columns) == [str(c) for c in res.consensus.columns]
     record = json.loads((tmp_path / "run.nbt" / "result.json").read_text())
     assert record["models"] == MODELS and record["format"].startswith("nbtoolkit-run/")
 
