@@ -241,7 +241,11 @@ def _warn(result: RunResult, runner: Runner) -> None:
         left = int(result.cancelled_mask().sum())
         result.warnings.append(
             f"{left} of {len(result.outputs)} calls were not made, the run being stopped "
-            "('Cancelled' rows; a rerun with the cache makes only those)"
+            + (
+                "('Cancelled' rows; a rerun with the cache makes only those)"
+                if runner.cache is not None
+                else "('Cancelled' rows)"
+            )
             + (f"; {failed} of the calls made failed (see res.errors)" if failed else "")
         )
     if failed and not runner.cancelled:
@@ -439,6 +443,13 @@ def orchestrate(
     try:
         with while_waiting(panes.pump) if panes is not None else contextlib.nullcontext():
             result = run_sync(coro, on_interrupt=interrupted, leave=planning)
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, RunInterrupted) or "runner" in holder:
+            raise
+        # Still planning (the first run imports litellm): not one call was made.
+        raise RunInterrupted(
+            "interrupted before the first call: nothing was sent (.result is None)"
+        ) from None
     finally:
         if panes is not None:
             panes.close()

@@ -48,17 +48,34 @@ def _close_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> No
     """At exit, end what still runs on our loop (litellm's logging worker) and close it,
     so the interpreter does not print "Task was destroyed but it is pending!"."""
 
+    done = threading.Event()
+
     async def cancel_all() -> None:
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        done.set()
+
+    late: list[bool] = []
+
+    def start() -> None:
+        # Made on the loop's own thread, and only while exit still waits for it: a loop busy
+        # past that (an interrupted first run importing litellm) would stop before running
+        # it, leaving "coroutine ... was never awaited" on the way out.
+        if not late:
+            loop.create_task(cancel_all())
 
     if loop.is_closed() or not loop.is_running():
         return
+    # What is abandoned at exit is abandoned on purpose: no "Task was destroyed but it is
+    # pending!" for it.
+    loop.set_exception_handler(lambda _loop, _context: None)
     # At exit, a loop that will not stop must not keep the process alive.
     with contextlib.suppress(Exception):
-        asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout=2)
+        loop.call_soon_threadsafe(start)
+        if not done.wait(timeout=2):
+            late.append(True)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(timeout=2)
     if not loop.is_running():
