@@ -361,6 +361,28 @@ def test_attach_asks_again_for_an_extractor_that_could_not_be_stored() -> None:
     assert str(res.outputs["answer"].tolist()[0]).strip() == "4"
 
 
+def test_a_header_value_never_reaches_the_job_store_and_attach_asks_for_it() -> None:
+    from nbtoolkit.cache import cache_dir
+
+    token = "hdr-CANARY-7c1d9e0f2a"  # not shaped like any provider key: only its place tells
+
+    def model(server: FakeBatchServer) -> nbt.Model:
+        return nbt.Model(
+            "openai/gpt-4o-mini", api_base=server.base_url, extra_headers={"X-Team": token}
+        )
+
+    with FakeBatchServer(answer) as server:
+        job = nbt.submit(PROMPT, [model(server)], data=QUESTIONS)
+        for file in cache_dir().iterdir():
+            if file.is_file():
+                assert token.encode() not in file.read_bytes(), file.name
+        with pytest.raises(ConfigError, match=r"models=.*credential.*nbt\.attach"):
+            nbt.attach(job.id)
+        res = nbt.attach(job.id, models=[model(server)]).wait(poll_s=0, progress=False)
+    assert res.outputs["error"].isna().all()
+    assert res.outputs["output"].tolist()[0] == "The answer is 4"
+
+
 def test_attach_to_an_unknown_job_says_how_to_find_it() -> None:
     with pytest.raises(ConfigError, match="no batch job 'nbtb-nope'"):
         nbt.attach("nbtb-nope")

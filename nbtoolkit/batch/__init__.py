@@ -98,9 +98,10 @@ def attach(job_id: str, *, cache_path: str | None = None, **given: Any) -> Job:
     missing = [name for name in unstored if name not in given]
     if missing:
         raise ConfigError(
-            f"batch job {job_id} was submitted with {missing[0]}= set to something that could "
-            f"not be stored (a function defined in the session): give it again, "
-            f"nbt.attach({job_id!r}, {missing[0]}=...)"
+            f"batch job {job_id} was submitted with {missing[0]}= holding something that is "
+            "not stored (a function defined in the session, or a credential such as a header "
+            f"value, never written to disk): give it again, nbt.attach({job_id!r}, "
+            f"{missing[0]}=...)"
         )
     options.update(given)
     return Job(job_id, store, options)

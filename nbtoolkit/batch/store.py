@@ -134,6 +134,9 @@ class JobStore:
             except Exception:
                 unstored.append(name)
                 continue
+            if _holds_secret(value):
+                unstored.append(name)  # never on disk: attach asks for it again
+                continue
             kept[name] = value
         self._run(
             "INSERT INTO batch_jobs VALUES (?, ?, ?, ?)",
@@ -283,3 +286,25 @@ class JobStore:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+# Parameters whose values are credentials whatever they look like (the audit log keeps only
+# their names, the cache their names with *** values).
+_SECRET_FIELDS = frozenset({"extra_headers", "headers", "api_key"})
+
+
+def _holds_secret(value: Any) -> bool:
+    """True when ``value`` carries a credential: a header value, an api_key, or any text
+    ``redact`` would hide (a key, a URL password)."""
+    if isinstance(value, str):
+        return redact(value) != value
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        value = dump()
+    if isinstance(value, dict):
+        return any(
+            (str(k) in _SECRET_FIELDS and bool(v)) or _holds_secret(v) for k, v in value.items()
+        )
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(_holds_secret(v) for v in value)
+    return False
