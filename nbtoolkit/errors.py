@@ -186,7 +186,10 @@ _AUTH = re.compile(
     r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?(?:bearer\s+|basic\s+|token\s+)?)[^\s\"',}]+"
 )
 _BEARER = re.compile(r"\b([Bb]earer|BEARER)\s+(?=[A-Za-z0-9._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{16,}")
-_QUERY = re.compile(r"(?i)([?&](?:api[_\-]?key|key|token|access_token|sig|signature)=)[^&\s#\"']+")
+_QUERY = re.compile(
+    r"(?i)([?&](?:api[_\-]?key|key|token|access_token|sig|signature|password|passwd|pwd|secret"
+    r"|client_secret|auth)=)[^&\s#\"']+"
+)
 HIDDEN = "***"
 # What a key looks like (no spaces, not a path or URL): only such values are also hidden
 # when cut short, since their pieces are as secret as the whole and occur nowhere else.

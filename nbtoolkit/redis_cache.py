@@ -38,12 +38,12 @@ def shown_url(url: str) -> str:
     """The URL without its password, for messages and ``info()``."""
     parts = urlsplit(url)
     if parts.password is None:
-        return url
+        return redact(url)  # ?password=... (redis-py reads it there too)
     host = parts.hostname or ""
     netloc = (f"{parts.username}:***@" if parts.username else ":***@") + host
     if parts.port:
         netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    return redact(urlunsplit(parts._replace(netloc=netloc)))
 
 
 class RedisCache:

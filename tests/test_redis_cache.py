@@ -189,12 +189,23 @@ def test_redis_stopped_mid_run_keeps_every_answer_and_says_so(
     assert "cannot read the Redis cache at redis://127.0.0.1" in error
 
 
-def test_a_password_in_the_url_is_never_shown() -> None:
-    cache = RedisCache("redis://:s3cret-pass@127.0.0.1:1/0", timeout_s=0.5)
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:s3cret-pass@127.0.0.1:1/0",
+        "redis://127.0.0.1:1/0?password=s3cret-pass",  # redis-py reads it from the query too
+        "redis://127.0.0.1:1/?db=0&password=s3cret-pass&socket_timeout=1",
+    ],
+)
+def test_a_password_in_the_url_is_never_shown(url: str, tmp_path: Path) -> None:
+    cache = RedisCache(url, timeout_s=0.5)
     assert "s3cret" not in cache.path
     with pytest.raises(nbt.CacheError) as failed:
         cache.get_many(["k"])
     assert "s3cret" not in str(failed.value) and "127.0.0.1" in str(failed.value)
+    log = tmp_path / "audit.jsonl"
+    res = nbt.orchestrate("hi", ["sim/swift-mini"], cache_url=url, audit=str(log))
+    assert "s3cret" not in " ".join(res.warnings) + log.read_text()
 
 
 def test_a_url_that_is_not_redis_is_one_clear_line() -> None:
