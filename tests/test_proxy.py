@@ -260,6 +260,16 @@ def test_proxy_mistakes_are_one_line_before_any_call(monkeypatch: pytest.MonkeyP
         run(Proxy("http://127.0.0.1:9"), ["gpt-4o-mini"], rows=1, transport="litellm")
 
 
+@pytest.mark.parametrize(
+    "url", ["http://team:pw-s3cret@127.0.0.1:9", "http://127.0.0.1:9/v1?api_key=pw-s3cret"]
+)
+def test_credentials_in_the_proxy_url_are_refused_and_never_shown(url: str) -> None:
+    with pytest.raises(ConfigError, match="holds credentials") as refused:
+        Proxy(url)
+    assert "pw-s3cret" not in str(refused.value)
+    assert "s3cret" not in repr(Proxy("http://127.0.0.1:9", key_env="TEAM_KEY"))
+
+
 def test_a_model_with_its_own_server_does_not_go_through_the_proxy(tmp_path: Path) -> None:
     from nbtoolkit.testing import FakeOpenAIServer
 

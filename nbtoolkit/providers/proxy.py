@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError, MissingAPIKeyError, protect
+from ..errors import ConfigError, MissingAPIKeyError, protect, redact
 
 __all__ = [
     "DEFAULT_KEY_ENV",
@@ -52,9 +52,20 @@ class Proxy:
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(
-                f"proxy={self.url!r} is not a URL: use the proxy's address, e.g. "
+                f"proxy={redact(self.url)!r} is not a URL: use the proxy's address, e.g. "
                 "proxy='http://proxy:4000'"
             )
+        if parts.username is not None or parts.password is not None or redact(self.url) != self.url:
+            # The proxy authenticates by the virtual key in its header; credentials in the URL
+            # would be refused by the client at call time, and shown wherever the URL is.
+            raise ConfigError(
+                f"proxy={redact(self.url)!r} holds credentials: give the bare URL and put the "
+                "virtual key in an environment variable named by key_env= (default "
+                f"{DEFAULT_KEY_ENV})"
+            )
+
+    def __repr__(self) -> str:
+        return f"Proxy(url={redact(self.url)!r}, key_env={self.key_env!r})"
 
     @property
     def base(self) -> str:
