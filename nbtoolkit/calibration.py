@@ -51,9 +51,17 @@ def _norm(value: Any) -> str:
     item = getattr(value, "item", None)
     if callable(item) and type(value).__module__ == "numpy":
         value = item()  # a NumPy scalar from an array of gold answers
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "\x00missing"
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
     return answer_key(value)
+
+
+MISSING = "\x00missing"
+
+
+def _labelled(gold: Any) -> bool:
+    """A gold answer was given: not None, NaN, pd.NA or blank text (a row left unlabelled)."""
+    return gold != MISSING and not (isinstance(gold, str) and not gold.strip())
 
 
 def _candidates(result: RunResult) -> dict[int, list[Candidate]]:
@@ -285,8 +293,19 @@ def calibrate(
     gold_by_row = _gold(result, gold)
     by_row = _candidates(result)
     use = sorted(by_row) if rows is None else sorted(int(r) for r in rows)
+    # A row without a gold answer cannot say whether the panel was right: scoring it as a
+    # miss would make every model look worse and the thresholds stricter than they are.
+    unlabelled = [r for r in use if not _labelled(gold_by_row.get(r, MISSING))]
+    use = [r for r in use if r not in set(unlabelled)]
     if len(use) < folds:
-        raise ConfigError(f"calibrate needs at least {folds} rows with answers, got {len(use)}")
+        left = (
+            f" ({len(unlabelled)} more have no gold answer: NaN, None or blank)"
+            if unlabelled
+            else ""
+        )
+        raise ConfigError(
+            f"calibrate needs at least {folds} rows with a gold answer, got {len(use)}{left}"
+        )
     table = _model_table(result, by_row, gold_by_row, use)
     weights, order = _fit(table)
 
@@ -359,6 +378,8 @@ def calibrate(
             f"{candidates.loc[best_name, 'calls_per_row']:.1f} calls per row), "
             f"{compared(best_acc, single_acc, f'the best single model {best_single} ({single_acc:.0%} held out)')}."
         )
+    if unlabelled:
+        message += f" ({len(unlabelled)} rows without a gold answer were left out.)"
     return Calibration(
         per_model=table,
         weights=weights,

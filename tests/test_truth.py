@@ -459,3 +459,32 @@ def test_a_report_with_gold_named_answer_scores_against_the_users_column(
     assert m, page[:2000]
     assert int(m.group(1)) == round(acc * 100) and int(m.group(2)) == len(consensus)
     assert "No gold answers" not in page
+
+
+@pytest.mark.parametrize("blank", [math.nan, None, ""])
+def test_rows_without_a_gold_answer_are_scored_neither_right_nor_wrong(blank: Any) -> None:
+    """A NaN gold counted as a miss: calibrate called the best model 63 % right (truly 90 %)
+    and recommended against the panel; an unanswered row with NaN gold counted as right."""
+    data = pd.DataFrame(sim.question_bank()[:30])
+    labelled = data["answer"].astype(object)
+    data["gold"] = labelled.where(data.index % 3 != 0, blank)
+    res = nbt.orchestrate(PROMPT, PANEL[:3], data=data, extract=EXTRACT, seed=0, audit=False)
+    kept = [r for r in range(30) if r % 3 != 0]
+    only = calibrate(res, gold=list(labelled.where(data.index % 3 != 0)), folds=4)
+    truth = calibrate(res, gold="answer", rows=kept, folds=4)
+    cal = calibrate(res, gold="gold", folds=4)
+    pd.testing.assert_series_equal(cal.per_model["accuracy"], truth.per_model["accuracy"])
+    pd.testing.assert_series_equal(only.per_model["accuracy"], truth.per_model["accuracy"])
+    assert "10 rows without a gold answer were left out" in cal.message
+    report = rs.Report(res, gold="gold")
+    gold = an.gold_of(res, "gold")
+    assert sorted(gold.index) == kept
+    consensus = res.consensus.set_index("row")["answer"]
+    right = sum(_norm(consensus[r]) == _norm(data["answer"][r]) for r in kept)
+    assert an.accuracy(consensus, gold) == pytest.approx(right / len(kept))
+    assert "of the 20 labelled row(s)" in report._bottom_line()
+    data["gold"] = blank
+    res = nbt.orchestrate(PROMPT, PANEL[:3], data=data, extract=EXTRACT, seed=0, audit=False)
+    with pytest.raises(nbt.ConfigError, match="got 0 .30 more have no gold answer"):
+        calibrate(res, gold="gold")
+    assert "right on" not in rs.Report(res, gold="gold")._bottom_line()

@@ -289,7 +289,9 @@ def flagged_rows(res: RunResult, gold: pd.Series | None) -> pd.DataFrame:
             " (low)" if rec["low_confidence"] else ""
         )
         item["agreement"] = f"{float(rec['agreement']):.0%}"
-        if gold is not None:
+        if gold is not None and row not in gold.index:
+            item["right?"] = "no gold answer"
+        elif gold is not None:
             right = norm(rec["answer"]) == gold.get(row)
             item["right?"] = "yes" if right else f"no (gold: {short(gold.get(row), 24)})"
         item["answers by model"] = "; ".join(

@@ -129,7 +129,9 @@ class Report:
         return {m for _, r in self.runs for m in r.simulated}
 
     def _gold(self, res: RunResult) -> pd.Series | None:
-        return an.gold_of(res, self.gold)
+        found = an.gold_of(res, self.gold)
+        # Every row unlabelled: nothing to score against, as with no gold column at all.
+        return found if found is not None and len(found) else None
 
     def calibrated(self, folds: int | None = None) -> Calibration | None:
         """``calibrate`` on the final run's gold answers, computed once per ``folds`` (None:
@@ -466,7 +468,8 @@ class Report:
             acc = an.accuracy(final.consensus.set_index("row")["answer"], gold)
             best, best_acc = an.best_single(final, gold)
             verdict = an.compared(acc, best_acc, f"the best single model ({best}, {best_acc:.0%})")
-            return f"The consensus was right on {acc:.0%} of {rows} row(s), {verdict}; {cost}."
+            scored = f"{rows} row(s)" if len(gold) == rows else f"the {len(gold)} labelled row(s)"
+            return f"The consensus was right on {acc:.0%} of {scored}, {verdict}; {cost}."
         low = int(final.consensus["low_confidence"].sum())
         counts = agreement_counts(final.consensus)
         if rows == 1:

@@ -135,7 +135,14 @@ def gold_of(res: RunResult, gold: str) -> pd.Series | None:
     column = gold_column(res, gold)
     if column is None:
         return None
-    return pd.Series([norm(v) for v in res.consensus[column]], index=res.consensus["row"])
+    return labelled(pd.Series([norm(v) for v in res.consensus[column]], index=res.consensus["row"]))
+
+
+def labelled(gold: pd.Series) -> pd.Series:
+    """``gold`` without its unlabelled rows (None, NaN or blank): such a row says nothing
+    about whether an answer was right, so it is scored neither right nor wrong."""
+    keep = [g != "\x00missing" and bool(str(g).strip()) for g in gold]
+    return gold[keep]
 
 
 def gold_answers(res: RunResult, gold: Any, *, who: str = "this chart") -> pd.Series:
@@ -158,14 +165,14 @@ def gold_answers(res: RunResult, gold: Any, *, who: str = "this chart") -> pd.Se
             )
         return found
     if isinstance(gold, pd.Series):
-        return pd.Series([norm(gold.get(r)) for r in rows], index=rows)
+        return labelled(pd.Series([norm(gold.get(r)) for r in rows], index=rows))
     answers = list(gold)
     if len(answers) != len(rows):
         raise ConfigError(
             f"{who}: gold= has {len(answers)} answer(s) but the run has {len(rows)} row(s); "
             "pass one per row, in row order (or a Series indexed by row)"
         )
-    return pd.Series([norm(a) for a in answers], index=rows)
+    return labelled(pd.Series([norm(a) for a in answers], index=rows))
 
 
 def accuracy(answers: pd.Series, gold: pd.Series) -> float:
