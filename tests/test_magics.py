@@ -440,3 +440,11 @@ def test_a_misspelt_frame_or_column_suggests_the_one_that_exists(ip: Interactive
     ip.user_ns["questions"] = pd.DataFrame({"question": ["What is 2 + 2?"]})
     assert "Did you mean 'questions'?" in usage(ip, "-m swift --over questionz", "{question}")
     assert "did you mean {question}?" in usage(ip, "-m swift --over questions", "{qestion}")
+
+
+@pytest.mark.parametrize("line", ["-m swift --api-base {server.base_url}", "-m $model"])
+def test_a_variable_in_the_line_says_the_line_is_not_expanded(
+    ip: InteractiveShell, line: str
+) -> None:
+    # Not expanded on purpose: a regex's {1,5} in --extract would become "(1, 5)".
+    assert "is not expanded" in usage(ip, line)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import keyword
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -335,12 +336,23 @@ def _budget(usd: float) -> dict[str, Any]:
     return {"max_cost_usd": usd}
 
 
+# A whole option value written as IPython's {expr} or $name.
+_EXPANSION = re.compile(r"\{[^{}]+\}|\$[A-Za-z_][A-Za-z0-9_.]*")
+
+
 def parse_options(line: str) -> Any:
     """The options of a ``%%orchestrate`` line, as an argparse namespace."""
     try:
         argv = shlex.split(line)
     except ValueError as exc:
         raise usage(f"cannot read the options ({exc}); check the quotes") from None
+    for before, token in zip(["", *argv], argv, strict=False):
+        if _EXPANSION.fullmatch(token) and before not in ("--extract", "--system"):
+            raise usage(
+                f"{before} {token}: the %%orchestrate line is not expanded ({{...}} and $name "
+                "stay as written, so an --extract regex keeps its {1,5}); write the value "
+                "itself, or make nbt.Model(...) in Python and name its variable with -m"
+            )
     parser = _PARSER
     try:
         return parser.parse_args(argv)
