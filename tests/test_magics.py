@@ -448,3 +448,15 @@ def test_a_variable_in_the_line_says_the_line_is_not_expanded(
 ) -> None:
     # Not expanded on purpose: a regex's {1,5} in --extract would become "(1, 5)".
     assert "is not expanded" in usage(ip, line)
+
+
+def test_line_magic_models_names_a_key_only_for_the_models_that_send_it(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    local = nbtoolkit.Model("openai/my-local-model", api_base="http://127.0.0.1:8000/v1")
+    ip.user_ns.update(mine=local, again=local, hosted=nbtoolkit.Model("openai/gpt-4o-mini"))
+    ip.run_line_magic("orchestrate", "models")
+    line = next(x for x in capsys.readouterr().out.splitlines() if "OPENAI_API_KEY" in x)
+    # A model on its own server never gets the provider's key, so it is not named here.
+    assert "(for openai/gpt-4o-mini)" in line and "my-local-model" not in line

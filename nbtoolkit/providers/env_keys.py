@@ -251,8 +251,11 @@ def model_key_variables(model: Model) -> tuple[str, ...]:
         return (model.api_key_env,)
     provider = static_provider(model.id)
     rule = key_rules().get(provider) if provider else None
-    if rule is None:
+    if rule is None or provider is None:
         return ()
+    base = api_base_of(model.litellm_kwargs())
+    if base and not own_host(provider, base):
+        return ()  # another server (vLLM, Ollama...): the provider's key never goes there
     return tuple(
         v for v in rule.variables if not v.endswith(("_API_BASE", "_BASE_URL", "_ENDPOINT"))
     )
@@ -351,7 +354,9 @@ def key_lines(models: Sequence[Model] = ()) -> list[str]:
     named: dict[str, list[str]] = {}
     for model in models:
         for variable in model_key_variables(model):
-            named.setdefault(variable, []).append(model.label)
+            labels = named.setdefault(variable, [])
+            if model.label not in labels:
+                labels.append(model.label)
     lines = ["API keys in the environment (names only, never values):"]
     unset = []
     for name, is_set in key_variables(models):
