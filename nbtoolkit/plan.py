@@ -253,6 +253,12 @@ def plan_run(
             store_key = recordings_mod.load(paths).key
     options = {"recordings": recordings}
     notes: list[str] = []
+    if proxy is None:
+        # Every missing key in one line (read from litellm's files, milliseconds) before
+        # check_model names them one model at a time; through a proxy, the proxy's key counts.
+        from .providers.env_keys import check_keys
+
+        check_keys(everyone)
     for model in panel:
         providers.check_model(model, options)
         for fallback in model.fallbacks:

@@ -460,3 +460,13 @@ def test_line_magic_models_names_a_key_only_for_the_models_that_send_it(
     line = next(x for x in capsys.readouterr().out.splitlines() if "OPENAI_API_KEY" in x)
     # A model on its own server never gets the provider's key, so it is not named here.
     assert "(for openai/gpt-4o-mini)" in line and "my-local-model" not in line
+
+
+def test_a_cell_names_every_missing_key_in_forms_a_cell_can_use(
+    ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    message = usage(ip, "-m gpt-4o-mini -m claude-haiku-4-5")
+    assert "OPENAI_API_KEY" in message and "ANTHROPIC_API_KEY" in message
+    assert "%env" in message and "Model(" not in message

@@ -128,6 +128,14 @@ def test_missing_api_key_names_the_variable_before_any_call(monkeypatch) -> None
         nbt.orchestrate("hi", [nbt.Model("gpt-4o-mini", api_key_env="MY_KEY")])
 
 
+def test_every_missing_key_is_named_at_once(monkeypatch) -> None:
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(MissingAPIKeyError) as missing:
+        nbt.orchestrate("hi", ["sim/oracle-large", "gpt-4o-mini", "claude-haiku-4-5"])
+    assert "OPENAI_API_KEY" in str(missing.value) and "ANTHROPIC_API_KEY" in str(missing.value)
+
+
 def test_works_inside_a_running_event_loop() -> None:
     async def in_a_kernel() -> nbt.RunResult:
         return nbt.orchestrate("What is 2+2?", ["sim/swift-mini"])

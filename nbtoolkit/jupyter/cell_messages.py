@@ -47,6 +47,13 @@ def for_a_cell(exc: ConfigError, aliases: dict[str, str]) -> str:
             f"%env {exc.variables[0]}=... (or os.environ['{exc.variables[0]}'] = '...'), "
             "or export it before starting Jupyter"
         )
+    if isinstance(exc, MissingAPIKeyError) and exc.missing:
+        said = "; ".join(f"{label} needs {' or '.join(names)}" for label, names in exc.missing)
+        first = exc.missing[0][1][0]
+        return (
+            f"API keys are missing: {said}. Set them in a cell with %env {first}=... (one "
+            "line each), or export them before starting Jupyter"
+        )
     if isinstance(exc, MissingAPIKeyError):
         return re.sub(r" or pass Model\(.*?\)$", "", str(exc))
     if isinstance(exc, StrategyError) and exc.needs_model == "judge":
