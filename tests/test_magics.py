@@ -467,6 +467,6 @@ def test_a_cell_names_every_missing_key_in_forms_a_cell_can_use(
 ) -> None:
     for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
         monkeypatch.delenv(name, raising=False)
-    message = usage(ip, "-m gpt-4o-mini -m claude-haiku-4-5")
+    message = usage(ip, "-m gpt-4o-mini -m claude-haiku-4-5", "What is 2 + 2?")
     assert "OPENAI_API_KEY" in message and "ANTHROPIC_API_KEY" in message
     assert "%env" in message and "Model(" not in message
