@@ -8,6 +8,7 @@ made or anything is written.
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -17,7 +18,7 @@ import pandas as pd
 from . import consensus as consensus_mod
 from . import extract as extract_mod
 from . import providers, streaming, views
-from .audit import AuditLog, AuditWriteError, call_record
+from .audit import AuditLog, AuditWriteError, call_record, prompt_hash
 from .cache import cache_dir
 from .errors import ConfigError, RunFailedError, RunInterrupted
 from .frames import SHARED, collect
@@ -212,7 +213,18 @@ def _auditor(log: AuditLog | None, run_id: str) -> Callable[[Call, Outcome], Non
     if log is None:
         return None
 
+    # A row's messages go to every model of the panel: hashed once. Keyed by the object (kept
+    # alive here, so its id is never reused within the run).
+    hashes: dict[int, tuple[object, str]] = {}
+    clock: list[Any] = [None, ""]
+
     def write(call: Call, outcome: Outcome) -> None:
+        seen = hashes.get(id(call.messages))
+        if seen is None:
+            seen = hashes[id(call.messages)] = (call.messages, prompt_hash(call.messages))
+        second = int(time.time())
+        if clock[0] != second:
+            clock[0], clock[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S%z")
         log.write(
             call_record(
                 run_id=run_id,
@@ -222,6 +234,8 @@ def _auditor(log: AuditLog | None, run_id: str) -> Callable[[Call, Outcome], Non
                 row=call.row,
                 sample=call.sample,
                 outcome=outcome,
+                prompt_sha256=seen[1],
+                when=clock[1],
             )
         )
 

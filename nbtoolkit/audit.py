@@ -13,12 +13,13 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from .errors import MIN_SECRET, redact
+from .errors import MIN_SECRET, redactor
 
 # Header values may carry a token: the log keeps their names only.
 _SECRET_PARAMS = {"api_key", "nbt_store", "extra_headers"}
@@ -57,16 +58,17 @@ class AuditLog:
         self.flush_every = flush_every
         self.flush_after_s = flush_after_s
         self._lock = threading.Lock()
-        self._pending: list[bytes] = []
+        self._pending: list[dict[str, Any]] = []
         self._oldest = 0.0
 
     def write(self, record: dict[str, Any]) -> None:
-        data = _encode(record)
+        """Queue ``record`` (encoded and redacted when written: the caller must not change it
+        afterwards); write the queue when it is due."""
         now = time.monotonic()
         with self._lock:
             if not self._pending:
                 self._oldest = now
-            self._pending.append(data)
+            self._pending.append(record)
             due = len(self._pending) >= self.flush_every or now - self._oldest >= self.flush_after_s
         if due:
             self.flush()
@@ -76,8 +78,10 @@ class AuditLog:
             pending, self._pending = self._pending, []
             if not pending:
                 return
+            hide = redactor()  # the environment's secrets read once per batch
+            data = b"".join(_encode(record, hide) for record in pending)
             try:
-                self._append(b"".join(pending))
+                self._append(data)
             except OSError as exc:
                 raise AuditWriteError(f"{self.path}: {exc.strerror or exc}", len(pending)) from exc
 
@@ -102,10 +106,11 @@ class AuditLog:
 _OURS = frozenset({"run_id", "time", "row", "sample", "prompt_sha256", "attempts", "cached"})
 
 
-def _encode(record: dict[str, Any]) -> bytes:
+def _encode(record: dict[str, Any], hide: Callable[[str], str] | None = None) -> bytes:
     # Each value is redacted, not the whole line: the line's own keys ("run_id", ...) would
     # send every record through the key-shape scan, the slowest step of a cached call.
-    clean = {k: v if k in _OURS else _safe(v) for k, v in record.items()}
+    hide = hide or redactor()
+    clean = {k: v if k in _OURS or v is None else _safe(v, hide) for k, v in record.items()}
     try:
         # orjson: a tenth of json's time per record, and NaN or infinity as null.
         return orjson.dumps(clean, default=str, option=orjson.OPT_APPEND_NEWLINE)
@@ -118,20 +123,28 @@ def _encode(record: dict[str, Any]) -> bytes:
         return (json.dumps(clean, default=str) + "\n").encode("ascii")
 
 
-def _safe(value: Any) -> Any:
-    """``value`` with every string in it redacted, and NaN (which JSON lacks) as null."""
-    if isinstance(value, str):
+def _safe(value: Any, hide: Callable[[str], str]) -> Any:
+    """``value`` with every string in it redacted (``hide``), and NaN (which JSON lacks) as
+    null."""
+    kind = type(value)
+    if kind is str:
         # Shorter than any secret redact hides, whole or in part: nothing to look for.
-        return redact(value) if len(value) >= MIN_SECRET else value
+        return hide(value) if len(value) >= MIN_SECRET else value
+    if kind is float:
+        return None if math.isnan(value) else value
+    if kind is int or kind is bool or value is None:
+        return value
+    if isinstance(value, str):
+        return hide(str(value))
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, dict):
-        return {_safe(str(k)): _safe(v) for k, v in value.items()}
+        return {_safe(str(k), hide): _safe(v, hide) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_safe(v) for v in value]
-    if isinstance(value, (int, float, bool)) or value is None:
+        return [_safe(v, hide) for v in value]
+    if isinstance(value, (int, float, bool)):
         return value
-    return redact(str(value))
+    return hide(str(value))
 
 
 def read(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -158,16 +171,20 @@ def call_record(
     row: int,
     sample: int,
     outcome: Any,
+    prompt_sha256: str | None = None,
+    when: str | None = None,
 ) -> dict[str, Any]:
+    """One call's record. ``prompt_sha256`` and ``when`` (the local time, to the second) may
+    be given when the caller has them already: the same prompt goes to every model."""
     return {
         "run_id": run_id,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "time": when or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "model": model,
         "row": row,
         "sample": sample,
         "params": {k: v for k, v in params.items() if k not in _SECRET_PARAMS}
         | ({"extra_headers": sorted(params["extra_headers"])} if "extra_headers" in params else {}),
-        "prompt_sha256": prompt_hash(messages),
+        "prompt_sha256": prompt_sha256 or prompt_hash(messages),
         "output": outcome.output,
         "prompt_tokens": outcome.prompt_tokens,
         "completion_tokens": outcome.completion_tokens,

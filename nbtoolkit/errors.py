@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -271,10 +271,20 @@ def redact(text: str, extra: list[str] | None = None) -> str:
     >>> redact("bad key sk-canary-123456 at https://me:pw@host/v1")
     'bad key *** at https://***@host/v1'
     """
-    global _memo_for
     if not text or not isinstance(text, str):
         return text
+    return _redact(text, _secret_values(), extra)
+
+
+def redactor() -> Callable[[str], str]:
+    """``redact`` for many texts in a row (the values of one record): the environment's
+    secrets are read once, not once per text (reading them is most of a short text's cost)."""
     secrets = _secret_values()
+    return lambda text: _redact(text, secrets, None) if text else text
+
+
+def _redact(text: str, secrets: tuple[str, ...], extra: list[str] | None) -> str:
+    global _memo_for
     # The same short texts (model ids, parameters, error lines) come back on every call of a
     # run: each is redacted once per set of secrets.
     memo = not extra and len(text) <= _MEMO_TEXT
