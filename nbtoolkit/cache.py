@@ -21,7 +21,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -168,6 +168,24 @@ def _retry_locked(statement: Any, seconds: float = 30.0) -> Any:
             time.sleep(0.05)
 
 
+def connect(path: Path, schema: Sequence[str], what: str) -> sqlite3.Connection:
+    """A connection to the SQLite file ``path`` in WAL mode, its ``schema`` statements run
+    (waiting out the locks two processes starting at once take); ``CacheError`` naming
+    ``what`` ("the cache") when it cannot be opened. Shared by the cache and the batch job
+    store, which live in the same file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+        _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        for statement in schema:
+            _retry_locked(lambda statement=statement: conn.execute(statement))
+    except (sqlite3.Error, OSError) as exc:
+        raise CacheError(f"cannot open {what} at {path}: {exc}") from None
+    return conn
+
+
 class Cache:
     """A SQLite store of successful replies; safe across threads and processes."""
 
@@ -178,15 +196,7 @@ class Cache:
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-                _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("PRAGMA busy_timeout=30000")
-                _retry_locked(lambda: conn.execute(_SCHEMA))
-            except (sqlite3.Error, OSError) as exc:
-                raise CacheError(f"cannot open the cache at {self.path}: {exc}") from None
+            conn = connect(self.path, [_SCHEMA], "the cache")
             self._local.conn = conn
         return conn
 

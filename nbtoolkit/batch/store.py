@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..cache import cache_dir
+from ..cache import cache_dir, connect
 from ..errors import CacheError, ConfigError, redact
 
 __all__ = ["JobStore", "Part", "Request", "store_path"]
@@ -103,15 +103,7 @@ class JobStore:
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA busy_timeout=30000")
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-            except (sqlite3.Error, OSError) as exc:
-                raise CacheError(f"cannot open the batch job store at {self.path}: {exc}") from None
+            conn = connect(self.path, _SCHEMA, "the batch job store")
             self._local.conn = conn
         return conn
 
