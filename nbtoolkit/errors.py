@@ -186,9 +186,11 @@ _AUTH = re.compile(
     r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?(?:bearer\s+|basic\s+|token\s+)?)[^\s\"',}]+"
 )
 _BEARER = re.compile(r"\b([Bb]earer|BEARER)\s+(?=[A-Za-z0-9._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{16,}")
+# Any query parameter named for a credential: api_key, x-api-key, auth_token, private_token,
+# access-token, client_secret, password, pass, sig...
 _QUERY = re.compile(
-    r"(?i)([?&](?:api[_\-]?key|key|token|access_token|sig|signature|password|passwd|pwd|secret"
-    r"|client_secret|auth)=)[^&\s#\"']+"
+    r"(?i)([?&](?:[a-z0-9]+[_\-])*(?:api[_\-]?key|key|token|secret|password|passwd|pwd|pass"
+    r"|sig|signature|auth|credential|credentials)=)[^&\s#\"']+"
 )
 HIDDEN = "***"
 # What a key looks like (no spaces, not a path or URL): only such values are also hidden
@@ -206,6 +208,24 @@ def protect(value: str | None) -> None:
     if value and len(value) >= MIN_SECRET:
         _PROTECTED.add(value)
         _cached = ((), ())
+
+
+def protect_url(url: str | None) -> None:
+    """Never write the credentials ``url`` carries (its password, a query's ``api_key=``...),
+    even where they appear without the URL: a server that echoes the bare value back."""
+    if not url or not isinstance(url, str):
+        return
+    from urllib.parse import parse_qsl, urlsplit
+
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return
+    protect(password)
+    for name, value in parse_qsl(parts.query, keep_blank_values=False):
+        if _QUERY.search(f"?{name}={value}"):
+            protect(value)
 
 
 def _secret_values() -> tuple[str, ...]:

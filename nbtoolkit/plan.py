@@ -27,7 +27,7 @@ from pydantic import (
 from . import extract as extract_mod
 from . import providers, strategies
 from .cache import MODES, KeyMaker
-from .errors import ConfigError, ExtractorError, protect
+from .errors import ConfigError, ExtractorError, protect, protect_url
 from .providers import recordings as recordings_mod
 from .reliability import resolve_threshold
 from .runner import Call
@@ -243,9 +243,18 @@ def plan_run(
     everyone = [*panel, *(as_model(f) for m in panel for f in m.fallbacks)]
     if getattr(chosen, "model", None) is not None:
         everyone.append(as_model(chosen.model))
+    # Whatever authenticates a call is hidden wherever it shows up again, also without its
+    # name beside it (a server echoing a header's value in its reply).
+    run_headers = (params or {}).get("extra_headers")
+    for value in run_headers.values() if isinstance(run_headers, dict) else ():
+        protect(str(value))
     for model in everyone:
         if model.api_key_env:
             protect(os.environ.get(model.api_key_env))
+        own = model.litellm_kwargs()
+        for value in (own.get("extra_headers") or {}).values():
+            protect(str(value))
+        protect_url(own.get("api_base"))
     store_key = None
     if any(m.id.startswith("replay/") for m in everyone):
         paths = recordings_mod.resolve_paths(recordings)

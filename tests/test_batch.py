@@ -383,6 +383,19 @@ def test_a_header_value_never_reaches_the_job_store_and_attach_asks_for_it() -> 
     assert res.outputs["output"].tolist()[0] == "The answer is 4"
 
 
+def test_a_run_level_header_never_reaches_the_job_store_either() -> None:
+    from nbtoolkit.cache import cache_dir
+
+    token = "runHeaderZZ77665544aa"
+    with FakeBatchServer(answer) as server:
+        job = nbt.submit(PROMPT, [gpt(server)], data=QUESTIONS, extra_headers={"X-Run": token})
+        for file in cache_dir().iterdir():
+            if file.is_file():
+                assert token.encode() not in file.read_bytes(), file.name
+        with pytest.raises(ConfigError, match=r"extra_headers=.*nbt\.attach"):
+            nbt.attach(job.id)
+
+
 def test_attach_to_an_unknown_job_says_how_to_find_it() -> None:
     with pytest.raises(ConfigError, match="no batch job 'nbtb-nope'"):
         nbt.attach("nbtb-nope")

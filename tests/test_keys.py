@@ -307,3 +307,41 @@ def test_a_secret_set_after_a_text_was_shown_is_hidden_the_next_time(monkeypatch
     assert redact(other) == other
     protect("anothervalue-99z2")
     assert "anothervalue-99z2" not in redact(other)
+
+
+def test_a_header_or_url_credential_echoed_back_is_hidden_everywhere(tmp_path) -> None:
+    """Header values and api_base query credentials were hidden beside their names only;
+    a server echoing the bare value put it in the frames, the audit log and the cache."""
+    import nbtoolkit as nbt
+    from nbtoolkit.cache import cache_dir
+    from nbtoolkit.testing import FakeOpenAIServer
+
+    header, query = "hdrvalue-ZZ99887766", "qsecret-C0ffee12345"
+    with FakeOpenAIServer(reply=f"echo {header} and {query}") as server:
+        model = nbt.Model(
+            "openai/b",
+            api_base=f"{server.base_url}?auth_token={query}",  # a gateway keyed by its URL
+            extra_headers={"X-Thing": header},
+        )
+        res = nbt.orchestrate("hi", [model], audit=str(tmp_path / "audit.jsonl"))
+        res.save(tmp_path / "run.nbt")
+    assert res.outputs["error"].isna().all()  # the query is kept after the path
+    written = [p for p in [*tmp_path.rglob("*"), *cache_dir().rglob("*")] if p.is_file()]
+    for text in [
+        repr(res.outputs),
+        repr(res.meta),
+        *(p.read_bytes().decode(errors="replace") for p in written),
+    ]:
+        assert header not in text and query not in text
+
+
+@pytest.mark.parametrize(
+    "name", ["auth_token", "private_token", "access-token", "x-api-key", "client_secret", "pass"]
+)
+def test_every_query_parameter_named_for_a_credential_is_hidden(name) -> None:
+    from nbtoolkit.errors import redact
+
+    assert redact(f"https://h/v1?page=2&{name}=s3cr3tvalue&x=1") == (
+        f"https://h/v1?page=2&{name}=***&x=1"
+    )
+    assert redact("https://h/v1?page=2&keyboard=qwerty") == "https://h/v1?page=2&keyboard=qwerty"

@@ -126,7 +126,7 @@ class JobStore:
             except Exception:
                 unstored.append(name)
                 continue
-            if _holds_secret(value):
+            if (name in _SECRET_FIELDS and value) or _holds_secret(value):
                 unstored.append(name)  # never on disk: attach asks for it again
                 continue
             kept[name] = value

@@ -313,7 +313,7 @@ async def complete(
         key = api_key_for(record.model, kwargs)
         if key is None:  # the provider's own host: its own key, as litellm reads it
             key = env_key(record)
-    url = f"{record.api_base}/chat/completions"
+    url = endpoint(str(record.api_base), "chat/completions")
     body = orjson.dumps({"model": record.wire_model, "messages": messages, **params})
     current = _pool.get()
     own = current is None or current.closed
@@ -403,6 +403,17 @@ async def _read_events(response: Any, on_text: Callable[[str], None], url: str) 
     text = "".join(parts) if parts else None
     message = {"role": "assistant", "content": text}
     return {"choices": [{"message": message, "finish_reason": finish}], "usage": usage}
+
+
+def endpoint(base: str, path: str) -> str:
+    """``base`` + ``/path``, a query string kept after it (``http://h/v1?key=...`` ->
+    ``http://h/v1/chat/completions?key=...``): a gateway that takes its key in the query."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(base)
+    if not parts.query:
+        return f"{base.rstrip('/')}/{path}"
+    return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{path}"))
 
 
 def _loads(raw: bytes) -> Any:
