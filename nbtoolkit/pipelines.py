@@ -119,15 +119,48 @@ def _text(answer: Any) -> str:
     return dump() if callable(dump) else str(answer)
 
 
+class _Stop:
+    """The runs of a pipeline in flight, to cancel together on an interrupt; once stopped,
+    a step that starts is cancelled before its first call and no later step starts."""
+
+    def __init__(self) -> None:
+        self.runners: list[Any] = []
+        self.stopped = False
+
+    def started(self, runner: Any) -> None:
+        self.runners.append(runner)
+        if self.stopped:
+            runner.cancel()
+
+    def stop(self) -> bool:
+        self.stopped = True
+        for runner in self.runners:
+            runner.cancel()
+        return True  # the pipeline's own result (the finished steps) is still awaited
+
+
 async def apipeline(
     steps: Sequence[Step | Sequence[Step]],
     *,
     data: pd.DataFrame | None = None,
     variables: Mapping[str, Any] | None = None,
+    _stop: _Stop | None = None,
     **common: Any,
 ) -> PipelineResult:
     """The async twin of ``pipeline``."""
     from .api import aorchestrate
+
+    def watched(options: dict[str, Any]) -> dict[str, Any]:
+        if _stop is None:
+            return options
+        theirs = options.pop("on_start", None)
+
+        def on_start(runner: Any) -> None:
+            _stop.started(runner)
+            if theirs is not None:
+                theirs(runner)
+
+        return {**options, "on_start": on_start}
 
     if not steps:
         raise ConfigError("a pipeline needs at least one step")
@@ -137,6 +170,8 @@ async def apipeline(
     variables = dict(variables or {})
     results: dict[str, RunResult] = {}
     for group in steps:
+        if _stop is not None and _stop.stopped:
+            break  # interrupted: the steps finished so far are the result
         batch = [group] if isinstance(group, Step) else list(group)
         runs = await asyncio.gather(
             *[
@@ -147,7 +182,7 @@ async def apipeline(
                     variables=variables,
                     strategy=s.strategy,
                     extract=s.extract,
-                    **{**common, **s.options},
+                    **watched({**common, **s.options}),
                 )
                 for s in batch
             ]
@@ -167,10 +202,28 @@ def pipeline(
     variables: Mapping[str, Any] | None = None,
     **common: Any,
 ) -> PipelineResult:
-    """Run ``steps`` in order (a nested list runs side by side); see the module docstring."""
+    """Run ``steps`` in order (a nested list runs side by side); see the module docstring.
+
+    Ctrl-C (or a kernel interrupt) stops the step in flight and raises ``RunInterrupted``
+    whose ``.result`` is the ``PipelineResult`` of the steps run so far, the interrupted
+    one with its finished rows (marked ``cancelled``); no later step starts.
+    """
+    from .errors import RunInterrupted
     from .loop import run_sync
 
-    return run_sync(apipeline(steps, data=data, variables=variables, **common))
+    stop = _Stop()
+    result = run_sync(
+        apipeline(steps, data=data, variables=variables, _stop=stop, **common),
+        on_interrupt=stop.stop,
+    )
+    if stop.stopped:
+        raise RunInterrupted(
+            f"interrupted: the {len(result.steps)} step(s) that ran are in this exception's "
+            ".result (a PipelineResult; the one in flight keeps its finished rows, the rest "
+            "'Cancelled'); no later step started",
+            result,
+        )
+    return result
 
 
 MOA_LAYER = (

@@ -280,3 +280,40 @@ def test_ctrl_c_in_a_loop_of_runs_stops_the_loop_not_just_the_run() -> None:
     assert 0 < report["done"] < 40
     assert f"interrupted after {report['done']} of 40 calls" in report["message"]
     assert any("were not made" in w for w in report["warnings"])
+
+
+def test_ctrl_c_in_a_pipeline_keeps_the_steps_that_ran() -> None:
+    """A pipeline dropped every finished (paid-for) step on Ctrl-C: a bare KeyboardInterrupt."""
+    with FakeOpenAIServer(reply="done", latency=0.7) as server:
+        child = _child(
+            f"""
+            import json, nbtoolkit as nbt
+            m = nbt.Model("openai/x", api_base="{server.base_url}", api_key_env="LOCAL_KEY")
+            steps = [nbt.Step("draft", "Draft {{topic}}", [m]),
+                     nbt.Step("critique", "Critique {{draft}}", [m]),
+                     nbt.Step("final", "Final {{critique}}", [m])]
+            print("ready", flush=True)
+            try:
+                nbt.pipeline(steps, variables={{"topic": "tea"}}, cache="off", audit=False)
+            except nbt.RunInterrupted as stop:
+                res = stop.result
+                print(json.dumps({{"steps": list(res.steps),
+                                   "draft": res["draft"].outputs["output"].tolist(),
+                                   "cancelled": res.final.cancelled}}), flush=True)
+            """,
+            {"LOCAL_KEY": CANARY_KEY},
+        )
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        deadline = time.time() + 30
+        while server.request_count < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)  # the second step's call is in flight
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+        sent = server.request_count
+    assert child.returncode == 0, err
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["steps"] == ["draft", "critique"]  # the third never started
+    assert report["draft"] == ["done"] and report["cancelled"]
+    assert sent == 2
