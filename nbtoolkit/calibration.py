@@ -88,6 +88,28 @@ def _candidates(result: RunResult) -> dict[int, list[Candidate]]:
     return by_row
 
 
+def series_by_row(gold: pd.Series, rows: list[int], who: str) -> list[Any]:
+    """A Series of gold answers read by its index, as pandas aligns (the run's row numbers,
+    0..N-1 in data order); a row it lacks is unlabelled (None). ``ConfigError`` for an index
+    with a label that is no row or a label twice: read by position, such a Series would
+    score every answer against another row's gold."""
+    index = list(gold.index)
+    strangers = [label for label in index if label not in set(rows)]
+    if strangers or len(set(index)) != len(index):
+        problem = (
+            f"labels that are not row numbers (e.g. {strangers[0]!r})"
+            if strangers
+            else "a label twice"
+        )
+        raise ConfigError(
+            f"{who}: gold= is a Series whose index has {problem}; the run's rows are numbered "
+            f"0 to {len(rows) - 1} in data order: pass gold.to_numpy() for answers in row "
+            "order, or gold.reset_index(drop=True)"
+        )
+    by_label = dict(zip(index, gold.tolist(), strict=True))
+    return [by_label.get(r) for r in rows]
+
+
 def _gold(result: RunResult, gold: Any) -> dict[int, str]:
     if isinstance(gold, str):
         column = data_column(result, gold)
@@ -111,6 +133,8 @@ def _gold(result: RunResult, gold: Any) -> dict[int, str]:
                 f"{', '.join(data) or '(none: the run had no data=)'}"
             )
         values = list(result.consensus[column])
+    elif isinstance(gold, pd.Series):
+        values = series_by_row(gold, list(result.consensus["row"]), "calibrate")
     else:
         values = list(gold)
     if len(values) != len(result.consensus):

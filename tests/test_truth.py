@@ -488,3 +488,26 @@ def test_rows_without_a_gold_answer_are_scored_neither_right_nor_wrong(blank: An
     with pytest.raises(nbt.ConfigError, match="got 0 .30 more have no gold answer"):
         calibrate(res, gold="gold")
     assert "right on" not in rs.Report(res, gold="gold")._bottom_line()
+
+
+def test_a_gold_series_is_read_by_row_everywhere_or_refused() -> None:
+    """calibrate read a Series by position and the plots by index: the same reversed
+    Series scored the best model 0 % in one and 100 % in the other."""
+    res = _run(rows=10, models=PANEL[:2])
+    truth = pd.Series([q["answer"] for q in sim.question_bank()[:10]])
+    reversed_gold = truth.iloc[::-1]  # the same labels, in another order
+    by_position = calibrate(res, gold=truth.tolist(), folds=2).per_model["accuracy"]
+    pd.testing.assert_series_equal(
+        calibrate(res, gold=reversed_gold, folds=2).per_model["accuracy"], by_position
+    )
+    assert (
+        an.accuracy(res.answers[PANEL[0]], an.gold_answers(res, reversed_gold))
+        == (by_position[PANEL[0]])
+    )
+    shifted = pd.Series(truth.to_numpy(), index=range(100, 110))
+    with pytest.raises(nbt.ConfigError, match="not row numbers .*to_numpy"):
+        calibrate(res, gold=shifted)
+    with pytest.raises(nbt.ConfigError, match="not row numbers"):
+        res.plot.accuracy(gold=shifted)
+    with pytest.raises(nbt.ConfigError, match="no row an answer"):
+        res.plot.accuracy(gold=[math.nan] * 10)

@@ -147,8 +147,19 @@ def labelled(gold: pd.Series) -> pd.Series:
 
 def gold_answers(res: RunResult, gold: Any, *, who: str = "this chart") -> pd.Series:
     """The right answers by row (normalised, as ``gold_of``), from ``gold``: the name of a
-    column of the run's data, a Series indexed by row, or a list in row order.
-    ``ConfigError`` when there is no such column or the list's length is not the rows'."""
+    column of the run's data, a Series indexed by row, or a list in row order; unlabelled
+    rows left out. ``ConfigError`` when there is no such column, the list's length is not
+    the rows', a Series' index is not row numbers, or no row has a gold answer."""
+    found = _gold_answers(res, gold, who)
+    if not len(found):
+        raise ConfigError(
+            f"{who}: gold= gives no row an answer (every one is NaN, None or blank): "
+            "nothing to score against"
+        )
+    return found
+
+
+def _gold_answers(res: RunResult, gold: Any, who: str) -> pd.Series:
     rows = list(res.consensus["row"])
     if gold is None:
         raise ConfigError(
@@ -165,7 +176,9 @@ def gold_answers(res: RunResult, gold: Any, *, who: str = "this chart") -> pd.Se
             )
         return found
     if isinstance(gold, pd.Series):
-        return labelled(pd.Series([norm(gold.get(r)) for r in rows], index=rows))
+        from ..calibration import series_by_row
+
+        return labelled(pd.Series([norm(v) for v in series_by_row(gold, rows, who)], index=rows))
     answers = list(gold)
     if len(answers) != len(rows):
         raise ConfigError(
