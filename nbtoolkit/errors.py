@@ -296,10 +296,25 @@ def redact(text: str, extra: list[str] | None = None) -> str:
     return _redact(text, _secret_values(), extra)
 
 
-def redactor() -> Callable[[str], str]:
+def redactor(values_only: bool = False) -> Callable[[str], str]:
     """``redact`` for many texts in a row (the values of one record): the environment's
-    secrets are read once, not once per text (reading them is most of a short text's cost)."""
+    secrets are read once, not once per text (reading them is most of a short text's cost).
+
+    ``values_only``: hide only the secret values (environment, ``protect``), not the shapes
+    (key patterns, URL credentials): for texts redacted when they were written (the cache),
+    where only a value that became a secret since can be new.
+    """
     secrets = _secret_values()
+    if values_only:
+
+        def hide(text: str) -> str:
+            if not text:
+                return text
+            for value in secrets:
+                text = _hide_parts(text, value)
+            return text
+
+        return hide
     return lambda text: _redact(text, secrets, None) if text else text
 
 

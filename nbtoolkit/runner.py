@@ -38,7 +38,7 @@ from .calls import (
     shared_outcome,
     skipped,
 )
-from .errors import CacheError, redact
+from .errors import CacheError, redact, redactor
 from .loop import install_executor
 from .spec import Model
 from .streaming import CallStream, StreamCallback, cut_short
@@ -349,7 +349,7 @@ class Runner:
         if self.cache is None:
             return {}
         try:
-            return self.cache.get_many(keys)
+            found = self.cache.get_many(keys)
         except CacheError as exc:
             self.cache_unread = redact(str(exc))
             self.not_recorded(
@@ -357,6 +357,13 @@ class Runner:
             )
             self.cache = None
             return {}
+        # Stored redacted; a value that has become a secret since (a token set after the run
+        # that cached it) is hidden on the way out too.
+        hide = redactor(values_only=True)
+        for key, entry in found.items():
+            if entry.output and (hidden := hide(entry.output)) is not entry.output:
+                found[key] = replace(entry, output=hidden)
+        return found
 
     async def _repair(self, call: Call, outcome: Outcome) -> Outcome:
         """Re-ask with the validation error, a bounded number of times and tokens.

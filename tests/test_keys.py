@@ -345,3 +345,19 @@ def test_every_query_parameter_named_for_a_credential_is_hidden(name) -> None:
         f"https://h/v1?page=2&{name}=***&x=1"
     )
     assert redact("https://h/v1?page=2&keyboard=qwerty") == "https://h/v1?page=2&keyboard=qwerty"
+
+
+def test_a_cached_reply_holding_a_value_that_became_a_secret_is_shown_hidden(
+    tmp_path, monkeypatch
+) -> None:
+    from nbtoolkit.testing import FakeOpenAIServer
+
+    value = "later-token-Kq81Xz0Wm3"
+    with FakeOpenAIServer(reply=f"the code is {value}") as server:
+        model = nbt.Model("openai/x", api_base=server.base_url)
+        first = nbt.orchestrate("hi", [model], cache_path=str(tmp_path / "c.sqlite"))
+        assert value in first.outputs["output"].iloc[0]  # not a secret yet
+        monkeypatch.setenv("SERVICE_TOKEN", value)
+        again = nbt.orchestrate("hi", [model], cache_path=str(tmp_path / "c.sqlite"))
+    assert again.outputs["cached"].all()
+    assert value not in again.outputs["output"].iloc[0]
