@@ -27,31 +27,20 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from socketserver import TCPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from .faults import echo
+from .server import LoopbackServer, Served
 
 __all__ = ["FakeBatchServer"]
 
 FINAL_STATES = ("completed", "failed", "expired", "cancelled")
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class _HTTPServer(LoopbackServer):
     def __init__(self, owner: FakeBatchServer) -> None:
-        self.owner = owner
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def server_bind(self) -> None:
-        # No reverse DNS lookup (HTTPServer.server_bind's getfqdn): it stalls offline.
-        TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
+        super().__init__(owner, _Handler)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -95,7 +84,7 @@ def _error(message: str, type_: str = "invalid_request_error") -> dict[str, Any]
     return {"error": {"message": message, "type": type_, "param": None, "code": None}}
 
 
-class FakeBatchServer:
+class FakeBatchServer(Served):
     """OpenAI's Files and Batches API on ``127.0.0.1``, stepped by polling (see the module).
 
     Args:
@@ -161,17 +150,6 @@ class FakeBatchServer:
         httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeBatchServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:

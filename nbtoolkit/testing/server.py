@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from .faults import (
     CHAT_PATHS,
@@ -35,20 +35,16 @@ from .faults import (
 __all__ = ["FakeOpenAIServer"]
 
 
-class _HTTPServer(ThreadingHTTPServer):
+class LoopbackServer(ThreadingHTTPServer):
+    """An HTTP server on 127.0.0.1 at a free port, serving ``handler`` for ``owner`` (one of
+    the fakes here, which the handler reads as ``self.server.owner``)."""
+
     daemon_threads = True
-    request_queue_size = 256
     allow_reuse_address = True
 
-    def __init__(self, owner: FakeOpenAIServer) -> None:
+    def __init__(self, owner: Any, handler: type[BaseHTTPRequestHandler]) -> None:
         self.owner = owner
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients that time out or drop connections are routine here, not server bugs.
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)
+        super().__init__(("127.0.0.1", 0), handler)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup that can
@@ -57,6 +53,43 @@ class _HTTPServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         self.server_name = str(host)
         self.server_port = int(port)
+
+
+_S = TypeVar("_S", bound="Served")
+
+
+class Served:
+    """``with server:`` starts a fake and stops it, whatever happens inside."""
+
+    def start(self: _S) -> _S:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _S) -> _S:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class _HTTPServer(LoopbackServer):
+    request_queue_size = 256
+
+    def __init__(self, owner: FakeOpenAIServer) -> None:
+        super().__init__(owner, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that time out or drop connections are routine here, not server bugs.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -168,7 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
                 pass
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(Served):
     """An OpenAI-compatible chat-completions server on ``127.0.0.1`` for tests.
 
     Args:
@@ -300,17 +333,6 @@ class FakeOpenAIServer:
             thread.join(timeout=5)
         self._httpd = None
         self._thread = None
-
-    def __enter__(self) -> FakeOpenAIServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- observation -----------------------------------------------------------------
 
