@@ -441,8 +441,9 @@ def orchestrate(
         # Planning is synchronous work on the loop's thread (the first run imports litellm
         # there: seconds), which a cancellation cannot cut short. It makes no call, and the
         # run it ends in is cancelled before its first one (``started``): the interrupt
-        # need not wait for it.
-        return "runner" not in holder
+        # need not wait for it. A batch job has no runner until its result is built: its
+        # wait is cancelled and awaited like a run's.
+        return "runner" not in holder and not batch
 
     if panes is not None:
         options["progress"] = None  # the panes say it all
@@ -458,8 +459,8 @@ def orchestrate(
         with while_waiting(panes.pump) if panes is not None else contextlib.nullcontext():
             result = run_sync(coro, on_interrupt=interrupted, leave=planning)
     except KeyboardInterrupt as exc:
-        if isinstance(exc, RunInterrupted) or "runner" in holder:
-            raise
+        if isinstance(exc, RunInterrupted) or "runner" in holder or batch:
+            raise  # a batch job's wait says itself how to attach to the job again
         # Still planning (the first run imports litellm): not one call was made.
         raise RunInterrupted(
             "interrupted before the first call: nothing was sent (.result is None)"

@@ -535,3 +535,25 @@ def test_split_keeps_each_batch_within_both_limits_and_refuses_a_line_over_the_f
     assert split(lines, 3, 1000) == [[0, 1, 2], [3]]
     with pytest.raises(ConfigError, match="over the batch file limit"):
         split([b"x" * 101], 10, 100)
+
+
+def test_ctrl_c_in_orchestrate_batch_says_how_to_attach_and_never_claims_nothing_was_sent(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import _thread
+    import threading
+
+    monkeypatch.setenv("NBTOOLKIT_BATCH_POLL_S", "0.05")
+    with FakeBatchServer(answer, polls=10_000) as server:  # never ends while we wait
+
+        def interrupt_soon() -> None:
+            # Once the job is polled, it has been submitted: the run is waiting for it.
+            while sum(server._steps.values()) < 2:
+                threading.Event().wait(0.02)
+            _thread.interrupt_main()  # Ctrl-C, as the kernel sends it
+
+        threading.Thread(target=interrupt_soon, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            nbt.orchestrate(PROMPT, [gpt(server)], data=QUESTIONS, batch=True)
+    assert not isinstance(stopped.value, nbt.RunInterrupted)  # batches were sent
+    assert "nbt.attach(" in capsys.readouterr().err

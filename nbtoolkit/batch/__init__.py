@@ -11,6 +11,8 @@ in the same run; ``res.meta["batch"]`` says which did which.
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -112,5 +114,14 @@ async def run_batched(
 ) -> RunResult:
     """``orchestrate(..., batch=True)``: submit, wait for every batch, return the result."""
     job = await asubmit(prompt, models, **options)
-    await job.await_ended(default_poll_s())
+    try:
+        await job.await_ended(default_poll_s())
+    except asyncio.CancelledError:  # Ctrl-C while waiting: the batches go on
+        print(
+            f"Stopped waiting; the batches go on at the provider. Pick them up later with "
+            f"nbt.attach({job.id!r}).wait()",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise
     return await job.aresult()

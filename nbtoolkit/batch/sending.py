@@ -4,7 +4,9 @@ batch in the job store before and after it is created."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -120,6 +122,20 @@ async def submit_plan(
         groups = split(lines, min(max_requests or limit_requests, limit_requests), limit_bytes)
         planned.append((where, model, calls, lines, groups))
     store.add_job(job, {"prompt": prompt, "models": models, **options})
+    try:
+        await _send_all(job, planned, store)
+    except asyncio.CancelledError:  # Ctrl-C mid-way: what was sent is the job's
+        print(
+            f"Stopped while submitting batch job {job}; what was sent goes on at the provider. "
+            f"nbt.attach({job!r}).wait() collects it (a part never sent becomes error rows)",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise
+    return job, live
+
+
+async def _send_all(job: str, planned: list[Any], store: JobStore) -> None:
     number = 0
     for where, model, calls, lines, groups in planned:
         for group in groups:
@@ -142,7 +158,6 @@ async def submit_plan(
                 ],
             )
             await send_part(job, part, where, b"".join(lines[i] for i in group), store)
-    return job, live
 
 
 def line_of(custom_id: str, body: dict[str, Any]) -> bytes:
