@@ -239,6 +239,18 @@ class Outcomes(Sequence[Outcome]):
     def done(self, i: int) -> bool:
         return bool(self._state[i])
 
+    def count_cached(self) -> int:
+        """How many outcomes came from the cache, read from the columns (no Outcome made)."""
+        columnar = sum(1 for i, s in enumerate(self._state) if s == 1 and self._cached[i])
+        return columnar + sum(1 for o in self._whole.values() if o.cached)
+
+    def count_shared(self) -> int:
+        """How many outcomes are another call's shared reply (duplicate rows)."""
+        columnar = sum(
+            1 for i, n in self._notes.items() if self._state[i] == 1 and n[2] is not None
+        )
+        return columnar + sum(1 for o in self._whole.values() if o.shared_from is not None)
+
     def get(self, i: int) -> Outcome | None:
         """Call ``i``'s outcome, None when it has none yet."""
         state = self._state[i]

@@ -20,7 +20,7 @@ import pandas as pd
 from . import consensus as consensus_mod
 from . import extract as extract_mod
 from . import providers
-from .calls import FALLBACK, Call, Outcome
+from .calls import FALLBACK, Call, Outcome, Outcomes
 from .consensus import FollowUpCall
 from .errors import public, redact
 from .plan import Plan
@@ -49,7 +49,11 @@ def collect(
     decide each row."""
     # First, while no frame is built yet: its keys are the largest thing it holds for a while.
     meta = manifest(plan, outcomes)
-    shared = sum(1 for o in outcomes if o.shared_from is not None)
+    shared = (
+        outcomes.count_shared()
+        if isinstance(outcomes, Outcomes)
+        else sum(1 for o in outcomes if o.shared_from is not None)
+    )
     outputs = output_frame(
         plan.calls, outcomes, [extracted[c.index] or (None, False, None) for c in plan.calls]
     )
@@ -133,7 +137,11 @@ def manifest(plan: Plan, outcomes: Sequence[Outcome]) -> dict[str, Any]:
             for key in recordings
             for p in key.split(os.pathsep)
         ],
-        "cached_calls": sum(1 for o in outcomes if o.cached),
+        "cached_calls": (
+            outcomes.count_cached()
+            if isinstance(outcomes, Outcomes)
+            else sum(1 for o in outcomes if o.cached)
+        ),
         # Simulated models sleep only this share of their (recorded) simulated latency.
         "sim_time_scale": sim.time_scale()
         if any(m.id.startswith("sim/") for m in plan.models)

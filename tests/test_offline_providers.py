@@ -376,6 +376,9 @@ def test_outcomes_are_stored_column_wise_and_read_back_the_same() -> None:
         assert repr(got) == repr(outcome)  # NaN == NaN here, field by field
     store[2] = Outcome(output="8")  # stored again: the fallback's note goes
     assert store[2].answered_by is None and store[-2].output == "1"
+    done = [store.get(i) for i in range(len(store))]
+    assert store.count_cached() == sum(1 for o in done if o is not None and o.cached)
+    assert store.count_shared() == sum(1 for o in done if o and o.shared_from is not None)
 
 
 def test_recordings_are_indexed_once_and_usage_counted_once(
