@@ -59,7 +59,7 @@ def _norm(value: Any) -> str:
 MISSING = "\x00missing"
 
 
-def _labelled(gold: Any) -> bool:
+def labelled_answer(gold: Any) -> bool:
     """A gold answer was given: not None, NaN, pd.NA or blank text (a row left unlabelled)."""
     return gold != MISSING and not (isinstance(gold, str) and not gold.strip())
 
@@ -319,7 +319,7 @@ def calibrate(
     use = sorted(by_row) if rows is None else sorted(int(r) for r in rows)
     # A row without a gold answer cannot say whether the panel was right: scoring it as a
     # miss would make every model look worse and the thresholds stricter than they are.
-    unlabelled = [r for r in use if not _labelled(gold_by_row.get(r, MISSING))]
+    unlabelled = [r for r in use if not labelled_answer(gold_by_row.get(r, MISSING))]
     use = [r for r in use if r not in set(unlabelled)]
     if len(use) < folds:
         left = (

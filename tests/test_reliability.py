@@ -98,6 +98,19 @@ def _child(code: str, env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
+def _interrupt_after(child, server, requests: int, settle: float = 0.0) -> tuple[str, str]:
+    """Ctrl-C the child once the server has seen ``requests`` requests (then ``settle``
+    seconds); its stdout and stderr. The child prints "ready" before its first run."""
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    deadline = time.time() + 30
+    while server.request_count < requests and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(settle)
+    child.send_signal(signal.SIGINT)
+    return child.communicate(timeout=30)
+
+
 def test_ctrl_c_stops_with_the_finished_rows_within_a_second_and_leaves_no_task() -> None:
     with FakeOpenAIServer(
         reply="done",
@@ -126,14 +139,7 @@ def test_ctrl_c_stops_with_the_finished_rows_within_a_second_and_leaves_no_task(
             """,
             {"LOCAL_KEY": CANARY_KEY},
         )
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
-        deadline = time.time() + 30
-        while server.request_count < 4 and time.time() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=30)
+        out, err = _interrupt_after(child, server, 4, settle=0.3)
         answered = len(server.intervals)  # before stop() releases the hanging requests
     assert child.returncode == 0, err
     report = json.loads(out.strip().splitlines()[-1])
@@ -267,13 +273,7 @@ def test_ctrl_c_in_a_loop_of_runs_stops_the_loop_not_just_the_run() -> None:
             """,
             {"LOCAL_KEY": CANARY_KEY},
         )
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
-        deadline = time.time() + 30
-        while server.request_count < 4 and time.time() < deadline:
-            time.sleep(0.05)
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=30)
+        out, err = _interrupt_after(child, server, 4)
     assert child.returncode == 0, err
     report = json.loads(out.strip().splitlines()[-1])
     assert report["runs"] == [0.0]  # the loop stopped with its first run
@@ -303,14 +303,7 @@ def test_ctrl_c_in_a_pipeline_keeps_the_steps_that_ran() -> None:
             """,
             {"LOCAL_KEY": CANARY_KEY},
         )
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
-        deadline = time.time() + 30
-        while server.request_count < 2 and time.time() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.2)  # the second step's call is in flight
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=30)
+        out, err = _interrupt_after(child, server, 2, settle=0.2)  # step two in flight
         sent = server.request_count
     assert child.returncode == 0, err
     report = json.loads(out.strip().splitlines()[-1])

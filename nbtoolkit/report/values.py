@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..calibration import compared
+from ..calibration import MISSING, compared, labelled_answer, series_by_row
 from ..errors import ConfigError, clip
 from ..results import RunResult, data_column
 from ..strategies import answer_key
@@ -48,7 +48,7 @@ def missing(value: Any) -> bool:
 def norm(value: Any) -> str:
     """Answers and gold compare as canonical numbers when they are numbers, else as text."""
     if missing(value):
-        return "\x00missing"
+        return MISSING
     return answer_key(value)
 
 
@@ -141,8 +141,7 @@ def gold_of(res: RunResult, gold: str) -> pd.Series | None:
 def labelled(gold: pd.Series) -> pd.Series:
     """``gold`` without its unlabelled rows (None, NaN or blank): such a row says nothing
     about whether an answer was right, so it is scored neither right nor wrong."""
-    keep = [g != "\x00missing" and bool(str(g).strip()) for g in gold]
-    return gold[keep]
+    return gold[[labelled_answer(g) for g in gold]]
 
 
 def gold_answers(res: RunResult, gold: Any, *, who: str = "this chart") -> pd.Series:
@@ -176,8 +175,6 @@ def _gold_answers(res: RunResult, gold: Any, who: str) -> pd.Series:
             )
         return found
     if isinstance(gold, pd.Series):
-        from ..calibration import series_by_row
-
         return labelled(pd.Series([norm(v) for v in series_by_row(gold, rows, who)], index=rows))
     answers = list(gold)
     if len(answers) != len(rows):
