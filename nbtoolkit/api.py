@@ -18,13 +18,13 @@ import pandas as pd
 from . import consensus as consensus_mod
 from . import extract as extract_mod
 from . import providers, streaming, views
-from .audit import AuditLog, AuditWriteError, call_record, prompt_hash
+from .audit import AuditLog, AuditWriteError, call_record, loggable_params, prompt_hash
 from .cache import cache_dir
 from .errors import ConfigError, RunFailedError, RunInterrupted
 from .frames import SHARED, collect
 from .loop import run_sync, while_waiting
 from .plan import Plan, check_options, plan_run
-from .results import RunResult
+from .results import CallCounts, RunResult, count_calls
 from .runner import SKIPPED, Call, Outcome, Progress, RetryPolicy, Runner
 from .spec import Model
 from .store import open_cache
@@ -177,8 +177,9 @@ async def aorchestrate(
         wall_s=runner.wall_s,
         cancelled=runner.cancelled,
     )
-    _warn(result, runner)
-    _raise_if_failed(plan, result, runner.cancelled)
+    counts = count_calls(result.outputs)
+    _warn(result, runner, counts)
+    _raise_if_failed(plan, result, runner.cancelled, counts)
     if plan.strict and runner.unrecorded:
         raise RunFailedError(
             f"the run finished but not everything was recorded (strict=True): "
@@ -216,12 +217,18 @@ def _auditor(log: AuditLog | None, run_id: str) -> Callable[[Call, Outcome], Non
     # A row's messages go to every model of the panel: hashed once. Keyed by the object (kept
     # alive here, so its id is never reused within the run).
     hashes: dict[int, tuple[object, str]] = {}
+    # And a model's parameters (one dict per model and sample) are one logged dict, which the
+    # log makes safe once per batch of records.
+    logged: dict[int, tuple[object, dict[str, Any]]] = {}
     clock: list[Any] = [None, ""]
 
     def write(call: Call, outcome: Outcome) -> None:
         seen = hashes.get(id(call.messages))
         if seen is None:
             seen = hashes[id(call.messages)] = (call.messages, prompt_hash(call.messages))
+        params = logged.get(id(call.params))
+        if params is None:
+            params = logged[id(call.params)] = (call.params, loggable_params(call.params))
         second = int(time.time())
         if clock[0] != second:
             clock[0], clock[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -236,13 +243,14 @@ def _auditor(log: AuditLog | None, run_id: str) -> Callable[[Call, Outcome], Non
                 outcome=outcome,
                 prompt_sha256=seen[1],
                 when=clock[1],
+                params_logged=params[1],
             )
         )
 
     return write
 
 
-def _warn(result: RunResult, runner: Runner) -> None:
+def _warn(result: RunResult, runner: Runner, counts: CallCounts) -> None:
     result.warnings.extend(runner.recording_warnings())
     if runner.shared:
         result.warnings.append(
@@ -250,11 +258,10 @@ def _warn(result: RunResult, runner: Runner) -> None:
             "rows): each was sent once and its reply shared, at no extra cost "
             f"(their error column says '{SHARED} row N')"
         )
-    failed = int(result.failed_mask().sum())
+    failed = counts.failed
     if runner.cancelled:
-        left = int(result.cancelled_mask().sum())
         result.warnings.append(
-            f"{left} of {len(result.outputs)} calls were not made, the run being stopped "
+            f"{counts.cancelled} of {counts.calls} calls were not made, the run being stopped "
             + (
                 "('Cancelled' rows; a rerun with the cache makes only those)"
                 if runner.cache is not None
@@ -264,21 +271,18 @@ def _warn(result: RunResult, runner: Runner) -> None:
         )
     if failed and not runner.cancelled:
         result.warnings.append(
-            f"{failed} of {int(result.made_mask().sum())} calls failed; "
-            "see res.errors for each error"
+            f"{failed} of {counts.made} calls failed; see res.errors for each error"
         )
-    skipped = result.skipped
-    if len(skipped):
-        reason = skipped["error"].iloc[0].removeprefix(SKIPPED).strip()
+    if counts.skipped:
+        reason = str(counts.first_skipped).removeprefix(SKIPPED).strip()
         result.warnings.append(
-            f"{len(skipped)} calls were not made ({reason}); they are 'Skipped' rows"
+            f"{counts.skipped} calls were not made ({reason}); they are 'Skipped' rows"
         )
-    fallbacks = int(result.fallback_mask().sum())
-    if fallbacks:
-        result.warnings.append(f"{fallbacks} calls were answered by a fallback model")
-    notes = result.consensus["note"].dropna()
-    if len(notes):
-        result.warnings.append(f"{len(notes)} row(s) have a note, e.g.: {notes.iloc[0]}")
+    if counts.fallback:
+        result.warnings.append(f"{counts.fallback} calls were answered by a fallback model")
+    notes = [note for note in result.consensus["note"].tolist() if isinstance(note, str)]
+    if notes:
+        result.warnings.append(f"{len(notes)} row(s) have a note, e.g.: {notes[0]}")
 
 
 def _audit_log(audit: bool | str) -> AuditLog | None:
@@ -288,22 +292,22 @@ def _audit_log(audit: bool | str) -> AuditLog | None:
     return AuditLog(path)
 
 
-def _raise_if_failed(plan: Plan, result: RunResult, cancelled: bool) -> None:
-    if cancelled or result.outputs.empty:
+def _raise_if_failed(plan: Plan, result: RunResult, cancelled: bool, counts: CallCounts) -> None:
+    if cancelled or counts.calls == 0:
         return
-    failed = result.failed_mask()
-    attempted = int((~result.skipped_mask()).sum())
+    attempted = counts.calls - counts.skipped
     if attempted == 0:
         return  # nothing was asked (a budget of 0): the Skipped rows and warning say why
-    if int(failed.sum()) == attempted:
-        first = result.outputs.loc[failed, "error"].iloc[0]
+    if counts.failed == attempted:
         raise RunFailedError(
-            f"every call failed ({attempted} of {attempted}); the first error: {first}", result
+            f"every call failed ({attempted} of {attempted}); the first error: "
+            f"{counts.first_failed}",
+            result,
         )
-    if plan.strict and failed.any():
+    if plan.strict and counts.failed:
         raise RunFailedError(
-            f"{int(failed.sum())} of {len(failed)} calls failed (strict=True); "
-            f"the first error: {result.outputs.loc[failed, 'error'].iloc[0]}",
+            f"{counts.failed} of {counts.calls} calls failed (strict=True); "
+            f"the first error: {counts.first_failed}",
             result,
         )
 

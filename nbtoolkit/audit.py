@@ -79,7 +79,8 @@ class AuditLog:
             if not pending:
                 return
             hide = redactor()  # the environment's secrets read once per batch
-            data = b"".join(_encode(record, hide) for record in pending)
+            shared: dict[int, Any] = {}  # a params dict many records hold, made safe once
+            data = b"".join(_encode(record, hide, shared) for record in pending)
             try:
                 self._append(data)
             except OSError as exc:
@@ -106,16 +107,38 @@ class AuditLog:
 _OURS = frozenset({"run_id", "time", "row", "sample", "prompt_sha256", "attempts", "cached"})
 
 
-def _encode(record: dict[str, Any], hide: Callable[[str], str] | None = None) -> bytes:
+def _encode(
+    record: dict[str, Any],
+    hide: Callable[[str], str] | None = None,
+    shared: dict[int, Any] | None = None,
+) -> bytes:
     # Each value is redacted, not the whole line: the line's own keys ("run_id", ...) would
     # send every record through the key-shape scan, the slowest step of a cached call.
     hide = hide or redactor()
-    clean = {k: v if k in _OURS or v is None else _safe(v, hide) for k, v in record.items()}
+    clean: dict[str, Any] = {}
+    for k, v in record.items():
+        kind = type(v)
+        if k in _OURS or v is None or kind is float or kind is int or kind is bool:
+            clean[k] = v  # a number: orjson writes NaN as null (the json path below too)
+        elif kind is str:
+            # Shorter than any secret redact hides, whole or in part: nothing to look for.
+            clean[k] = hide(v) if len(v) >= MIN_SECRET else v
+        elif k == "params" and shared is not None:
+            # The records of one model share its params dict (see call_record): the dict is
+            # alive for the whole batch, so its id names it while ``shared`` lives.
+            found = shared.get(id(v))
+            if found is None:
+                found = shared[id(v)] = _safe(v, hide)
+            clean[k] = found
+        else:
+            clean[k] = _safe(v, hide)
     try:
         # orjson: a tenth of json's time per record, and NaN or infinity as null.
         return orjson.dumps(clean, default=str, option=orjson.OPT_APPEND_NEWLINE)
     except (TypeError, orjson.JSONEncodeError):
         pass
+    # JSON has no NaN or infinity (json.dumps would write them): null, as orjson writes them.
+    clean = {k: None if type(v) is float and not math.isfinite(v) else v for k, v in clean.items()}
     try:
         return (json.dumps(clean, ensure_ascii=False, default=str) + "\n").encode("utf-8")
     except UnicodeEncodeError:
@@ -162,6 +185,14 @@ def read(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return records
 
 
+def loggable_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A call's parameters as the log keeps them: no key, and header names without values."""
+    kept = {k: v for k, v in params.items() if k not in _SECRET_PARAMS}
+    if "extra_headers" in params:
+        kept["extra_headers"] = sorted(params["extra_headers"])
+    return kept
+
+
 def call_record(
     *,
     run_id: str,
@@ -173,17 +204,18 @@ def call_record(
     outcome: Any,
     prompt_sha256: str | None = None,
     when: str | None = None,
+    params_logged: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One call's record. ``prompt_sha256`` and ``when`` (the local time, to the second) may
-    be given when the caller has them already: the same prompt goes to every model."""
+    """One call's record. ``prompt_sha256``, ``when`` (the local time, to the second) and
+    ``params_logged`` (``loggable_params(params)``) may be given when the caller has them
+    already: the same prompt goes to every model, the same parameters to all its calls."""
     return {
         "run_id": run_id,
         "time": when or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "model": model,
         "row": row,
         "sample": sample,
-        "params": {k: v for k, v in params.items() if k not in _SECRET_PARAMS}
-        | ({"extra_headers": sorted(params["extra_headers"])} if "extra_headers" in params else {}),
+        "params": params_logged if params_logged is not None else loggable_params(params),
         "prompt_sha256": prompt_sha256 or prompt_hash(messages),
         "output": outcome.output,
         "prompt_tokens": outcome.prompt_tokens,

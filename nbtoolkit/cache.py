@@ -87,6 +87,8 @@ class KeyMaker:
 
     def __init__(self) -> None:
         self._encoded: dict[int, tuple[Any, str]] = {}
+        # A panel has a few model ids and labels, asked once per call: encoded once each.
+        self._names: dict[str, str] = {}
 
     def _json(self, value: Any, params: bool = False) -> str:
         found = self._encoded.get(id(value))
@@ -95,6 +97,12 @@ class KeyMaker:
         shown = {k: v for k, v in value.items() if k not in _NOT_IN_KEY} if params else value
         text = json.dumps(shown, sort_keys=True, default=_jsonable, ensure_ascii=False)
         self._encoded[id(value)] = (value, text)  # kept alive, so its id is not reused
+        return text
+
+    def _name(self, name: str) -> str:
+        text = self._names.get(name)
+        if text is None:
+            text = self._names[name] = json.dumps(name, ensure_ascii=False)
         return text
 
     def key(
@@ -108,11 +116,13 @@ class KeyMaker:
         # The text json.dumps(sort_keys=True) makes of call_key's record, built from parts.
         head = ""
         if label is not None and label != model_id:
-            head = f'"label": {json.dumps(label, ensure_ascii=False)}, '
+            head = f'"label": {self._name(label)}, '
+        # json.dumps of an int is its str (a bool or a subclass would not be: left to json).
+        number = str(sample) if type(sample) is int else json.dumps(sample)
         blob = (
             f'{{{head}"messages": {self._json(messages)}, '
-            f'"model": {json.dumps(model_id, ensure_ascii=False)}, '
-            f'"params": {self._json(params, params=True)}, "sample": {json.dumps(sample)}}}'
+            f'"model": {self._name(model_id)}, '
+            f'"params": {self._json(params, params=True)}, "sample": {number}}}'
         )
         return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 

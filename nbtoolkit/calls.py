@@ -251,6 +251,38 @@ class Outcomes(Sequence[Outcome]):
         )
         return columnar + sum(1 for o in self._whole.values() if o.shared_from is not None)
 
+    def columns(self) -> dict[str, Any] | None:
+        """The stored columns as they are (``output``, ``error``: lists; ``latency_s``,
+        ``cost_usd``, ``ttft_s``: float64 arrays; ``prompt_tokens``, ``completion_tokens``:
+        int64 arrays, -1 for unknown; ``attempts``: int64; ``cached``: bytes; ``notes``: by
+        index, ``(answered_by, fallback_error, shared_from)``), when every call has an
+        outcome held in them; None otherwise (then read ``outcomes[i]``)."""
+        if self._whole or 0 in self._state:
+            return None
+        return {
+            "output": self._output,
+            "error": self._error,
+            "latency_s": self._latency,
+            "cost_usd": self._cost,
+            "ttft_s": self._ttft,
+            "prompt_tokens": self._prompt_tokens,
+            "completion_tokens": self._completion_tokens,
+            "attempts": self._attempts,
+            "cached": self._cached,
+            "notes": self._notes,
+        }
+
+    def reply(self, i: int) -> tuple[str | None, str | None] | None:
+        """Call ``i``'s ``(output, error)``, None when it has none yet: what reading the
+        answers needs, without making an ``Outcome``."""
+        state = self._state[i]
+        if state == 1:
+            return self._output[i], self._error[i]
+        if state == 2:
+            whole = self._whole[i]
+            return whole.output, whole.error
+        return None
+
     def get(self, i: int) -> Outcome | None:
         """Call ``i``'s outcome, None when it has none yet."""
         state = self._state[i]

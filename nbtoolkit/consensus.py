@@ -62,9 +62,9 @@ def extract_all(
     for call in calls:
         if memo[call.index] is not None:
             continue
-        outcome = outcomes.get(call.index)
-        if outcome is not None:
-            memo[call.index] = read_reply(call.model.id, extractor, outcome.output)
+        reply = outcomes.reply(call.index)
+        if reply is not None:
+            memo[call.index] = read_reply(call.model.id, extractor, reply[0])
     return memo
 
 
@@ -83,11 +83,12 @@ def candidates_of(
     left out: none of them is an answer the panel gave, so none lowers a row's confidence)."""
     by_row: dict[int, list[Candidate]] = {}
     for call in calls:
-        outcome = outcomes.get(call.index)
+        reply = outcomes.reply(call.index)
         read = extracted[call.index]
-        if outcome is None or read is None:
+        if reply is None or read is None:
             continue
-        if is_skipped(outcome.error) or is_cancelled(outcome.error):
+        output, error = reply
+        if is_skipped(error) or is_cancelled(error):
             continue
         answer, valid, _ = read
         by_row.setdefault(call.row, []).append(
@@ -95,10 +96,10 @@ def candidates_of(
                 model=call.model.label,
                 sample=call.sample,
                 answer=answer,
-                valid=valid and outcome.output is not None,
+                valid=valid and output is not None,
                 weight=call.model.weight,
                 position=call.position,
-                output=outcome.output,
+                output=output,
             )
         )
     return by_row

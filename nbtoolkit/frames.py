@@ -24,7 +24,7 @@ from .calls import FALLBACK, Call, Outcome, Outcomes
 from .consensus import FollowUpCall
 from .errors import public, redact
 from .plan import Plan
-from .results import CONSENSUS_COLUMNS, EXTRA_CONSENSUS_COLUMNS, OUTPUT_COLUMNS, RunResult
+from .results import CONSENSUS_COLUMNS, EXTRA_CONSENSUS_COLUMNS, RunResult
 from .spec import Model
 from .strategies import Candidate
 
@@ -176,18 +176,33 @@ def _file_digest(path: str) -> str:
     return digest.hexdigest()
 
 
-def _error(outcome: Outcome, extract_error: str | None) -> str | None:
+def _error(
+    error: str | None,
+    extract_error: str | None,
+    output: str | None,
+    notes: tuple[str | None, str | None, int | None] | None,
+) -> str | None:
     """A row's ``error``: the call's, else the extractor's; a fallback's or a shared reply's
-    note when the output is there."""
-    error = outcome.error or extract_error
-    if outcome.answered_by and outcome.output is not None:
-        error = f"{FALLBACK} {outcome.answered_by} after: {outcome.fallback_error}"
-    if outcome.shared_from is not None:
+    note when the output is there. ``notes``: the outcome's ``(answered_by, fallback_error,
+    shared_from)``, None when it has none."""
+    error = error or extract_error
+    if notes is None:
+        return error
+    answered_by, fallback_error, shared_from = notes
+    if answered_by and output is not None:
+        error = f"{FALLBACK} {answered_by} after: {fallback_error}"
+    if shared_from is not None:
         # Not a failure (the output is there): a note, as for an answer given by a fallback.
-        note = f"{SHARED} row {outcome.shared_from}'s call, sent once"
+        note = f"{SHARED} row {shared_from}'s call, sent once"
         # After the error, so a copied "Skipped:"/"Cancelled" still reads (and counts) as one.
         error = f"{error} [{note}]" if error else note
     return error
+
+
+def _notes(outcome: Outcome) -> tuple[str | None, str | None, int | None] | None:
+    if outcome.answered_by or outcome.fallback_error or outcome.shared_from is not None:
+        return outcome.answered_by, outcome.fallback_error, outcome.shared_from
+    return None
 
 
 def output_frame(
@@ -196,48 +211,72 @@ def output_frame(
     extracted: Sequence[consensus_mod.Extracted],
 ) -> pd.DataFrame:
     """The outputs frame (``OUTPUT_COLUMNS``), one row per call, each column written once
-    with its final dtype (from_records + astype cost ~4 ms even empty, and a dict per row)."""
+    with its final dtype (from_records + astype cost ~4 ms even empty, and a dict per row).
+    From ``Outcomes``, the numbers are copied column by column, with no object per call."""
     n = len(calls)
     if len(outcomes) != n or len(extracted) != n:
         raise ValueError("one outcome and one extracted answer per call")
-    row, sample, attempts = (np.empty(n, dtype="int64") for _ in range(3))
-    valid, cached = np.empty(n, dtype="bool"), np.empty(n, dtype="bool")
-    latency, cost = np.empty(n, dtype="float64"), np.empty(n, dtype="float64")
-    ttft = np.empty(n, dtype="float64")
+    if n == 0:
+        return _EMPTY_OUTPUTS.copy()
+    stored = outcomes.columns() if isinstance(outcomes, Outcomes) else None
+    if stored is None:
+        stored = _columns_of(outcomes)
+    row = np.fromiter((c.row for c in calls), dtype="int64", count=n)
+    sample = np.fromiter((c.sample for c in calls), dtype="int64", count=n)
+    model = [c.model.label for c in calls]
+    replies, errors, notes = stored["output"], stored["error"], stored["notes"]
     # Missing is None in every run (see _objects); item by item, so a list answer stays one.
     output, answer, error = (np.empty(n, dtype=object) for _ in range(3))
-    model: list[str] = []
-    prompt_tokens: list[int | None] = []
-    completion_tokens: list[int | None] = []
-    for i, (call, outcome, (value, ok, extract_error)) in enumerate(
-        zip(calls, outcomes, extracted, strict=True)
-    ):
-        row[i], sample[i], attempts[i] = call.row, call.sample, outcome.attempts
-        model.append(call.model.label)
-        output[i], answer[i] = outcome.output, value
-        valid[i] = ok and outcome.output is not None
-        error[i] = _error(outcome, extract_error)
-        latency[i], cost[i], cached[i] = outcome.latency_s, outcome.cost_usd, outcome.cached
-        ttft[i] = outcome.ttft_s
-        prompt_tokens.append(outcome.prompt_tokens)
-        completion_tokens.append(outcome.completion_tokens)
+    valid = np.empty(n, dtype="bool")
+    for i, (value, ok, extract_error) in enumerate(extracted):
+        reply = replies[i]
+        output[i], answer[i] = reply, value
+        valid[i] = ok and reply is not None
+        error[i] = _error(errors[i], extract_error, reply, notes.get(i))
     columns: dict[str, Any] = {
         "row": row,
-        "model": model if model else np.array([], dtype=object),  # pandas' own text dtype
+        "model": model,  # pandas' own text dtype
         "sample": sample,
-        "output": pd.Series(output, dtype=object),
-        "answer": pd.Series(answer, dtype=object),
+        "output": pd.Series(output, dtype=object, copy=False),
+        "answer": pd.Series(answer, dtype=object, copy=False),
         "valid": valid,
-        "error": pd.Series(error, dtype=object),
-        "latency_s": latency,
-        "prompt_tokens": pd.array(prompt_tokens, dtype="Int64"),
-        "completion_tokens": pd.array(completion_tokens, dtype="Int64"),
-        "cost_usd": cost,
-        "cached": cached,
-        "attempts": attempts,
-        "ttft_s": ttft,
+        "error": pd.Series(error, dtype=object, copy=False),
+        "latency_s": np.array(stored["latency_s"], dtype="float64"),
+        "prompt_tokens": _tokens(stored["prompt_tokens"]),
+        "completion_tokens": _tokens(stored["completion_tokens"]),
+        "cost_usd": np.array(stored["cost_usd"], dtype="float64"),
+        "cached": np.frombuffer(stored["cached"], dtype="uint8").astype(bool),
+        "attempts": np.array(stored["attempts"], dtype="int64"),
+        "ttft_s": np.array(stored["ttft_s"], dtype="float64"),
     }
-    return pd.DataFrame(columns, columns=OUTPUT_COLUMNS)
+    return pd.DataFrame(columns, copy=False)
+
+
+def _columns_of(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    """``Outcomes.columns()``'s shape, from outcome objects (a list of them, or ``Outcomes``
+    holding some whole): token counts as ``pd.array`` reads them, -1 never used."""
+    items = list(outcomes)
+    notes = {i: found for i, o in enumerate(items) if (found := _notes(o)) is not None}
+    return {
+        "output": [o.output for o in items],
+        "error": [o.error for o in items],
+        "latency_s": [o.latency_s for o in items],
+        "cost_usd": [o.cost_usd for o in items],
+        "ttft_s": [o.ttft_s for o in items],
+        "prompt_tokens": [o.prompt_tokens for o in items],
+        "completion_tokens": [o.completion_tokens for o in items],
+        "attempts": [o.attempts for o in items],
+        "cached": bytes(bool(o.cached) for o in items),
+        "notes": notes,
+    }
+
+
+def _tokens(values: Any) -> Any:
+    """A token count column (``Int64``): -1 in stored columns and None are unknown."""
+    if isinstance(values, list):
+        return pd.array(values, dtype="Int64")
+    counts = np.array(values, dtype="int64")
+    return pd.arrays.IntegerArray(counts, counts < 0)
 
 
 def _objects(values: list[Any]) -> pd.Series:
@@ -249,6 +288,29 @@ def _objects(values: list[Any]) -> pd.Series:
     for i, value in enumerate(values):
         column[i] = value
     return pd.Series(column, dtype=object)  # an explicit dtype: pandas infers none
+
+
+_EMPTY_OUTPUTS = pd.DataFrame(
+    {
+        column: pd.Series(dtype=dtype)
+        for column, dtype in {
+            "row": "int64",
+            "model": object,
+            "sample": "int64",
+            "output": object,
+            "answer": object,
+            "valid": "bool",
+            "error": object,
+            "latency_s": "float64",
+            "prompt_tokens": "Int64",
+            "completion_tokens": "Int64",
+            "cost_usd": "float64",
+            "cached": "bool",
+            "attempts": "int64",
+            "ttft_s": "float64",
+        }.items()
+    }
+)
 
 
 def _consensus(
@@ -264,7 +326,11 @@ def _consensus(
         if fc.outcome is not None:
             row_costs[row].append(fc.outcome.cost_usd)
     name = getattr(plan.strategy, "name", type(plan.strategy).__name__)
-    rows, field_rows = [], []
+    n = len(plan.prompts)
+    answers, notes, field_rows = [], [], []
+    confidence, agreement, cost = (np.empty(n, dtype="float64") for _ in range(3))
+    n_valid = np.empty(n, dtype="int64")
+    calibrated = np.empty(n, dtype="bool")
     for row_number, prompt in enumerate(plan.prompts):
         verdict = consensus_mod.decide(
             plan.strategy,
@@ -274,31 +340,31 @@ def _consensus(
             candidates.get(row_number, []),
             followups.get(row_number),
         )
-        confidence = float(verdict.confidence)
-        rows.append(
-            {
-                "row": row_number,
-                "answer": verdict.answer,
-                "confidence": confidence,
-                "agreement": float(verdict.agreement),
-                "n_valid": int(verdict.n_valid),
-                "strategy": name,
-                "cost_usd": consensus_mod.cost_sum(row_costs[row_number]),
-                "low_confidence": confidence < plan.confidence_threshold,
-                "note": verdict.note,
-                "calibrated": bool(verdict.calibrated),
-            }
-        )
+        answers.append(verdict.answer)
+        notes.append(verdict.note)
+        confidence[row_number] = float(verdict.confidence)
+        agreement[row_number] = float(verdict.agreement)
+        n_valid[row_number] = int(verdict.n_valid)
+        cost[row_number] = consensus_mod.cost_sum(row_costs[row_number])
+        calibrated[row_number] = bool(verdict.calibrated)
         if verdict.fields:
             field_rows.append({"row": row_number, **verdict.fields})
-    # The free-text columns are set as objects after: inferred as pandas' string dtype (Arrow
-    # when pyarrow is installed) a reply with a lone surrogate would fail the whole run.
-    consensus = pd.DataFrame.from_records(
-        [{k: v for k, v in r.items() if k not in ("answer", "note")} for r in rows],
-        columns=CONSENSUS_COLUMNS + EXTRA_CONSENSUS_COLUMNS,
-    )
-    for column in ("answer", "note"):  # missing is None here too (see _objects)
-        consensus[column] = _objects([r[column] for r in rows])
+    # The free-text columns are objects, missing is None (see _objects): inferred as pandas'
+    # string dtype (Arrow when pyarrow is installed), a reply with a lone surrogate would fail
+    # the whole run.
+    columns: dict[str, Any] = {
+        "row": np.arange(n, dtype="int64"),
+        "answer": _objects(answers),
+        "confidence": confidence,
+        "agreement": agreement,
+        "n_valid": n_valid,
+        "strategy": pd.Series([name] * n, dtype="str"),
+        "cost_usd": cost,
+        "low_confidence": confidence < plan.confidence_threshold,
+        "note": _objects(notes),
+        "calibrated": calibrated,
+    }
+    consensus = pd.DataFrame(columns, copy=False)
     fields = (
         pd.DataFrame.from_records(field_rows).set_index("row") if field_rows else pd.DataFrame()
     )

@@ -43,6 +43,47 @@ EXTRA_CONSENSUS_COLUMNS = ["low_confidence", "note", "calibrated"]
 RESERVED_COLUMNS = frozenset(CONSENSUS_COLUMNS + EXTRA_CONSENSUS_COLUMNS)
 
 
+@dataclass(frozen=True)
+class CallCounts:
+    """How a run's calls ended, counted in one pass by the masks' rules (``made_mask``...):
+    the counts a run's warnings and checks need, without a frame per mask."""
+
+    calls: int
+    made: int
+    failed: int
+    skipped: int
+    cancelled: int
+    fallback: int
+    first_failed: str | None  # the first failed call's error
+    first_skipped: str | None  # the first skipped call's error ("Skipped: <why>")
+
+
+def count_calls(outputs: pd.DataFrame) -> CallCounts:
+    """``CallCounts`` of an outputs frame (``OUTPUT_COLUMNS``)."""
+    missing = outputs["output"].isna().to_numpy()
+    made = failed = skipped = cancelled = fallback = 0
+    first_failed = first_skipped = None
+    for absent, error in zip(missing, outputs["error"].tolist(), strict=True):
+        if is_skipped(error):
+            skipped += 1
+            if skipped == 1:
+                first_skipped = error
+            continue
+        if is_cancelled(error):
+            cancelled += 1
+            continue
+        made += 1
+        if absent:
+            failed += 1
+            if failed == 1:
+                first_failed = error
+        if isinstance(error, str) and error.startswith(FALLBACK):
+            fallback += 1
+    return CallCounts(
+        len(missing), made, failed, skipped, cancelled, fallback, first_failed, first_skipped
+    )
+
+
 def agreement_counts(consensus: pd.DataFrame) -> dict[str, int]:
     """Rows by agreement: ``agree`` (two or more valid answers, all the same), ``disagree``
     (two or more, not all the same), ``one_answer`` and ``no_answer`` (fewer than two valid

@@ -181,7 +181,7 @@ def test_the_plan_s_key_maker_gives_call_key_s_keys() -> None:
         {"response_format": Answer, "seed": 4, "nbt_store": "x"},
     ):
         for sample in (0, 3):
-            for label in (None, "openai/m", "copy-1"):
+            for label in (None, "openai/m", "copy-1", 'modèle "ü"'):
                 for _ in range(2):  # the second time from the memo
                     got = maker.key("openai/m", messages, params, sample, label)
                     assert got == call_key("openai/m", messages, params, sample, label)

@@ -545,6 +545,23 @@ def test_audit_records_are_batched_but_none_is_lost(tmp_path) -> None:
     assert [r["row"] for r in audit.read(log.path)] == list(range(7))
 
 
+def test_an_audit_record_is_strict_json_whichever_encoder_writes_it(tmp_path) -> None:
+    # The lone surrogate sends the record to the json module's path: NaN and infinity must
+    # still be null there (strict JSON readers refuse NaN), as orjson writes them.
+    log = audit.AuditLog(tmp_path / "a.jsonl")
+    for output in ("fine", "bad \ud800 text"):
+        log.write({"run_id": "r", "output": output, "cost_usd": math.nan, "latency_s": math.inf})
+    log.flush()
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    lines = log.path.read_text("utf-8").splitlines()
+    records = [json.loads(line, parse_constant=refuse) for line in lines]
+    assert [(r["cost_usd"], r["latency_s"]) for r in records] == [(None, None)] * 2
+    assert records[1]["output"] == "bad \ud800 text"
+
+
 def test_a_key_anywhere_in_an_audit_record_is_hidden(tmp_path, monkeypatch) -> None:
     secret = "sk-proj-" + "Q7r" * 12
     monkeypatch.setenv("OPENAI_API_KEY", secret)

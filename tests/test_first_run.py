@@ -186,3 +186,47 @@ def test_the_progress_bars_say_litellm_is_loading() -> None:
     bars = WidgetProgress()
     bars.note(LOADING_NOTE)
     assert bars.cost.value == "loading litellm, first run only…"
+
+
+@fresh
+@pytest.mark.parametrize("setting, frozen", [(None, True), ("0", False)])
+def test_litellm_s_heap_is_left_out_of_later_garbage_collections(
+    tmp_path: Path, setting: str | None, frozen: bool
+) -> None:
+    # After litellm's import, every full collection walked its ~350,000 objects: a pause of
+    # 0.1-0.2 s that a large run hit every few runs. Frozen once, unless the user says no;
+    # and cyclic garbage made afterwards is still collected.
+    script = tmp_path / "heap.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import gc
+            from nbtoolkit.providers import get_litellm
+            before = gc.get_freeze_count()
+            get_litellm()
+            print("FROZEN", before, gc.get_freeze_count())
+
+            class Node:
+                pass
+
+            a, b = Node(), Node()
+            a.other, b.other = b, a
+            del a, b
+            print("COLLECTED", gc.collect() >= 2)
+            """
+        ),
+        encoding="utf-8",
+    )
+    env = _env(tmp_path)
+    env.pop("NBTOOLKIT_GC_FREEZE", None)
+    if setting is not None:
+        env["NBTOOLKIT_GC_FREEZE"] = setting
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=100
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = next(text for text in done.stdout.splitlines() if text.startswith("FROZEN"))
+    _, before, after = line.split()
+    assert int(before) == 0
+    assert (int(after) > 100_000) is frozen and (int(after) == 0) is not frozen
+    assert "COLLECTED True" in done.stdout

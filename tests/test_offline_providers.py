@@ -381,6 +381,99 @@ def test_outcomes_are_stored_column_wise_and_read_back_the_same() -> None:
     assert store.count_shared() == sum(1 for o in done if o and o.shared_from is not None)
 
 
+def test_the_outputs_frame_reads_the_same_from_columns_as_from_outcomes() -> None:
+    # A run's frame is written from the stored columns (no Outcome per call); one made from
+    # outcome objects must read exactly the same, notes, unknown tokens and NaN included.
+    from nbtoolkit.calls import Call, Outcome, Outcomes
+    from nbtoolkit.frames import output_frame
+    from nbtoolkit.spec import Model
+
+    kept = [
+        Outcome(output="42", latency_s=0.5, prompt_tokens=12, completion_tokens=3, cost_usd=0.01),
+        Outcome(error="Timeout: x", attempts=3, cost_usd=0.0),
+        Outcome(output="7", answered_by="sim/oracle-large", fallback_error="boom", attempts=2),
+        Outcome(output="7", cached=True, shared_from=0, prompt_tokens=None, ttft_s=0.2),
+        Outcome(error="Skipped: settled", cost_usd=0.0, shared_from=1),
+        Outcome(error="Cancelled: the run was stopped first"),
+    ]
+    model = Model("sim/swift-mini")
+    calls = [Call(i, i, model, 0, 0, [], {}) for i in range(len(kept))]
+    extracted = [(42, True, None), (None, False, None), (7, True, None), (7, True, None)]
+    extracted += [(None, False, None), (None, False, "no number")]
+    store = Outcomes(len(kept))
+    for i, outcome in enumerate(kept):
+        store[i] = outcome
+    assert store.columns() is not None  # the columnar path is the one compared
+    from_columns = output_frame(calls, store, extracted)
+    from_objects = output_frame(calls, list(kept), extracted)
+    pd.testing.assert_frame_equal(from_columns, from_objects)
+    assert from_columns["error"].tolist() == [
+        None,
+        "Timeout: x",
+        "answered by fallback sim/oracle-large after: boom",
+        "shared reply: identical to row 0's call, sent once",
+        "Skipped: settled [shared reply: identical to row 1's call, sent once]",
+        "Cancelled: the run was stopped first",
+    ]
+    assert from_columns["prompt_tokens"].isna().tolist() == [False, True, True, True, True, True]
+    assert from_columns["cached"].tolist() == [False, False, False, True, False, False]
+    from_columns.loc[0, "cached"] = True  # the user's own frame: writable
+    # An outcome the columns cannot hold as it is (a float token count) takes the other path.
+    store[0] = Outcome(output="1", prompt_tokens=12.0, completion_tokens=1)  # type: ignore[arg-type]
+    assert store.columns() is None
+    assert output_frame(calls, store, extracted)["prompt_tokens"].iloc[0] == 12
+
+
+def test_the_run_s_counts_follow_the_masks_rules() -> None:
+    from nbtoolkit.results import count_calls
+
+    res = nbt.orchestrate(
+        "{q}",
+        ["sim/swift-mini", "sim/budget-a"],
+        data=pd.DataFrame({"q": ["What is 2 + 2?", "What is 3 + 3?"]}),
+        cache="off",
+        audit=False,
+    )
+    out = res.outputs.copy()
+    out["output"] = ["4", None, None, "6"]
+    out["error"] = [
+        None,
+        "Timeout: slow",
+        "Skipped: the budget was spent",
+        "answered by fallback sim/oracle-large after: boom",
+    ]
+    res.outputs = pd.concat(
+        [out, out.assign(output=None, error="Cancelled: the run was stopped first")],
+        ignore_index=True,
+    )
+    counts = count_calls(res.outputs)
+    assert counts.calls == 8 and counts.made == int(res.made_mask().sum()) == 3
+    assert counts.failed == int(res.failed_mask().sum()) == 1
+    assert counts.skipped == int(res.skipped_mask().sum()) == 1
+    assert counts.cancelled == int(res.cancelled_mask().sum()) == 4
+    assert counts.fallback == int(res.fallback_mask().sum()) == 1
+    assert counts.first_failed == "Timeout: slow"
+    assert counts.first_skipped == "Skipped: the budget was spent"
+
+
+def test_an_empty_run_s_consensus_has_the_usual_column_types() -> None:
+    empty = nbt.orchestrate(
+        "{q}", ["sim/swift-mini"], data=pd.DataFrame({"q": []}), cache="off", audit=False
+    )
+    one = nbt.orchestrate(
+        "{q}",
+        ["sim/swift-mini"],
+        data=pd.DataFrame({"q": ["What is 2 + 2?"]}),
+        cache="off",
+        audit=False,
+    )
+    columns = [c for c in one.consensus.columns if c != "q"]
+    assert empty.consensus[columns].dtypes.to_dict() == one.consensus[columns].dtypes.to_dict()
+    assert (
+        empty.outputs.dtypes.drop("model").to_dict() == one.outputs.dtypes.drop("model").to_dict()
+    )
+
+
 def test_recordings_are_indexed_once_and_usage_counted_once(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
