@@ -105,6 +105,7 @@ class AuditLog:
 
 # Fields the log makes itself (no secret can be in them), written as they are.
 _OURS = frozenset({"run_id", "time", "row", "sample", "prompt_sha256", "attempts", "cached"})
+_NUMBERS = frozenset({int, float, bool, type(None)})
 
 
 def _encode(
@@ -115,14 +116,15 @@ def _encode(
     # Each value is redacted, not the whole line: the line's own keys ("run_id", ...) would
     # send every record through the key-shape scan, the slowest step of a cached call.
     hide = hide or redactor()
-    clean: dict[str, Any] = {}
+    clean = record.copy()
     for k, v in record.items():
         kind = type(v)
-        if k in _OURS or v is None or kind is float or kind is int or kind is bool:
-            clean[k] = v  # a number: orjson writes NaN as null (the json path below too)
-        elif kind is str:
+        if kind in _NUMBERS or k in _OURS:
+            continue  # a number as it is: orjson writes NaN as null (the json path below too)
+        if kind is str:
             # Shorter than any secret redact hides, whole or in part: nothing to look for.
-            clean[k] = hide(v) if len(v) >= MIN_SECRET else v
+            if len(v) >= MIN_SECRET:
+                clean[k] = hide(v)
         elif k == "params" and shared is not None:
             # The records of one model share its params dict (see call_record): the dict is
             # alive for the whole batch, so its id names it while ``shared`` lives.

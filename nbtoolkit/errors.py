@@ -25,6 +25,7 @@ providers raise internally; the runner turns them into those rows.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -250,14 +251,26 @@ def _secret_values() -> tuple[str, ...]:
     return ordered
 
 
+@functools.lru_cache(maxsize=256)
+def _key_ends(secret: str) -> tuple[str, str] | None:
+    """A key-like secret's first and last ``MIN_SECRET`` characters; None for a path or URL
+    kept in a *_KEY variable (only its whole value is hidden). Once per secret, not per text."""
+    if not _KEYLIKE.fullmatch(secret):
+        return None
+    return secret[:MIN_SECRET], secret[-MIN_SECRET:]
+
+
 def _hide_parts(text: str, secret: str) -> str:
     """Hide ``secret`` and any piece of it that keeps one of its ends (a key cut short by a
     length limit somewhere else), at least ``MIN_SECRET`` characters long."""
     if secret in text:
         text = text.replace(secret, HIDDEN)
-    if not _KEYLIKE.fullmatch(secret):
-        return text  # a path or URL kept in a *_KEY variable: only its whole value is hidden
-    head, tail = secret[:MIN_SECRET], secret[-MIN_SECRET:]
+    ends = _key_ends(secret)
+    if ends is None:
+        return text
+    head, tail = ends
+    if head not in text and tail not in text:
+        return text
     start = text.find(head)
     while start != -1:
         end = start + MIN_SECRET

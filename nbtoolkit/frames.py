@@ -22,7 +22,7 @@ from . import extract as extract_mod
 from . import providers
 from .calls import FALLBACK, Call, Outcome, Outcomes
 from .consensus import FollowUpCall
-from .errors import public, redact
+from .errors import public, redact, redactor
 from .plan import Plan
 from .results import CONSENSUS_COLUMNS, EXTRA_CONSENSUS_COLUMNS, RunResult
 from .spec import Model
@@ -320,8 +320,8 @@ def _consensus(
     followups: dict[int, FollowUpCall],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     row_costs: dict[int, list[float]] = {i: [] for i in range(len(plan.prompts))}
-    for row, cost in zip(outputs["row"], outputs["cost_usd"], strict=True):
-        row_costs[int(row)].append(float(cost))
+    for row, cost in zip(outputs["row"].tolist(), outputs["cost_usd"].tolist(), strict=True):
+        row_costs[row].append(cost)
     for row, fc in followups.items():
         if fc.outcome is not None:
             row_costs[row].append(fc.outcome.cost_usd)
@@ -373,10 +373,11 @@ def _consensus(
     inputs = plan.data.copy()
     inputs.columns = input_names(list(inputs.columns))
     # The frames are shown and written (CSV, reports): a key pasted into the data is not.
+    hide = redactor()
     for position in range(inputs.shape[1]):
         column = inputs.iloc[:, position]
         if column.dtype == object or pd.api.types.is_string_dtype(column.dtype):
-            inputs.iloc[:, position] = column.map(lambda v: redact(v) if isinstance(v, str) else v)
+            inputs.iloc[:, position] = column.map(lambda v: hide(v) if isinstance(v, str) else v)
     consensus.index = inputs.index
     return pd.concat([inputs, consensus], axis=1), fields
 
