@@ -28,6 +28,20 @@ _LOOP: asyncio.AbstractEventLoop | None = None
 _LOOP_LOCK = threading.Lock()
 # Called on the waiting thread while run_sync waits (see ``while_waiting``).
 _WAITING: list[Callable[[], None]] = []
+# Awaited on the shared loop at exit, before its tasks are cancelled (see ``at_close``).
+_CLOSERS: list[Callable[[], Coroutine[Any, Any, Any]]] = []
+
+
+def is_shared(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop`` is the shared loop (it lives for the process)."""
+    return loop is _LOOP and not loop.is_closed()
+
+
+def at_close(closer: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+    """Await ``closer()`` on the shared loop at exit (once, however often it is asked):
+    what is kept open on it between runs (HTTP sessions) is closed, not abandoned."""
+    if closer not in _CLOSERS:
+        _CLOSERS.append(closer)
 
 
 def get_loop() -> asyncio.AbstractEventLoop:
@@ -51,6 +65,9 @@ def _close_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> No
     done = threading.Event()
 
     async def cancel_all() -> None:
+        for closer in list(_CLOSERS):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(closer(), timeout=1)
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()

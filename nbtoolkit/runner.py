@@ -39,7 +39,7 @@ from .calls import (
     skipped,
 )
 from .errors import CacheError, redact, redactor
-from .loop import install_executor
+from .loop import install_executor, is_shared
 from .spec import Model
 from .streaming import CallStream, StreamCallback, cut_short
 from .timing import LoopLag, safety_timeout, timed
@@ -167,7 +167,8 @@ class Runner:
         del pending
         queue = iter(leaders)  # shared by the workers: each takes the next call when free
         bugs: list[BaseException] = []
-        sessions = providers.open_sessions()  # the lean transport's; closed when the run ends
+        # The lean transport's: on our own loop, kept for the next run; else closed at the end.
+        sessions = providers.open_sessions(keep=is_shared(asyncio.get_running_loop()))
 
         async def worker() -> None:
             for i in queue:

@@ -148,3 +148,24 @@ def test_cancel_returns_finished_rows_within_a_second() -> None:
     assert "CANCELLED" in repr(res)
     # The cancelled call's request was sent: every request sent is counted.
     assert res.outputs["attempts"].tolist() == [1, 1, 1]
+
+
+def test_runs_reuse_their_connections_and_a_run_on_its_own_loop_closes_them() -> None:
+    # orchestrate's loop lives for the process: the next run skips the TCP (and, against a
+    # real endpoint, TLS) handshakes. A run under the user's own asyncio.run leaves nothing
+    # open when it ends.
+    import asyncio
+
+    with FakeOpenAIServer(reply="ok") as server:
+        model = local(server, "reuse")
+        for _ in range(3):
+            assert run("hi", [model]).outputs["output"].tolist() == ["ok"]
+        assert server.connections_opened == 1
+
+    with FakeOpenAIServer(reply="ok") as server:
+        res = asyncio.run(nbt.aorchestrate("hi", [local(server)], cache="off", audit=False))
+        assert res.outputs["output"].tolist() == ["ok"]
+        deadline = time.monotonic() + 5
+        while server.open_connections and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.open_connections == 0

@@ -105,11 +105,12 @@ __all__ = [
 ]
 
 
-def open_sessions() -> Any:
-    """Start a run's pool of HTTP sessions (the lean transport's); see ``close_sessions``."""
+def open_sessions(keep: bool = False) -> Any:
+    """Start a run's pool of HTTP sessions (the lean transport's); see ``close_sessions``.
+    ``keep``: the run is on nbtoolkit's own loop, whose sessions are kept between runs."""
     from . import openai_http
 
-    return openai_http.open_sessions()
+    return openai_http.open_sessions(keep)
 
 
 async def close_sessions(pool: Any) -> None:

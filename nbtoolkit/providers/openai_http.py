@@ -8,8 +8,11 @@ rest is the same as the litellm path: key handling (``keys.api_key_for``), the r
 retries and timeouts, the error kinds and texts (``failures.describe_error`` reads these
 exceptions as it reads litellm's), redaction, cache keys and audit records.
 
-Sessions: one pooled ``aiohttp.ClientSession`` per (base URL, key) per run, opened on the
-run's own loop and closed when the run ends (``open_sessions``/``close_sessions``).
+Sessions: one pooled ``aiohttp.ClientSession`` per (base URL, key). On nbtoolkit's own
+loop (``orchestrate``'s, which lives for the process) they are kept between runs, as litellm
+keeps its clients, so a run skips the previous run's TCP and TLS handshakes; they are closed
+at exit. A run on another loop (``aorchestrate`` under ``asyncio.run``) opens its own and
+closes them when it ends (``open_sessions``/``close_sessions``).
 """
 
 from __future__ import annotations
@@ -45,15 +48,20 @@ __all__ = [
 
 
 class SessionPool:
-    """The aiohttp sessions of one run, by (base URL, key); ``close()`` ends them all."""
+    """The aiohttp sessions of one run, by (base URL, key); ``close()`` ends them all, but
+    for those kept between runs (``keep=True``: see the module's docstring)."""
 
-    def __init__(self) -> None:
-        self._sessions: dict[tuple[str, str | None], Any] = {}
+    def __init__(self, keep: bool = False) -> None:
+        self._sessions: _Sessions = _KEPT if keep else _Sessions()
+        self.keep = keep
+        # Read from the environment once per run: HTTPS_PROXY may change between runs.
         self.proxies: dict[str, str | None] = {}
         self.closed = False
         self._token: contextvars.Token[SessionPool | None] | None = None
 
     def get(self, base: str, key: str | None) -> Any:
+        if base not in self.proxies:
+            self.proxies[base] = _env_proxy(base)
         session = self._sessions.get((base, key))
         if session is None or session.closed:
             import aiohttp
@@ -67,8 +75,7 @@ class SessionPool:
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=None),
             )
-            self._sessions[(base, key)] = session
-            self.proxies[base] = _env_proxy(base)
+            self._sessions.put((base, key), session)
         return session
 
     async def close(self) -> None:
@@ -78,9 +85,49 @@ class SessionPool:
             # Closed from another context: there is nothing to restore there.
             with contextlib.suppress(ValueError):
                 _pool.reset(token)
-        sessions, self._sessions = list(self._sessions.values()), {}
+        if not self.keep:
+            await self._sessions.close()
+        else:
+            await _KEPT.close_evicted()
+
+
+class _Sessions:
+    """Sessions by (base URL, key), the least recently used closed past ``limit`` (a notebook
+    that tries many local servers, or keys, does not gather connections without end)."""
+
+    def __init__(self, limit: int = 16) -> None:
+        self._by_key: OrderedDict[tuple[str, str | None], Any] = OrderedDict()
+        self._evicted: list[Any] = []
+        self.limit = limit
+
+    def get(self, key: tuple[str, str | None]) -> Any:
+        session = self._by_key.get(key)
+        if session is not None:
+            self._by_key.move_to_end(key)
+        return session
+
+    def put(self, key: tuple[str, str | None], session: Any) -> None:
+        self._by_key[key] = session
+        self._by_key.move_to_end(key)
+        while len(self._by_key) > self.limit:
+            self._evicted.append(self._by_key.popitem(last=False)[1])
+
+    async def close_evicted(self) -> None:
+        evicted, self._evicted = self._evicted, []
+        for session in evicted:
+            await session.close()
+
+    async def close(self) -> None:
+        sessions = [*self._by_key.values(), *self._evicted]
+        self._by_key.clear()
+        self._evicted = []
         for session in sessions:
             await session.close()
+
+
+# The sessions kept between runs, used only on nbtoolkit's own loop (so only from its thread),
+# and closed on it at exit (``loop.at_close``).
+_KEPT = _Sessions()
 
 
 def _env_proxy(base: str) -> str | None:
@@ -101,9 +148,14 @@ _pool: contextvars.ContextVar[SessionPool | None] = contextvars.ContextVar(
 )
 
 
-def open_sessions() -> SessionPool:
-    """Start this run's session pool; the run's tasks (created after) share it."""
-    pool = SessionPool()
+def open_sessions(keep: bool = False) -> SessionPool:
+    """Start this run's session pool; the run's tasks (created after) share it. ``keep``:
+    on nbtoolkit's own loop, use (and leave open) the sessions kept between runs."""
+    if keep:
+        from ..loop import at_close
+
+        at_close(_KEPT.close)
+    pool = SessionPool(keep=keep)
     pool._token = _pool.set(pool)
     return pool
 

@@ -294,6 +294,7 @@ class FakeOpenAIServer(Served):
         self._intervals: list[tuple[float, float]] = []
         self._count = 0
         self._connections: set[socket.socket] = set()
+        self.connections_opened = 0  # accepted since start: how often a client connected
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -408,10 +409,17 @@ class FakeOpenAIServer(Served):
 
     # -- request handling (called from handler threads) -----------------------------
 
+    @property
+    def open_connections(self) -> int:
+        """Client connections open now (kept alive between requests or serving one)."""
+        with self._lock:
+            return len(self._connections)
+
     def _track(self, conn: socket.socket, *, add: bool) -> None:
         with self._lock:
             if add:
                 self._connections.add(conn)
+                self.connections_opened += 1
             else:
                 self._connections.discard(conn)
 
