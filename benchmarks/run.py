@@ -115,20 +115,6 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def machine_speed() -> float:
-    """Seconds a fixed pure-Python loop takes (best of 3): this machine's speed right now.
-    A shared VM's drifts by a third from minute to minute; printed next to the figures so one
-    near its target can be read against it, never used to scale a figure."""
-    best = math.inf
-    for _ in range(3):
-        start = time.process_time()
-        total = 0
-        for i in range(1_000_000):
-            total += i
-        best = min(best, time.process_time() - start)
-    return best
-
-
 def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -1103,13 +1089,11 @@ def main(argv: list[str] | None = None) -> int:
         isolated_environment(Path(tmp)),
     ):
         ctx = Context(sizes, args.profile, args.keep_nagle, Path(tmp), table)
-        speeds: list[tuple[str, float]] = []
         try:
             for number, title, run in FIGURES:
                 if chosen and number not in chosen:
                     continue
                 log(f"[{time.perf_counter() - started:6.1f} s] figure {number}: {title}")
-                speeds.append((number, machine_speed()))
                 try:
                     run(ctx)
                 except Exception as exc:
@@ -1121,12 +1105,6 @@ def main(argv: list[str] | None = None) -> int:
             for server in ctx.servers.values():
                 server.close()
     total = time.perf_counter() - started
-    if speeds:
-        table.note(
-            "machine speed: a fixed loop of 1,000,000 additions (best of 3) took "
-            + ", ".join(f"{seconds(s)} before {n}" for n, s in speeds)
-            + f" (slowest {max(s for _, s in speeds) / min(s for _, s in speeds):.2f}x the fastest)"
-        )
     mode = "--quick" if args.quick else "full sizes"
     print(f"nbtoolkit benchmarks ({mode}; {os.cpu_count()} CPUs; python {sys.version.split()[0]})")
     print(table.render())
