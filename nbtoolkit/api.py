@@ -143,6 +143,7 @@ async def aorchestrate(
             schema=plan.schema,
         ),
         on_stream=on_stream,
+        keys=plan.keys,
     )
     if on_start is not None:
         on_start(runner)

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, overload
 
-from .cache import Entry, call_key
+from .cache import Entry, KeyMaker, call_key
 from .spec import Model
 
 
@@ -123,15 +123,17 @@ class RetryPolicy:
         return rng.uniform(0, min(self.max_s, self.base_s * 2 ** (attempt - 1)))
 
 
-def key_of(call: Call) -> str:
-    """The call's cache key (its own, or computed from its inputs)."""
-    return call.key or call_key(
-        call.model.id, call.messages, call.params, call.sample, call.model.label
-    )
+def key_of(call: Call, keys: KeyMaker | None = None) -> str:
+    """The call's cache key: its own, or computed from its inputs (an offline call has none
+    of its own); with the run's ``keys`` (``Plan.keys``), each shared part is encoded once."""
+    if call.key:
+        return call.key
+    make = keys.key if keys is not None else call_key
+    return make(call.model.id, call.messages, call.params, call.sample, call.model.label)
 
 
 def share_identical(
-    calls: Sequence[Call], positions: list[int]
+    calls: Sequence[Call], positions: list[int], keys: KeyMaker | None = None
 ) -> tuple[list[int], dict[int, list[int]]]:
     """Identical calls (same model, messages, parameters and sample: duplicate rows) are sent
     once; of ``calls[i] for i in positions``, returns the positions to send and, by a sent
@@ -140,7 +142,7 @@ def share_identical(
     first: dict[str, int] = {}
     followers: dict[int, list[int]] = {}
     for i in positions:
-        key = key_of(calls[i])
+        key = key_of(calls[i], keys)
         leader = first.get(key)
         if leader is None:
             first[key] = i

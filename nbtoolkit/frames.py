@@ -20,7 +20,7 @@ import pandas as pd
 from . import consensus as consensus_mod
 from . import extract as extract_mod
 from . import providers
-from .calls import FALLBACK, Call, Outcome, Outcomes
+from .calls import FALLBACK, Call, Outcome, Outcomes, key_of
 from .consensus import FollowUpCall
 from .errors import public, redact, redactor
 from .plan import Plan
@@ -100,16 +100,12 @@ def manifest(plan: Plan, outcomes: Sequence[Outcome]) -> dict[str, Any]:
     """
     from . import __version__
     from .audit import prompt_hash
-    from .cache import call_key
     from .providers import sim
     from .strategies import records
 
     # Every call's inputs, cached or not: a simulated or replayed call has no cache key, yet
     # its prompt, parameters and sample still decide its answer.
-    keys = sorted(
-        c.key or call_key(c.model.id, c.messages, c.params, c.sample, c.model.label)
-        for c in plan.calls
-    )
+    keys = sorted(key_of(c, plan.keys) for c in plan.calls)
     digest = hashlib.sha256()  # of the keys joined by newlines, without the joined copy
     for n, key in enumerate(keys):
         digest.update(f"\n{key}".encode() if n else key.encode())

@@ -67,6 +67,9 @@ class Plan:
     store_key: str | None = None
     schema: type | None = None
     notes: list[str] = field(default_factory=list)
+    # The run's cache keys, each messages list and parameters dict encoded once: for the keys
+    # of offline calls too (duplicate rows, the manifest), which have none of their own.
+    keys: KeyMaker = field(default_factory=KeyMaker)
 
 
 PathLike = Text | InstanceOf[os.PathLike]  # type: ignore[type-arg]
@@ -343,6 +346,7 @@ def plan_run(
         run_params=run_params,
         confidence_threshold=threshold,
         notes=notes,
+        keys=keys,
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from . import providers
 from .budget import DEFAULT_MAX_TOKENS, Reservations
-from .cache import Cache, Entry, call_key
+from .cache import Cache, Entry, KeyMaker, call_key
 from .calls import (
     CANCELLED,
     SKIPPED,
@@ -89,6 +89,7 @@ class Runner:
         params_for: Callable[[Model, int], dict[str, Any]] | None = None,
         on_stream: StreamCallback | None = None,
         known: Callable[[Call], Outcome | None] | None = None,
+        keys: KeyMaker | None = None,
     ) -> None:
         self.concurrency = concurrency
         self.timeout = timeout
@@ -111,6 +112,7 @@ class Runner:
         # Outcomes obtained another way before the run (a provider batch's collected replies):
         # taken before the cache, never sent again.
         self.known = known
+        self.keys = keys  # the plan's cache keys (Plan.keys), for calls without their own
         self._repairing = True
         # Set: every call is streamed, and this is told of each piece (streaming.CallStream).
         self.on_stream = on_stream
@@ -163,7 +165,7 @@ class Runner:
             model = calls[i].model
             if model.max_concurrency and model.label not in per_model:
                 per_model[model.label] = asyncio.Semaphore(model.max_concurrency)
-        leaders, followers = share_identical(calls, pending)
+        leaders, followers = share_identical(calls, pending, self.keys)
         del pending
         queue = iter(leaders)  # shared by the workers: each takes the next call when free
         bugs: list[BaseException] = []
@@ -259,7 +261,7 @@ class Runner:
         live = [c for c in calls if not providers.is_offline(c.model.id)]
         for call in live:
             if not call.key:
-                call.key = key_of(call)
+                call.key = key_of(call, self.keys)
         found: dict[str, Entry] = {}
         if self.cache is not None and self.cache_mode in ("use", "replay-only") and live:
             found = self._lookup([c.key for c in live])

@@ -361,3 +361,30 @@ def test_a_cached_reply_holding_a_value_that_became_a_secret_is_shown_hidden(
         again = nbt.orchestrate("hi", [model], cache_path=str(tmp_path / "c.sqlite"))
     assert again.outputs["cached"].all()
     assert value not in again.outputs["output"].iloc[0]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "sk-ant-api03-" + "Ab3" * 8,
+        "AIza" + "Sy9" * 11,
+        "ghp_" + "a1B" * 8,
+        "gho_" + "a1B" * 8,
+        "ghu_" + "a1B" * 8,
+        "ghs_" + "a1B" * 8,
+        "github_pat_" + "a1B" * 8,
+        "hf_" + "a1B" * 11,
+        "xoxb-" + "123-abc" * 3,
+        "AKIA" + "ABCDEFGH23456789",
+        "gsk_" + "a1B" * 8,
+        "pplx-" + "a1B" * 8,
+        "r8_" + "a1B" * 8,
+    ],
+)
+def test_every_key_shape_is_hidden_in_a_long_reply(key: str) -> None:
+    # A reply is scanned for key shapes only where one could start: none may slip past that,
+    # at the start, inside, or at the end of a text longer than the memo keeps.
+    filler = "Eight minus three is five; though high, the weight-lifting took 42 steps. " * 10
+    for text in (f"{key} {filler}", f"{filler}({key}) {filler}", f"{filler}{key}"):
+        hidden = redact(text)
+        assert key not in hidden and key[:12] not in hidden and "***" in hidden
