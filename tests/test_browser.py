@@ -33,6 +33,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -235,27 +236,32 @@ _KERNEL_IDLE = """() => {
 _RUN_ALL = "() => window.jupyterapp.commands.execute('notebook:run-all-cells')"
 
 
-def test_widget_app_runs_in_jupyterlab(jupyter_lab: Lab, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def notebook_page(lab: Lab, notebook: str, tmp_path: Path, name: str) -> Iterator[Any]:
+    """A headless Chromium page (throwaway HOME) on ``notebook`` in ``lab``, its kernel idle.
+
+    A failed assertion or a browser error inside the block is raised again as one
+    AssertionError that carries the notebook's outputs, the browser's console errors and the
+    Lab log's tail; a screenshot (``<name>-failure.png``), the console and the whole Lab log
+    go to ``test-artifacts/``.
+    """
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "browser-widget.png"
-    for stale in ("browser-widget-failure.png", "browser-console.log", "browser-jupyterlab.log"):
+    for stale in (f"{name}-failure.png", f"{name}-console.log", "browser-jupyterlab.log"):
         (ARTIFACTS / stale).unlink(missing_ok=True)
-    shot.unlink(missing_ok=True)
-    browser_home = tmp_path / "browser-home"
-    browser_home.mkdir()
-
+    home = tmp_path / "browser-home"
+    home.mkdir(exist_ok=True)
+    console: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
             args=CHROMIUM_ARGS,
-            env={**os.environ, "HOME": str(browser_home)},
+            env={**os.environ, "HOME": str(home)},
         )
         page = None
-        console: list[str] = []
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.on(
@@ -264,91 +270,75 @@ def test_widget_app_runs_in_jupyterlab(jupyter_lab: Lab, tmp_path: Path) -> None
             )
             page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
             page.set_default_timeout(PAGE_TIMEOUT_MS)
-            page.goto(jupyter_lab.notebook_url("test.ipynb"))
+            page.goto(lab.notebook_url(notebook))
             page.wait_for_function(_KERNEL_IDLE, timeout=PAGE_TIMEOUT_MS, polling=250)
-            page.evaluate(_RUN_ALL)
-
-            # The kernel is the interpreter running this test (and so sees this nbtoolkit).
-            prefix = page.locator(".jp-OutputArea-output", has_text="kernel-prefix:")
-            prefix.wait_for()
-            assert prefix.inner_text().split("kernel-prefix:", 1)[1].strip() == sys.prefix
-
-            # The app renders through the ipywidgets Lab extension, not as a text repr.
-            app = page.locator(".jp-OutputArea-output .nbtoolkit-app")
-            app.wait_for()
-            # Typed in the page: the run only works if the browser's edit reached the kernel.
-            app.locator("textarea").fill(PROMPT)
-            run = app.locator(".nbtoolkit-run")
-            assert run.inner_text().strip() == "Run"
-            run.click()
-
-            # One row per input row, in order (its cells hold per-model tables of their own).
-            rows = app.locator("table.nbtoolkit-consensus > tbody > tr")
-            rows.first.wait_for(timeout=RUN_TIMEOUT_MS)
-            assert rows.count() == len(EXPECTED_IDS)
-            for row, qid in zip(rows.all(), EXPECTED_IDS, strict=True):
-                assert qid in row.inner_text()
-
-            rows.last.scroll_into_view_if_needed()
-            page.screenshot(path=str(shot))
+            yield page
         except (AssertionError, PlaywrightError) as exc:
-            page_text = ""
+            outputs = ""
             if page is not None:
                 with contextlib.suppress(PlaywrightError):
-                    page.screenshot(path=str(ARTIFACTS / "browser-widget-failure.png"))
+                    page.screenshot(path=str(ARTIFACTS / f"{name}-failure.png"))
                 with contextlib.suppress(PlaywrightError):
                     # What the notebook showed: tracebacks, or the app's own error message.
-                    outputs = page.locator(".jp-OutputArea-output").all_inner_texts()
-                    page_text = "\n".join(outputs)[-4000:]
-            (ARTIFACTS / "browser-jupyterlab.log").write_text(jupyter_lab.log_tail(200_000))
-            (ARTIFACTS / "browser-console.log").write_text("\n".join(console))
+                    outputs = "\n".join(page.locator(".jp-OutputArea-output").all_inner_texts())
+            (ARTIFACTS / "browser-jupyterlab.log").write_text(lab.log_tail(200_000))
+            (ARTIFACTS / f"{name}-console.log").write_text("\n".join(console))
             raise AssertionError(
-                f"{exc}\n--- notebook outputs ---\n{page_text}"
-                f"\n--- browser console errors ---\n" + "\n".join(console[-20:]) + "\n"
+                f"{exc}\n--- notebook outputs ---\n{outputs[-4000:]}"
+                "\n--- browser console errors ---\n" + "\n".join(console[-20:]) + "\n"
                 f"--- JupyterLab log (tail; full logs and a screenshot in {ARTIFACTS}) ---\n"
-                f"{jupyter_lab.log_tail()}"
+                f"{lab.log_tail()}"
             ) from exc
         finally:
             browser.close()
 
+
+def test_widget_app_runs_in_jupyterlab(jupyter_lab: Lab, tmp_path: Path) -> None:
+    shot = ARTIFACTS / "browser-widget.png"
+    shot.unlink(missing_ok=True)
+    with notebook_page(jupyter_lab, "test.ipynb", tmp_path, "browser-widget") as page:
+        page.evaluate(_RUN_ALL)
+
+        # The kernel is the interpreter running this test (and so sees this nbtoolkit).
+        prefix = page.locator(".jp-OutputArea-output", has_text="kernel-prefix:")
+        prefix.wait_for()
+        assert prefix.inner_text().split("kernel-prefix:", 1)[1].strip() == sys.prefix
+
+        # The app renders through the ipywidgets Lab extension, not as a text repr.
+        app = page.locator(".jp-OutputArea-output .nbtoolkit-app")
+        app.wait_for()
+        # Typed in the page: the run only works if the browser's edit reached the kernel.
+        app.locator("textarea").fill(PROMPT)
+        run = app.locator(".nbtoolkit-run")
+        assert run.inner_text().strip() == "Run"
+        run.click()
+
+        # One row per input row, in order (its cells hold per-model tables of their own).
+        rows = app.locator("table.nbtoolkit-consensus > tbody > tr")
+        rows.first.wait_for(timeout=RUN_TIMEOUT_MS)
+        assert rows.count() == len(EXPECTED_IDS)
+        for row, qid in zip(rows.all(), EXPECTED_IDS, strict=True):
+            assert qid in row.inner_text()
+
+        rows.last.scroll_into_view_if_needed()
+        page.screenshot(path=str(shot))
     assert shot.is_file()
 
 
 def test_the_app_keeps_the_click_order_of_the_models(jupyter_lab: Lab, tmp_path: Path) -> None:
     """Two alias buttons clicked in reverse alphabetical order: the cell the app shows (made
     in the kernel from what reached it) names them in the order they were clicked."""
-    from playwright.sync_api import sync_playwright
-
-    browser_home = tmp_path / "browser-home"
-    browser_home.mkdir()
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            env={**os.environ, "HOME": str(browser_home)},
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(PAGE_TIMEOUT_MS)
-            page.goto(jupyter_lab.notebook_url("test.ipynb"))
-            page.wait_for_function(_KERNEL_IDLE, timeout=PAGE_TIMEOUT_MS, polling=250)
-            page.evaluate(_RUN_ALL)
-            app = page.locator(".jp-OutputArea-output .nbtoolkit-app")
-            app.wait_for()
-            cell = app.locator(".nbtoolkit-cell")
-            for alias in ("swift", "oracle"):  # not alphabetical: a vote's tie goes first
-                app.locator(".nbtoolkit-pick", has_text=alias).click()
-                page.wait_for_function(
-                    "([el, alias]) => el.innerText.includes('-m ' + alias + ' ')",
-                    arg=[cell.element_handle(), alias],
-                    timeout=RUN_TIMEOUT_MS,
-                )
-            first_line = cell.inner_text().strip().splitlines()[0]
-            assert first_line.startswith("%%orchestrate -m swift -m oracle "), first_line
-        except AssertionError:
-            ARTIFACTS.mkdir(exist_ok=True)
-            (ARTIFACTS / "browser-jupyterlab.log").write_text(jupyter_lab.log_tail(200_000))
-            raise
-        finally:
-            browser.close()
+    with notebook_page(jupyter_lab, "test.ipynb", tmp_path, "browser-click-order") as page:
+        page.evaluate(_RUN_ALL)
+        app = page.locator(".jp-OutputArea-output .nbtoolkit-app")
+        app.wait_for()
+        cell = app.locator(".nbtoolkit-cell")
+        for alias in ("swift", "oracle"):  # not alphabetical: a vote's tie goes first
+            app.locator(".nbtoolkit-pick", has_text=alias).click()
+            page.wait_for_function(
+                "([el, alias]) => el.innerText.includes('-m ' + alias + ' ')",
+                arg=[cell.element_handle(), alias],
+                timeout=RUN_TIMEOUT_MS,
+            )
+        first_line = cell.inner_text().strip().splitlines()[0]
+        assert first_line.startswith("%%orchestrate -m swift -m oracle "), first_line

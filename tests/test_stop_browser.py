@@ -8,8 +8,6 @@ goes to ``test-artifacts/browser-stop.png`` beside the other browser artifacts.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 from pathlib import Path
 
@@ -17,13 +15,10 @@ import nbformat
 import pytest
 
 from .test_browser import (
-    _KERNEL_IDLE,
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    PAGE_TIMEOUT_MS,
     Lab,
     jupyter_lab,  # noqa: F401  # the fixture, shared
+    notebook_page,
 )
 
 # Not awaited: run-all's promise resolves only once every cell has run.
@@ -48,9 +43,6 @@ CELLS = [
 
 def test_stop_keeps_the_finished_rows(jupyter_lab: Lab, tmp_path: Path) -> None:  # noqa: F811
     """Clicked mid-run, the cell ends with the finished rows, as an interrupt would."""
-    from playwright.sync_api import Error as PlaywrightError
-    from playwright.sync_api import sync_playwright
-
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(c) for c in CELLS]
     nb.metadata["kernelspec"] = {
@@ -59,58 +51,29 @@ def test_stop_keeps_the_finished_rows(jupyter_lab: Lab, tmp_path: Path) -> None:
         "language": "python",
     }
     nbformat.write(nb, jupyter_lab.notebook_dir / "stop.ipynb")
-    ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "browser-stop.png"
     shot.unlink(missing_ok=True)
-    home = tmp_path / "browser-home"
-    home.mkdir()
+    with notebook_page(jupyter_lab, "stop.ipynb", tmp_path, "browser-stop") as page:
+        page.evaluate(START_ALL)
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            env={**os.environ, "HOME": str(home)},
-        )
-        page = None
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(PAGE_TIMEOUT_MS)
-            page.goto(jupyter_lab.notebook_url("stop.ipynb"))
-            page.wait_for_function(_KERNEL_IDLE, timeout=PAGE_TIMEOUT_MS, polling=250)
-            page.evaluate(START_ALL)
+        # The panes stream; swift-mini finishes first (its pane then shows tokens/s).
+        swift = page.locator(".nbt-pane[data-model='sim/swift-mini']", has_text="tokens/s")
+        swift.wait_for()
+        oracle = page.locator(".nbt-pane[data-model='sim/oracle-large']")
+        assert "tokens/s" not in oracle.inner_text()  # still streaming
+        stop = page.locator(".nbtoolkit-stop")
+        clicked = time.monotonic()
+        stop.click()
 
-            # The panes stream; swift-mini finishes first (its pane then shows tokens/s).
-            swift = page.locator(".nbt-pane[data-model='sim/swift-mini']", has_text="tokens/s")
-            swift.wait_for()
-            oracle = page.locator(".nbt-pane[data-model='sim/oracle-large']")
-            assert "tokens/s" not in oracle.inner_text()  # still streaming
-            stop = page.locator(".nbtoolkit-stop")
-            clicked = time.monotonic()
-            stop.click()
-
-            summary = page.locator(".jp-OutputArea-output", has_text="stopped:")
-            summary.wait_for()
-            took = time.monotonic() - clicked
-            text = summary.inner_text()
-            assert "stopped: True" in text
-            assert "answered: ['sim/swift-mini']" in text
-            assert "cancelled: ['sim/oracle-large']" in text
-            # The result table is under the panes, and the button is gone.
-            assert page.locator(".jp-OutputArea-output .nbtoolkit-stop").count() == 0
-            page.screenshot(path=str(shot))
-            print(f"from the click to the next cell's output: {took:.2f} s")
-        except (AssertionError, PlaywrightError) as exc:
-            outputs = ""
-            if page is not None:
-                with contextlib.suppress(PlaywrightError):
-                    page.screenshot(path=str(ARTIFACTS / "browser-stop-failure.png"))
-                with contextlib.suppress(PlaywrightError):
-                    outputs = "\n".join(page.locator(".jp-OutputArea-output").all_inner_texts())
-            raise AssertionError(
-                f"{exc}\n--- notebook outputs ---\n{outputs[-4000:]}\n"
-                f"--- JupyterLab log ---\n{jupyter_lab.log_tail()}"
-            ) from exc
-        finally:
-            browser.close()
+        summary = page.locator(".jp-OutputArea-output", has_text="stopped:")
+        summary.wait_for()
+        took = time.monotonic() - clicked
+        text = summary.inner_text()
+        assert "stopped: True" in text
+        assert "answered: ['sim/swift-mini']" in text
+        assert "cancelled: ['sim/oracle-large']" in text
+        # The result table is under the panes, and the button is gone.
+        assert page.locator(".jp-OutputArea-output .nbtoolkit-stop").count() == 0
+        page.screenshot(path=str(shot))
+        print(f"from the click to the next cell's output: {took:.2f} s")
     assert shot.is_file()
