@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import nbformat
 import pytest
 
 from .conftest import execute_notebook
+from .kernels import execute, running_kernel
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = ["quickstart.ipynb", "batch_consensus.ipynb"]
@@ -59,28 +59,10 @@ def test_notebook_runs_end_to_end(name: str, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_an_interactive_kernel_shows_progress_bars_then_removes_them() -> None:
     """With a person's frontend (allow_stdin=True) the run shows widget bars, live."""
-    if importlib.util.find_spec("ipykernel") is None:
-        pytest.skip("ipykernel is not installed: pip install -e '.[test]'")
-    from jupyter_client.manager import start_new_kernel
-
-    km, kc = start_new_kernel(kernel_name="python3")
-    try:
-
-        def execute(code: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-            msg_id = kc.execute(code, allow_stdin=True)
-            seen = []
-            while True:
-                msg = kc.get_iopub_msg(timeout=60)
-                if msg["parent_header"].get("msg_id") != msg_id:
-                    continue
-                seen.append(msg)
-                state = msg["content"].get("execution_state")
-                if msg["msg_type"] == "status" and state == "idle":
-                    return seen, kc.get_shell_msg(timeout=60)
-
-        _, reply = execute("%load_ext nbtoolkit")
+    with running_kernel() as kc:
+        _, reply = execute(kc, "%load_ext nbtoolkit")
         assert reply["content"]["status"] == "ok"
-        seen, reply = execute("%%orchestrate --no-stream -m oracle -m swift\nWhat is 2+2?")
+        seen, reply = execute(kc, "%%orchestrate --no-stream -m oracle -m swift\nWhat is 2+2?")
         assert reply["content"]["status"] == "ok"
         kinds = [m["msg_type"] for m in seen]
         shown = [m for m in seen if m["msg_type"] == "display_data"]
@@ -96,6 +78,3 @@ def test_an_interactive_kernel_shows_progress_bars_then_removes_them() -> None:
             re.match(r"done, \d+ calls, \$[\d.]+ spent$", str(s.get("value", ""))) for s in states
         )
         assert kinds.index("update_display_data") < kinds.index("execute_result")
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)

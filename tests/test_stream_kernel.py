@@ -6,11 +6,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
+
+from .kernels import execute, running_kernel
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
 CELL = "%%orchestrate --stream -m oracle -m steady -m swift\nWhat is 2+2?"
@@ -31,31 +34,11 @@ def panes_of(plain: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def kernel(monkeypatch: pytest.MonkeyPatch) -> Any:
-    if importlib.util.find_spec("ipykernel") is None:
-        pytest.skip("ipykernel is not installed: pip install -e '.[test]'")
-    from jupyter_client.manager import start_new_kernel
-
+def kernel(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     # Real sleeps: the replies take a few seconds to arrive, so the panes can be seen fill.
     monkeypatch.setenv("NBTOOLKIT_SIM_TIME_SCALE", "2.5")
-    km, kc = start_new_kernel(kernel_name="python3")
-    yield kc
-    kc.stop_channels()
-    km.shutdown_kernel(now=True)
-
-
-def execute(kc: Any, code: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Run ``code`` as a person's frontend does (allow_stdin); its iopub messages and reply."""
-    msg_id = kc.execute(code, allow_stdin=True)
-    seen = []
-    while True:
-        msg = kc.get_iopub_msg(timeout=120)
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        seen.append(msg)
-        state = msg["content"].get("execution_state")
-        if msg["msg_type"] == "status" and state == "idle":
-            return seen, kc.get_shell_msg(timeout=60)
+    with running_kernel() as kc:
+        yield kc
 
 
 def test_a_stream_cell_fills_one_pane_per_model_then_shows_the_table(kernel: Any) -> None:
