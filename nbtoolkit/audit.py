@@ -149,19 +149,19 @@ def _encode(
 
 
 def _safe(value: Any, hide: Callable[[str], str]) -> Any:
-    """``value`` with every string in it redacted (``hide``), and NaN (which JSON lacks) as
-    null."""
+    """``value`` with every string in it redacted (``hide``), and NaN and infinity (which
+    JSON lacks) as null."""
     kind = type(value)
     if kind is str:
         # Shorter than any secret redact hides, whole or in part: nothing to look for.
         return hide(value) if len(value) >= MIN_SECRET else value
     if kind is float:
-        return None if math.isnan(value) else value
+        return value if math.isfinite(value) else None
     if kind is int or kind is bool or value is None:
         return value
     if isinstance(value, str):
         return hide(str(value))
-    if isinstance(value, float) and math.isnan(value):
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
         return {_safe(str(k), hide): _safe(v, hide) for k, v in value.items()}

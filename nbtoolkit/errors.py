@@ -269,6 +269,12 @@ def _hide_parts(text: str, secret: str) -> str:
     length limit somewhere else), at least ``MIN_SECRET`` characters long."""
     if secret in text:
         text = text.replace(secret, HIDDEN)
+    return _hide_pieces(text, secret)
+
+
+def _hide_pieces(text: str, secret: str) -> str:
+    """Hide any piece of ``secret`` that keeps one of its ends, ``MIN_SECRET`` characters or
+    more (a key-like secret only)."""
     ends = _key_ends(secret)
     if ends is None:
         return text
@@ -348,8 +354,23 @@ def _redact(text: str, secrets: tuple[str, ...], extra: list[str] | None) -> str
         if done is not None:
             return done
     original = text
-    for value in secrets + tuple(e for e in (extra or []) if e and len(e) >= MIN_SECRET):
-        text = _hide_parts(text, value)
+    values = secrets + tuple(e for e in (extra or []) if e and len(e) >= MIN_SECRET)
+    for value in values:
+        if value in text:
+            text = text.replace(value, HIDDEN)
+    # The shapes before the pieces: another key that starts like a secret ("sk-proj-...")
+    # would otherwise lose its start to the piece search and no longer look like a key.
+    text = _hide_shapes(text)
+    for value in values:
+        text = _hide_pieces(text, value)
+    if memo and _memo_for is secrets and len(_memo) < _MEMO_SIZE:
+        _memo[original] = text
+    return text
+
+
+def _hide_shapes(text: str) -> str:
+    """Key shapes, URL credentials, Authorization values, Bearer tokens, credential query
+    parameters."""
     # Each pattern runs only where its marker occurs: a regex scan costs ~15 us per KB and
     # this runs for every reply.
     if "://" in text:
@@ -363,8 +384,6 @@ def _redact(text: str, secrets: tuple[str, ...], extra: list[str] | None) -> str
         text = _BEARER.sub(r"\1 " + HIDDEN, text)
     if "=" in text and ("?" in text or "&" in text):
         text = _QUERY.sub(r"\1" + HIDDEN, text)
-    if memo and _memo_for is secrets and len(_memo) < _MEMO_SIZE:
-        _memo[original] = text
     return text
 
 

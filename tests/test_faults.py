@@ -550,7 +550,16 @@ def test_an_audit_record_is_strict_json_whichever_encoder_writes_it(tmp_path) ->
     # still be null there (strict JSON readers refuse NaN), as orjson writes them.
     log = audit.AuditLog(tmp_path / "a.jsonl")
     for output in ("fine", "bad \ud800 text"):
-        log.write({"run_id": "r", "output": output, "cost_usd": math.nan, "latency_s": math.inf})
+        log.write(
+            {
+                "run_id": "r",
+                "output": output,
+                "cost_usd": math.nan,
+                "latency_s": math.inf,
+                # Nested too: a run's parameters (logit_bias=-inf is a real one).
+                "params": {"logit_bias": {"50256": -math.inf}, "stop": [math.nan, "x"]},
+            }
+        )
     log.flush()
 
     def refuse(constant: str) -> None:
@@ -559,6 +568,9 @@ def test_an_audit_record_is_strict_json_whichever_encoder_writes_it(tmp_path) ->
     lines = log.path.read_text("utf-8").splitlines()
     records = [json.loads(line, parse_constant=refuse) for line in lines]
     assert [(r["cost_usd"], r["latency_s"]) for r in records] == [(None, None)] * 2
+    assert [r["params"] for r in records] == [
+        {"logit_bias": {"50256": None}, "stop": [None, "x"]}
+    ] * 2
     assert records[1]["output"] == "bad \ud800 text"
 
 

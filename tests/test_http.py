@@ -169,3 +169,33 @@ def test_runs_reuse_their_connections_and_a_run_on_its_own_loop_closes_them() ->
         while server.open_connections and time.monotonic() < deadline:
             time.sleep(0.02)
         assert server.open_connections == 0
+
+
+def test_a_step_ending_early_never_closes_connections_a_side_by_side_step_still_uses() -> None:
+    # More servers than the kept sessions (16): the slow step's sessions are pushed out while
+    # its calls are in flight, and the quick step beside it ends first. Closing them then
+    # dropped those calls ("Connection dropped"), or made them twice with retries.
+    from nbtoolkit.pipelines import Step
+
+    slow = [FakeOpenAIServer(reply="42", latency=1.0).start() for _ in range(18)]
+    fast = FakeOpenAIServer(reply="7").start()
+    try:
+        run("warm-up", [local(fast)])  # so both steps start together, their planning quick
+        panel = [
+            nbt.Model("openai/x", api_base=s.base_url, api_key_env="LOCAL_KEY", name=f"m{i}")
+            for i, s in enumerate(slow)
+        ]
+        res = nbt.pipeline(
+            [[Step("slow", "What is 6*7?", panel), Step("quick", "What is 3+4?", [local(fast)])]],
+            cache="off",
+            audit=False,
+            retries=0,
+            concurrency=32,
+        )
+        out = res["slow"].outputs
+        assert out["error"].isna().all(), out["error"].dropna().tolist()[:1]
+        assert out["attempts"].eq(1).all()
+        assert sum(s.request_count for s in slow) == 18
+    finally:
+        for server in [*slow, fast]:
+            server.stop()

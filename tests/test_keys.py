@@ -388,3 +388,15 @@ def test_every_key_shape_is_hidden_in_a_long_reply(key: str) -> None:
     for text in (f"{key} {filler}", f"{filler}({key}) {filler}", f"{filler}{key}"):
         hidden = redact(text)
         assert key not in hidden and key[:12] not in hidden and "***" in hidden
+
+
+def test_another_key_that_starts_like_the_secret_is_hidden_whole(monkeypatch) -> None:
+    # The environment's key and a second key of the same provider share their first eight
+    # characters: hiding that shared start must not leave the rest of the second one out.
+    mine = "sk-proj-" + "Zq7x9" * 8
+    other = "sk-proj-" + "Yw3k8" * 8
+    monkeypatch.setenv("MY_PROVIDER_KEY", mine)
+    for text in (f"keys {mine} and {other}.", f"{other}", f"half {mine[:20]} then {other}"):
+        hidden = redact(text)
+        assert other[8:] not in hidden and mine[8:20] not in hidden, hidden
+    assert redact(f"keys {mine} and {other}.") == "keys *** and ***."

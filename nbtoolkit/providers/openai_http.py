@@ -47,6 +47,14 @@ __all__ = [
 ]
 
 
+# An idle connection is closed after this many seconds, so a kept one is reused only soon
+# after its last reply: one idle for minutes may have been dropped silently by a NAT or a load
+# balancer, and a request on it would fail or hang. Under the 5 s after which uvicorn (vLLM,
+# the LiteLLM proxy) and Node.js servers close an idle connection, so the client closes first
+# and never writes to a connection the server is closing (httpx, litellm's client, keeps 5 s).
+KEEPALIVE_S = 4.0
+
+
 class SessionPool:
     """The aiohttp sessions of one run, by (base URL, key); ``close()`` ends them all, but
     for those kept between runs (``keep=True``: see the module's docstring)."""
@@ -71,7 +79,9 @@ class SessionPool:
                 headers["Authorization"] = f"Bearer {key}"
             session = aiohttp.ClientSession(
                 # The runner bounds the calls in flight; the connector must not queue them too.
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+                connector=aiohttp.TCPConnector(
+                    limit=0, ttl_dns_cache=300, keepalive_timeout=KEEPALIVE_S
+                ),
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=None),
             )
@@ -79,6 +89,8 @@ class SessionPool:
         return session
 
     async def close(self) -> None:
+        if self.closed:
+            return
         self.closed = True
         if self._token is not None:
             token, self._token = self._token, None
@@ -88,7 +100,7 @@ class SessionPool:
         if not self.keep:
             await self._sessions.close()
         else:
-            await _KEPT.close_evicted()
+            await _KEPT.leave()
 
 
 class _Sessions:
@@ -99,6 +111,18 @@ class _Sessions:
         self._by_key: OrderedDict[tuple[str, str | None], Any] = OrderedDict()
         self._evicted: list[Any] = []
         self.limit = limit
+        # Runs using these sessions now (pipeline steps side by side, threads): a session
+        # pushed out may still carry another run's requests, so it is closed only once
+        # none is left.
+        self.users = 0
+
+    def join(self) -> None:
+        self.users += 1
+
+    async def leave(self) -> None:
+        self.users = max(0, self.users - 1)
+        if self.users == 0:
+            await self.close_evicted()
 
     def get(self, key: tuple[str, str | None]) -> Any:
         session = self._by_key.get(key)
@@ -155,6 +179,7 @@ def open_sessions(keep: bool = False) -> SessionPool:
         from ..loop import at_close
 
         at_close(_KEPT.close)
+        _KEPT.join()
     pool = SessionPool(keep=keep)
     pool._token = _pool.set(pool)
     return pool

@@ -124,32 +124,8 @@ def get_litellm() -> Any:
                 logging.getLogger(name).setLevel(logging.CRITICAL)
             for prefix in _OFFLINE:
                 _install(litellm, prefix)
-            _freeze_heap()
             _litellm = litellm
     return _litellm
-
-
-#: Set to ``0`` to leave the garbage collector as it is when litellm is imported.
-GC_FREEZE_ENV = "NBTOOLKIT_GC_FREEZE"
-
-
-def _freeze_heap() -> None:
-    """Take what is alive now (litellm's ~350,000 objects: its price table, providers and
-    types) out of the cyclic garbage collector's passes, once per process (``gc.freeze``).
-
-    Every full collection walks every tracked object; after litellm's import one took about
-    0.1-0.2 s on a 2-core machine, a pause that a large run hit every few runs. Frozen objects
-    are still freed by reference counting as usual; only a reference cycle among them that is
-    dropped later stays in memory (a bounded, one-time cost). Garbage is collected first so
-    none of it is kept. The same use as vLLM's and SGLang's servers after start-up (CPython
-    issue #75739 added ``gc.freeze`` for it).
-    """
-    if os.environ.get(GC_FREEZE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
-        return
-    import gc
-
-    gc.collect()
-    gc.freeze()
 
 
 def _announce_loading() -> None:
