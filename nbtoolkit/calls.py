@@ -228,7 +228,7 @@ class Outcomes(Sequence[Outcome]):
         self._attempts = array("q", bytes(8 * size))
         self._cached = bytearray(size)
         # The few with a fallback or a shared reply: (answered_by, fallback_error, shared_from).
-        self._notes: dict[int, tuple[str | None, str | None, int | None]] = {}
+        self._notes: dict[int, Notes] = {}
         self._whole: dict[int, Outcome] = {}  # token counts the columns cannot hold as they are
 
     def __len__(self) -> int:
@@ -340,10 +340,22 @@ class Outcomes(Sequence[Outcome]):
             -1 if outcome.completion_tokens is None else outcome.completion_tokens
         )
         self._attempts[i], self._cached[i] = outcome.attempts, outcome.cached
-        if outcome.answered_by or outcome.fallback_error or outcome.shared_from is not None:
-            self._notes[i] = (outcome.answered_by, outcome.fallback_error, outcome.shared_from)
+        notes = notes_of(outcome)
+        if notes is not None:
+            self._notes[i] = notes
         else:
             self._notes.pop(i, None)
+
+
+Notes = tuple[str | None, str | None, int | None]
+
+
+def notes_of(outcome: Outcome) -> Notes | None:
+    """The few fields most outcomes lack, ``(answered_by, fallback_error, shared_from)``;
+    None when it has none of them."""
+    if outcome.answered_by or outcome.fallback_error or outcome.shared_from is not None:
+        return outcome.answered_by, outcome.fallback_error, outcome.shared_from
+    return None
 
 
 def _columnar(outcome: Outcome) -> bool:

@@ -20,7 +20,7 @@ import pandas as pd
 from . import consensus as consensus_mod
 from . import extract as extract_mod
 from . import providers
-from .calls import FALLBACK, Call, Outcome, Outcomes, key_of
+from .calls import FALLBACK, Call, Notes, Outcome, Outcomes, key_of, notes_of
 from .consensus import FollowUpCall
 from .errors import public, redact, redactor
 from .plan import Plan
@@ -176,7 +176,7 @@ def _error(
     error: str | None,
     extract_error: str | None,
     output: str | None,
-    notes: tuple[str | None, str | None, int | None] | None,
+    notes: Notes | None,
 ) -> str | None:
     """A row's ``error``: the call's, else the extractor's; a fallback's or a shared reply's
     note when the output is there. ``notes``: the outcome's ``(answered_by, fallback_error,
@@ -193,12 +193,6 @@ def _error(
         # After the error, so a copied "Skipped:"/"Cancelled" still reads (and counts) as one.
         error = f"{error} [{note}]" if error else note
     return error
-
-
-def _notes(outcome: Outcome) -> tuple[str | None, str | None, int | None] | None:
-    if outcome.answered_by or outcome.fallback_error or outcome.shared_from is not None:
-        return outcome.answered_by, outcome.fallback_error, outcome.shared_from
-    return None
 
 
 def output_frame(
@@ -252,7 +246,7 @@ def _columns_of(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     """``Outcomes.columns()``'s shape, from outcome objects (a list of them, or ``Outcomes``
     holding some whole): token counts as ``pd.array`` reads them, -1 never used."""
     items = list(outcomes)
-    notes = {i: found for i, o in enumerate(items) if (found := _notes(o)) is not None}
+    notes = {i: found for i, o in enumerate(items) if (found := notes_of(o)) is not None}
     return {
         "output": [o.output for o in items],
         "error": [o.error for o in items],
