@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -18,8 +18,15 @@ import pandas as pd
 from . import consensus as consensus_mod
 from . import extract as extract_mod
 from . import providers, streaming, views
-from .audit import AuditLog, AuditWriteError, call_record, loggable_params, prompt_hash
-from .cache import cache_dir
+from .audit import (
+    AuditLog,
+    AuditWriteError,
+    cached_record,
+    call_record,
+    loggable_params,
+    prompt_hash,
+)
+from .cache import Entry, cache_dir
 from .errors import ConfigError, RunFailedError, RunInterrupted
 from .frames import SHARED, collect
 from .loop import run_sync, while_waiting
@@ -120,6 +127,7 @@ async def aorchestrate(
         providers.loading_listener.reset(listening)
     run_id = uuid.uuid4().hex[:12]
     audit_log = _audit_log(audit)
+    auditor = None if audit_log is None else _Auditor(audit_log, run_id)
     runner = Runner(
         concurrency=concurrency,
         timeout=timeout,
@@ -127,7 +135,8 @@ async def aorchestrate(
         cache=open_cache(cache_path, cache_url) if cache != "off" else None,
         cache_mode=cache,
         progress=reporter,
-        on_outcome=_auditor(audit_log, run_id),
+        on_outcome=None if auditor is None else auditor.one,
+        on_cached=None if auditor is None else auditor.cached,
         known=known,
         seed=seed,
         max_cost_usd=max_cost_usd,
@@ -211,44 +220,70 @@ def _flush(log: AuditLog | None, runner: Runner) -> None:
         )
 
 
-def _auditor(log: AuditLog | None, run_id: str) -> Callable[[Call, Outcome], None] | None:
-    if log is None:
-        return None
+class _Auditor:
+    """Writes the run's calls to the audit log: each as it finishes (``one``), and the calls
+    a cache lookup answered all at once (``cached``)."""
 
-    # A row's messages go to every model of the panel: hashed once. Keyed by the object (kept
-    # alive here, so its id is never reused within the run).
-    hashes: dict[int, tuple[object, str]] = {}
-    # And a model's parameters (one dict per model and sample) are one logged dict, which the
-    # log makes safe once per batch of records.
-    logged: dict[int, tuple[object, dict[str, Any]]] = {}
-    clock: list[Any] = [None, ""]
+    def __init__(self, log: AuditLog, run_id: str) -> None:
+        self.log = log
+        self.run_id = run_id
+        # A row's messages go to every model of the panel: hashed once. Keyed by the object
+        # (kept alive here, so its id is never reused within the run).
+        self._hashes: dict[int, tuple[object, str]] = {}
+        # And a model's parameters (one dict per model and sample) are one logged dict,
+        # which the log makes safe once per batch of records.
+        self._logged: dict[int, tuple[object, dict[str, Any]]] = {}
+        self._clock: list[Any] = [None, ""]
 
-    def write(call: Call, outcome: Outcome) -> None:
-        seen = hashes.get(id(call.messages))
+    def _hash(self, messages: list[dict[str, Any]]) -> str:
+        seen = self._hashes.get(id(messages))
         if seen is None:
-            seen = hashes[id(call.messages)] = (call.messages, prompt_hash(call.messages))
-        params = logged.get(id(call.params))
-        if params is None:
-            params = logged[id(call.params)] = (call.params, loggable_params(call.params))
+            seen = self._hashes[id(messages)] = (messages, prompt_hash(messages))
+        return seen[1]
+
+    def _params(self, params: dict[str, Any]) -> dict[str, Any]:
+        logged = self._logged.get(id(params))
+        if logged is None:
+            logged = self._logged[id(params)] = (params, loggable_params(params))
+        return logged[1]
+
+    def _when(self) -> str:
         second = int(time.time())
-        if clock[0] != second:
-            clock[0], clock[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        log.write(
+        if self._clock[0] != second:
+            self._clock[0], self._clock[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        return str(self._clock[1])
+
+    def one(self, call: Call, outcome: Outcome) -> None:
+        self.log.write(
             call_record(
-                run_id=run_id,
+                run_id=self.run_id,
                 model=call.model.id,
                 params=call.params,
                 messages=call.messages,
                 row=call.row,
                 sample=call.sample,
                 outcome=outcome,
-                prompt_sha256=seen[1],
-                when=clock[1],
-                params_logged=params[1],
+                prompt_sha256=self._hash(call.messages),
+                when=self._when(),
+                params_logged=self._params(call.params),
             )
         )
 
-    return write
+    def cached(self, hits: Iterable[tuple[Call, Entry]]) -> None:
+        when, run_id = self._when(), self.run_id
+        self.log.write_many(
+            cached_record(
+                run_id=run_id,
+                model=call.model.id,
+                row=call.row,
+                sample=call.sample,
+                entry=entry,
+                prompt_sha256=self._hash(call.messages),
+                when=when,
+                params_logged=self._params(call.params),
+            )
+            for call, entry in hits
+        )
 
 
 def _warn(result: RunResult, runner: Runner, counts: CallCounts) -> None:

@@ -13,7 +13,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,38 @@ class AuditLog:
         if due:
             self.flush()
 
+    def write_many(self, records: Iterable[dict[str, Any]]) -> None:
+        """``write`` each of ``records``, read one at a time and written every
+        ``flush_every``: thousands of records are never all held at once, which would cost
+        the garbage collector more than writing them."""
+        batch: list[dict[str, Any]] = []
+        failed: AuditWriteError | None = None
+        for record in records:
+            if failed is not None:
+                failed.records += 1  # not written either: counted, so the warning is true
+                continue
+            batch.append(record)
+            if len(batch) >= self.flush_every:
+                with self._lock:
+                    self._pending.extend(batch)
+                batch = []
+                try:
+                    self.flush()
+                except AuditWriteError as exc:
+                    failed = exc
+        if failed is not None:
+            raise failed
+        now = time.monotonic()
+        with self._lock:
+            if batch and not self._pending:
+                self._oldest = now
+            self._pending.extend(batch)
+            due = len(self._pending) >= self.flush_every or (
+                self._pending and now - self._oldest >= self.flush_after_s
+            )
+        if due:
+            self.flush()
+
     def flush(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, []
@@ -80,7 +112,7 @@ class AuditLog:
                 return
             hide = redactor()  # the environment's secrets read once per batch
             shared: dict[int, Any] = {}  # a params dict many records hold, made safe once
-            data = b"".join(_encode(record, hide, shared) for record in pending)
+            data = b"".join([_encode(record, hide, shared) for record in pending])
             try:
                 self._append(data)
             except OSError as exc:
@@ -106,6 +138,10 @@ class AuditLog:
 # Fields the log makes itself (no secret can be in them), written as they are.
 _OURS = frozenset({"run_id", "time", "row", "sample", "prompt_sha256", "attempts", "cached"})
 _NUMBERS = frozenset({int, float, bool, type(None)})
+# The fields of call_record's records besides ours: texts that may hold a secret, and numbers.
+_TEXTS = ("model", "output", "error")
+_MEASURES = ("prompt_tokens", "completion_tokens", "cost_usd", "latency_s", "ttft_s")
+_RECORD = _OURS | {"params", *_TEXTS, *_MEASURES}
 
 
 def _encode(
@@ -116,24 +152,10 @@ def _encode(
     # Each value is redacted, not the whole line: the line's own keys ("run_id", ...) would
     # send every record through the key-shape scan, the slowest step of a cached call.
     hide = hide or redactor()
-    clean = record.copy()
-    for k, v in record.items():
-        kind = type(v)
-        if kind in _NUMBERS or k in _OURS:
-            continue  # a number as it is: orjson writes NaN as null (the json path below too)
-        if kind is str:
-            # Shorter than any secret redact hides, whole or in part: nothing to look for.
-            if len(v) >= MIN_SECRET:
-                clean[k] = hide(v)
-        elif k == "params" and shared is not None:
-            # The records of one model share its params dict (see call_record): the dict is
-            # alive for the whole batch, so its id names it while ``shared`` lives.
-            found = shared.get(id(v))
-            if found is None:
-                found = shared[id(v)] = _safe(v, hide)
-            clean[k] = found
-        else:
-            clean[k] = _safe(v, hide)
+    if record.keys() == _RECORD:
+        clean = _clean_record(record, hide, shared)
+    else:
+        clean = _clean_any(record, hide, shared)
     try:
         # orjson: a tenth of json's time per record, and NaN or infinity as null.
         return orjson.dumps(clean, default=str, option=orjson.OPT_APPEND_NEWLINE)
@@ -146,6 +168,58 @@ def _encode(
     except UnicodeEncodeError:
         # A lone surrogate in a reply: JSON's \u escapes keep the record whole and valid.
         return (json.dumps(clean, default=str) + "\n").encode("ascii")
+
+
+def _clean_record(
+    record: dict[str, Any], hide: Callable[[str], str], shared: dict[int, Any] | None
+) -> dict[str, Any]:
+    """``_clean_any`` for a record of ``call_record``'s fields, field by field by name: a
+    run writes one per call."""
+    clean = record.copy()
+    for k in _TEXTS:
+        v = record[k]
+        if type(v) is str:
+            if len(v) >= MIN_SECRET:
+                clean[k] = hide(v)
+        elif v is not None:
+            clean[k] = _safe(v, hide)
+    for k in _MEASURES:
+        v = record[k]
+        if type(v) not in _NUMBERS:
+            clean[k] = _safe(v, hide)
+    clean["params"] = _safe_params(record["params"], hide, shared)
+    return clean
+
+
+def _clean_any(
+    record: dict[str, Any], hide: Callable[[str], str], shared: dict[int, Any] | None
+) -> dict[str, Any]:
+    """``record`` with every text but our own fields' redacted (``hide``)."""
+    clean = record.copy()
+    for k, v in record.items():
+        kind = type(v)
+        if kind in _NUMBERS or k in _OURS:
+            continue  # a number as it is: orjson writes NaN as null (the json path below too)
+        if kind is str:
+            # Shorter than any secret redact hides, whole or in part: nothing to look for.
+            if len(v) >= MIN_SECRET:
+                clean[k] = hide(v)
+        elif k == "params":
+            clean[k] = _safe_params(v, hide, shared)
+        else:
+            clean[k] = _safe(v, hide)
+    return clean
+
+
+def _safe_params(params: Any, hide: Callable[[str], str], shared: dict[int, Any] | None) -> Any:
+    if shared is None:
+        return _safe(params, hide)
+    # The records of one model share its params dict (see call_record): the dict is alive
+    # for the whole batch, so its id names it while ``shared`` lives.
+    found = shared.get(id(params))
+    if found is None:
+        found = shared[id(params)] = _safe(params, hide)
+    return found
 
 
 def _safe(value: Any, hide: Callable[[str], str]) -> Any:
@@ -228,4 +302,38 @@ def call_record(
         "attempts": outcome.attempts,
         "cached": outcome.cached,
         "error": outcome.error,
+    }
+
+
+def cached_record(
+    *,
+    run_id: str,
+    model: str,
+    row: int,
+    sample: int,
+    entry: Any,
+    prompt_sha256: str,
+    when: str,
+    params_logged: dict[str, Any],
+) -> dict[str, Any]:
+    """The record ``call_record`` makes of a call the cache answered (``calls.from_entry``),
+    made straight from the cache ``entry``: a cached re-run writes one per call."""
+    cost, latency = entry.cost_usd, entry.latency_s
+    return {
+        "run_id": run_id,
+        "time": when,
+        "model": model,
+        "row": row,
+        "sample": sample,
+        "params": params_logged,
+        "prompt_sha256": prompt_sha256,
+        "output": entry.output,
+        "prompt_tokens": entry.prompt_tokens,
+        "completion_tokens": entry.completion_tokens,
+        "cost_usd": math.nan if cost is None else cost,
+        "latency_s": math.nan if latency is None else latency,
+        "ttft_s": math.nan,
+        "attempts": 0,
+        "cached": True,
+        "error": None,
     }

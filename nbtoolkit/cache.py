@@ -22,9 +22,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import CacheError, ConfigError, redact
 
@@ -82,28 +81,20 @@ def call_key(
 
 class KeyMaker:
     """``call_key`` for many calls that share their messages and parameters objects (a run's
-    plan: one messages list per row, one parameters dict per model and sample): each object
-    is encoded once, and every key is the same string ``call_key`` gives."""
+    plan: one messages list per row, one parameters dict per model and sample), every key
+    the same string ``call_key`` gives.
+
+    The hashed text is ``{"messages": ..., "model": ..., "params": ..., "sample": ...}``
+    (``call_key``'s record, keys sorted): the part up to the messages is hashed once for the
+    calls of a row, which come one after another, and each model's rest is encoded once.
+    """
 
     def __init__(self) -> None:
-        self._encoded: dict[int, tuple[Any, str]] = {}
-        # A panel has a few model ids and labels, asked once per call: encoded once each.
-        self._names: dict[str, str] = {}
-
-    def _json(self, value: Any, params: bool = False) -> str:
-        found = self._encoded.get(id(value))
-        if found is not None and found[0] is value:
-            return found[1]
-        shown = {k: v for k, v in value.items() if k not in _NOT_IN_KEY} if params else value
-        text = json.dumps(shown, sort_keys=True, default=_jsonable, ensure_ascii=False)
-        self._encoded[id(value)] = (value, text)  # kept alive, so its id is not reused
-        return text
-
-    def _name(self, name: str) -> str:
-        text = self._names.get(name)
-        if text is None:
-            text = self._names[name] = json.dumps(name, ensure_ascii=False)
-        return text
+        # The last row's messages and the hash of the text up to them, copied per call.
+        self._row: tuple[Any, str, Any] | None = None
+        # The encoded rest of the text, by (model id, label, parameters object, sample);
+        # the parameters object is kept alive, so its id is not reused.
+        self._tails: dict[tuple[str, str | None, int, Any], tuple[Any, bytes]] = {}
 
     def key(
         self,
@@ -113,18 +104,33 @@ class KeyMaker:
         sample: int,
         label: str | None = None,
     ) -> str:
-        # The text json.dumps(sort_keys=True) makes of call_key's record, built from parts.
         head = ""
         if label is not None and label != model_id:
-            head = f'"label": {self._name(label)}, '
-        # json.dumps of an int is its str (a bool or a subclass would not be: left to json).
-        number = str(sample) if type(sample) is int else json.dumps(sample)
-        blob = (
-            f'{{{head}"messages": {self._json(messages)}, '
-            f'"model": {self._name(model_id)}, '
-            f'"params": {self._json(params, params=True)}, "sample": {number}}}'
-        )
-        return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+            head = f'"label": {_dumps(label)}, '
+        row = self._row
+        if row is None or row[0] is not messages or row[1] != head:
+            text = f'{{{head}"messages": {_dumps(messages)}, '
+            row = self._row = (messages, head, hashlib.sha256(_utf8(text)))
+        found = self._tails.get((model_id, label, id(params), sample))
+        if found is None or found[0] is not params:
+            # json.dumps of an int is its str (a bool or a subclass would not be: left to json).
+            number = str(sample) if type(sample) is int else _dumps(sample)
+            shown = {k: v for k, v in params.items() if k not in _NOT_IN_KEY}
+            text = f'"model": {_dumps(model_id)}, "params": {_dumps(shown)}, "sample": {number}}}'
+            found = self._tails[(model_id, label, id(params), sample)] = (params, _utf8(text))
+        digest = row[2].copy()
+        digest.update(found[1])
+        return str(digest.hexdigest())
+
+
+def _dumps(value: Any) -> str:
+    """A value as ``call_key`` encodes it."""
+    return json.dumps(value, sort_keys=True, default=_jsonable, ensure_ascii=False)
+
+
+def _utf8(text: str) -> bytes:
+    # surrogatepass: a lone surrogate in a reply being repaired still gets a stable key.
+    return text.encode("utf-8", "surrogatepass")
 
 
 def _jsonable(value: Any) -> Any:
@@ -135,9 +141,9 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One cached reply."""
+class Entry(NamedTuple):
+    """One cached reply. A named tuple: a cached re-run reads one per call, and a tuple is
+    made several times faster than a frozen dataclass."""
 
     key: str
     model: str
@@ -226,13 +232,14 @@ class Cache:
                 ).fetchall()
             except sqlite3.Error as exc:
                 raise CacheError(f"cannot read the cache at {self.path}: {exc}") from None
+            make = Entry._make
             for row in rows:
-                found[row[0]] = Entry(*row)
+                found[row[0]] = make(row)
         return found
 
     def put(self, entry: Entry) -> None:
         # The one writer of the cache file: no secret goes in, whatever the prompt held.
-        entry = replace(entry, prompt=redact(entry.prompt), output=redact(entry.output))
+        entry = entry._replace(prompt=redact(entry.prompt), output=redact(entry.output))
         try:
             self._conn().execute(
                 "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

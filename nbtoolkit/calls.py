@@ -346,6 +346,32 @@ class Outcomes(Sequence[Outcome]):
         else:
             self._notes.pop(i, None)
 
+    def put_entry(self, i: int, entry: Entry) -> None:
+        """Store a cached reply for call ``i``: the same as ``self[i] = from_entry(entry)``,
+        straight into the columns (a cached re-run stores one per call)."""
+        latency, cost = entry.latency_s, entry.cost_usd
+        prompt, completion = entry.prompt_tokens, entry.completion_tokens
+        if not (
+            (latency is None or type(latency) is float)
+            and (cost is None or type(cost) is float)
+            and (prompt is None or (type(prompt) is int and 0 <= prompt < 2**63))
+            and (completion is None or (type(completion) is int and 0 <= completion < 2**63))
+        ):
+            self[i] = from_entry(entry)  # a value the columns cannot hold as it is
+            return
+        if self._state[i] == 2:
+            del self._whole[i]
+        self._state[i] = 1
+        self._output[i], self._error[i] = entry.output, None
+        self._latency[i] = math.nan if latency is None else latency
+        self._cost[i] = math.nan if cost is None else cost
+        self._ttft[i] = math.nan
+        self._prompt_tokens[i] = -1 if prompt is None else prompt
+        self._completion_tokens[i] = -1 if completion is None else completion
+        self._attempts[i], self._cached[i] = 0, 1
+        if self._notes:
+            self._notes.pop(i, None)
+
 
 Notes = tuple[str | None, str | None, int | None]
 

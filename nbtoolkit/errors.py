@@ -210,8 +210,10 @@ _cached: tuple[Any, tuple[str, ...]] = ((), ())
 def protect(value: str | None) -> None:
     """Never write ``value`` anywhere: ``redact`` will hide it from now on."""
     global _cached
-    if value and len(value) >= MIN_SECRET:
+    if value and len(value) >= MIN_SECRET and value not in _PROTECTED:
         _PROTECTED.add(value)
+        # Only a new value resets the secrets read: every run protects its keys again, and
+        # a reset also empties redact's memo of texts already made safe.
         _cached = ((), ())
 
 

@@ -20,7 +20,6 @@ import json
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -95,8 +94,8 @@ class RedisCache:
 
     def put(self, entry: Entry) -> None:
         # The one writer of shared entries: no secret goes in, whatever the prompt held.
-        entry = replace(entry, prompt=redact(entry.prompt), output=redact(entry.output))
-        value = json.dumps({**asdict(entry), "created": time.time()}, ensure_ascii=False)
+        entry = entry._replace(prompt=redact(entry.prompt), output=redact(entry.output))
+        value = json.dumps({**entry._asdict(), "created": time.time()}, ensure_ascii=False)
         try:
             self._redis().set(self.prefix + entry.key, value)
         except Exception as exc:

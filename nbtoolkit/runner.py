@@ -12,7 +12,7 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -80,6 +80,7 @@ class Runner:
         cache_mode: str = "off",
         progress: ProgressCallback | None = None,
         on_outcome: Callable[[Call, Outcome], None] | None = None,
+        on_cached: Callable[[Iterable[tuple[Call, Entry]]], None] | None = None,
         sleep: Sleep = asyncio.sleep,
         seed: int | None = None,
         max_cost_usd: float | None = None,
@@ -99,6 +100,9 @@ class Runner:
         self.cache_unread: str | None = None  # why the cache could not be read, if it could not
         self.progress_cb = progress
         self.on_outcome = on_outcome
+        # Told at once of every call a run's cache lookup answered (each with its entry), in
+        # place of ``on_outcome`` per call: a cached re-run is thousands of them.
+        self.on_cached = on_cached
         self.sleep = sleep
         self.rng = random.Random(seed)
         self.max_cost_usd = max_cost_usd
@@ -258,7 +262,8 @@ class Runner:
         A cached reply that needs repairing is handed on as that call's starting point, so a
         re-run repairs it the same way (from the cache) instead of keeping the bad reply.
         """
-        live = [c for c in calls if not providers.is_offline(c.model.id)]
+        offline = {m for m in {c.model.id for c in calls} if providers.is_offline(m)}
+        live = [c for c in calls if c.model.id not in offline]
         for call in live:
             if not call.key:
                 call.key = key_of(call, self.keys)
@@ -268,6 +273,7 @@ class Runner:
         del live
         pending: list[int] = []
         seeds: dict[int, Outcome] = {}
+        hits: list[int] = []  # positions answered by the cache
         for i, call in enumerate(calls):
             given = self.known(call) if self.known is not None and call.key else None
             if given is not None:
@@ -279,21 +285,46 @@ class Runner:
                 self._finished(call, given, report=False)
                 continue
             entry = found.get(call.key) if found and call.key else None
-            if entry is not None and self._needs_repair(entry.output):
-                seeds[i] = from_entry(entry)
-                pending.append(i)
-                continue
             if entry is not None:
-                outcome = from_entry(entry)
-            elif call.key and self.cache_mode == "replay-only" and not call.model.fallbacks:
+                if self._needs_repair(entry.output):
+                    seeds[i] = from_entry(entry)
+                    pending.append(i)
+                else:
+                    outcomes.put_entry(i, entry)
+                    hits.append(i)
+                continue
+            if call.key and self.cache_mode == "replay-only" and not call.model.fallbacks:
                 outcome = not_in_cache(self.cache_unread)
+                outcomes[i] = outcome
+                self._finished(call, outcome, report=False, position=i)
             else:
                 pending.append(i)
-                continue
-            outcomes[i] = outcome
-            self._finished(call, outcome, report=False, position=i)
+        self._finished_cached(calls, outcomes, hits, found)
         self._report()
         return pending, seeds
+
+    def _finished_cached(
+        self, calls: list[Call], outcomes: Outcomes, hits: list[int], found: dict[str, Entry]
+    ) -> None:
+        """``_finished`` for the calls the cache answered (``found`` by their keys), counted
+        and recorded together."""
+        if self.on_stream is not None or (self.on_cached is None and self.on_outcome is not None):
+            for i in hits:
+                self._finished(calls[i], outcomes[i], report=False, position=i)
+            return
+        done = self.state.done
+        for i in hits:
+            done[calls[i].model.label] += 1
+        if self.on_cached is None or not hits:
+            return
+        try:
+            self.on_cached((calls[i], found[calls[i].key]) for i in hits)
+        except Exception as exc:
+            self.not_recorded(
+                "audit",
+                f"the audit log could not be written ({_say(exc)})",
+                count=getattr(exc, "records", len(hits)),
+            )
 
     def _needs_repair(self, output: str | None) -> bool:
         return (
@@ -365,7 +396,7 @@ class Runner:
         hide = redactor(values_only=True)
         for key, entry in found.items():
             if entry.output and (hidden := hide(entry.output)) is not entry.output:
-                found[key] = replace(entry, output=hidden)
+                found[key] = entry._replace(output=hidden)
         return found
 
     async def _repair(self, call: Call, outcome: Outcome) -> Outcome:

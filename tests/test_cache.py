@@ -174,7 +174,10 @@ def test_the_plan_s_key_maker_gives_call_key_s_keys() -> None:
         value: int
 
     maker = KeyMaker()
-    messages = [{"role": "system", "content": "Réponds"}, {"role": "user", "content": "2+2? {x}"}]
+    rows = [
+        [{"role": "system", "content": "Réponds"}, {"role": "user", "content": "2+2? {x}"}],
+        [{"role": "user", "content": "lone \ud800 surrogate"}],
+    ]
     for params in (
         {},
         {"temperature": 0.2, "api_key": "sk-x", "timeout": 3, "extra_body": {"b": 1, "a": [2]}},
@@ -182,6 +185,64 @@ def test_the_plan_s_key_maker_gives_call_key_s_keys() -> None:
     ):
         for sample in (0, 3):
             for label in (None, "openai/m", "copy-1", 'modèle "ü"'):
-                for _ in range(2):  # the second time from the memo
-                    got = maker.key("openai/m", messages, params, sample, label)
-                    assert got == call_key("openai/m", messages, params, sample, label)
+                # Rows in turn, each twice: from the memo, and after another row's.
+                for messages in [*rows, *rows, rows[0]]:
+                    for model_id in ("openai/m", "openai/other"):
+                        got = maker.key(model_id, messages, params, sample, label)
+                        assert got == call_key(model_id, messages, params, sample, label)
+
+
+def test_a_cached_rerun_logs_every_call_as_its_first_run_did(data, tmp_path) -> None:
+    log = tmp_path / "audit.jsonl"
+    with FakeOpenAIServer(reply="The answer is 7", prompt_tokens=11, completion_tokens=4) as server:
+        first = nbt.orchestrate(
+            "{q}", [model(server), model(server, "local-b")], data=data, audit=str(log)
+        )
+        again = nbt.orchestrate(
+            "{q}", [model(server), model(server, "local-b")], data=data, audit=str(log)
+        )
+        assert server.request_count == 10
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    made = [r for r in records if r["run_id"] == first.run_id]
+    cached = [r for r in records if r["run_id"] == again.run_id]
+    assert len(made) == len(cached) == 10
+    assert all(r["cached"] and r["attempts"] == 0 and r["error"] is None for r in cached)
+
+    def same(r: dict) -> tuple:
+        return (
+            r["model"],
+            r["row"],
+            r["sample"],
+            r["params"],
+            r["prompt_sha256"],
+            r["output"],
+            r["prompt_tokens"],
+            r["completion_tokens"],
+        )
+
+    assert sorted(map(same, cached)) == sorted(map(same, made))
+    assert {r["prompt_tokens"] for r in cached} == {11}
+    assert again.outputs["cached"].all() and again.outputs["attempts"].eq(0).all()
+
+
+def test_a_cached_rerun_that_cannot_write_its_audit_log_keeps_every_answer(data, tmp_path) -> None:
+    with FakeOpenAIServer(reply="The answer is 7") as server:
+        nbt.orchestrate("{q}", [model(server)], data=data)
+        res = nbt.orchestrate("{q}", [model(server)], data=data, audit=str(tmp_path))
+        assert server.request_count == 5
+    assert res.outputs["output"].eq("The answer is 7").all() and res.outputs["cached"].all()
+    (warning,) = [w for w in res.warnings if "audit log" in w]
+    assert "Is a directory" in warning and "5 calls are not in the audit log" in warning
+
+
+def test_a_big_cached_rerun_that_cannot_write_its_audit_log_counts_every_record(
+    tmp_path,
+) -> None:
+    many = pd.DataFrame({"q": [f"question {i}" for i in range(700)]})  # records in batches
+    with FakeOpenAIServer(reply="The answer is 7") as server:
+        nbt.orchestrate("{q}", [model(server)], data=many, audit=False, concurrency=32)
+        res = nbt.orchestrate("{q}", [model(server)], data=many, audit=str(tmp_path))
+        assert server.request_count == 700
+    assert res.outputs["cached"].all()
+    (warning,) = [w for w in res.warnings if "audit log" in w]
+    assert "700 calls are not in the audit log" in warning

@@ -4,6 +4,7 @@ outlives its run, bad replies are never cached, duplicates are sent once, budget
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import random
@@ -18,7 +19,8 @@ import pytest
 
 import nbtoolkit as nbt
 from nbtoolkit import audit, providers
-from nbtoolkit.cache import Cache
+from nbtoolkit.cache import Cache, Entry
+from nbtoolkit.calls import Outcome, Outcomes, from_entry, skipped
 from nbtoolkit.loop import run_sync
 from nbtoolkit.providers import sim
 from nbtoolkit.runner import Call, RetryPolicy, Runner
@@ -582,3 +584,47 @@ def test_a_key_anywhere_in_an_audit_record_is_hidden(tmp_path, monkeypatch) -> N
     log.flush()
     text = log.path.read_text()
     assert secret not in text and secret[:12] not in text
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        Entry("k", "openai/m", "p", "The answer is 7", 12, 3, 0.00125, 0.4),
+        Entry("k", "openai/m", "p", "", None, None, None, None),  # an old or foreign entry
+        Entry("k", "openai/m", "p", "key sk-proj-" + "Q7r" * 12 + " in it", 1, 1, 0.0, 0.0),
+        Entry("k", "openai/m", "p", "bad \ud800 text", True, 2**70, 1, 2),  # odd types kept
+    ],
+)
+def test_a_cached_call_is_logged_and_stored_as_its_outcome_would_be(
+    entry, tmp_path, monkeypatch
+) -> None:
+    # A cached re-run takes a shorter way (columns and records made from the entry): it must
+    # give what the outcome of from_entry gives, byte for byte in the log.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-proj-" + "Q7r" * 12)
+    common = dict(
+        run_id="r",
+        model="openai/m",
+        row=3,
+        sample=1,
+        prompt_sha256="ab" * 8,
+        when="2026-12-01T00:00:00+0000",
+        params_logged={"temperature": 0},
+    )
+    slow, fast = audit.AuditLog(tmp_path / "slow.jsonl"), audit.AuditLog(tmp_path / "fast.jsonl")
+    slow.write(audit.call_record(outcome=from_entry(entry), params={}, messages=[], **common))
+    fast.write_many([audit.cached_record(entry=entry, **common)])
+    slow.flush(), fast.flush()
+    assert fast.path.read_bytes() == slow.path.read_bytes()
+    assert "Q7r" * 12 not in fast.path.read_text("utf-8", "surrogatepass")
+
+    def shown(o: Outcome) -> list:
+        return [
+            None if isinstance(v, float) and math.isnan(v) else v for v in dataclasses.astuple(o)
+        ]
+
+    by_outcome, by_entry = Outcomes(2), Outcomes(2)
+    by_outcome[1] = from_entry(entry)
+    by_entry[1] = skipped("was here before")  # replaced whole
+    by_entry.put_entry(1, entry)
+    assert shown(by_entry[1]) == shown(by_outcome[1])
+    assert by_entry.reply(1) == (entry.output, None) and by_entry.count_cached() == 1
