@@ -21,7 +21,7 @@ from . import providers, streaming, views
 from .audit import (
     AuditLog,
     AuditWriteError,
-    cached_record,
+    cached_lines,
     call_record,
     loggable_params,
     prompt_hash,
@@ -270,19 +270,22 @@ class _Auditor:
         )
 
     def cached(self, hits: Iterable[tuple[Call, Entry]]) -> None:
-        when, run_id = self._when(), self.run_id
         self.log.write_many(
-            cached_record(
-                run_id=run_id,
-                model=call.model.id,
-                row=call.row,
-                sample=call.sample,
-                entry=entry,
-                prompt_sha256=self._hash(call.messages),
-                when=when,
-                params_logged=self._params(call.params),
+            cached_lines(
+                run_id=self.run_id,
+                when=self._when(),
+                hits=(
+                    (
+                        call.model.id,
+                        self._params(call.params),
+                        call.row,
+                        call.sample,
+                        self._hash(call.messages),
+                        entry,
+                    )
+                    for call, entry in hits
+                ),
             )
-            for call, entry in hits
         )
 
 

@@ -593,6 +593,8 @@ def test_a_key_anywhere_in_an_audit_record_is_hidden(tmp_path, monkeypatch) -> N
         Entry("k", "openai/m", "p", "", None, None, None, None),  # an old or foreign entry
         Entry("k", "openai/m", "p", "key sk-proj-" + "Q7r" * 12 + " in it", 1, 1, 0.0, 0.0),
         Entry("k", "openai/m", "p", "bad \ud800 text", True, 2**70, 1, 2),  # odd types kept
+        # A shared cache's entry is JSON: its numbers may be anything.
+        Entry("k", "openai/m", "p", "ok", "sk-proj-" + "Q7r" * 12, [1.5], math.inf, {"a": 1}),
     ],
 )
 def test_a_cached_call_is_logged_and_stored_as_its_outcome_would_be(
@@ -612,10 +614,13 @@ def test_a_cached_call_is_logged_and_stored_as_its_outcome_would_be(
     )
     slow, fast = audit.AuditLog(tmp_path / "slow.jsonl"), audit.AuditLog(tmp_path / "fast.jsonl")
     slow.write(audit.call_record(outcome=from_entry(entry), params={}, messages=[], **common))
-    fast.write_many([audit.cached_record(entry=entry, **common)])
+    slow.write(audit.cached_record(entry=entry, **common))
+    hit = ("openai/m", common["params_logged"], 3, 1, "ab" * 8, entry)
+    fast.write_many(audit.cached_lines(run_id="r", when=common["when"], hits=[hit, hit]))
     slow.flush(), fast.flush()
     assert fast.path.read_bytes() == slow.path.read_bytes()
     assert "Q7r" * 12 not in fast.path.read_text("utf-8", "surrogatepass")
+    assert len(audit.read(fast.path)) == 2
 
     def shown(o: Outcome) -> list:
         return [
