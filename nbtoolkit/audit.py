@@ -25,8 +25,12 @@ from .errors import MIN_SECRET, redactor
 _SECRET_PARAMS = {"api_key", "nbt_store", "extra_headers"}
 
 
+# json.dumps(sort_keys=True, ensure_ascii=False), without making an encoder per prompt.
+_PROMPT_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False)
+
+
 def prompt_hash(messages: list[dict[str, Any]]) -> str:
-    blob = json.dumps(messages, sort_keys=True, ensure_ascii=False)
+    blob = _PROMPT_JSON.encode(messages)
     return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 

@@ -74,7 +74,7 @@ def call_key(
     }
     if label is not None and label != model_id:
         record["label"] = label
-    blob = json.dumps(record, sort_keys=True, default=_jsonable, ensure_ascii=False)
+    blob = _dumps(record)
     # surrogatepass: a lone surrogate in a reply being repaired still gets a stable key.
     return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -90,11 +90,11 @@ class KeyMaker:
     """
 
     def __init__(self) -> None:
-        # The last row's messages and the hash of the text up to them, copied per call.
+        # The last row's messages, the text before them, and the hash up to and with them.
         self._row: tuple[Any, str, Any] | None = None
-        # The encoded rest of the text, by (model id, label, parameters object, sample);
-        # the parameters object is kept alive, so its id is not reused.
-        self._tails: dict[tuple[str, str | None, int, Any], tuple[Any, bytes]] = {}
+        # By (model id, label, parameters object, sample): the parameters object (kept
+        # alive, so its id is not reused), the text before the messages, the encoded rest.
+        self._tails: dict[tuple[str, str | None, int, Any], tuple[Any, str, bytes]] = {}
 
     def key(
         self,
@@ -104,28 +104,39 @@ class KeyMaker:
         sample: int,
         label: str | None = None,
     ) -> str:
-        head = ""
-        if label is not None and label != model_id:
-            head = f'"label": {_dumps(label)}, '
-        row = self._row
-        if row is None or row[0] is not messages or row[1] != head:
-            text = f'{{{head}"messages": {_dumps(messages)}, '
-            row = self._row = (messages, head, hashlib.sha256(_utf8(text)))
         found = self._tails.get((model_id, label, id(params), sample))
         if found is None or found[0] is not params:
-            # json.dumps of an int is its str (a bool or a subclass would not be: left to json).
-            number = str(sample) if type(sample) is int else _dumps(sample)
-            shown = {k: v for k, v in params.items() if k not in _NOT_IN_KEY}
-            text = f'"model": {_dumps(model_id)}, "params": {_dumps(shown)}, "sample": {number}}}'
-            found = self._tails[(model_id, label, id(params), sample)] = (params, _utf8(text))
+            found = self._tails[(model_id, label, id(params), sample)] = _parts(
+                model_id, params, sample, label
+            )
+        row = self._row
+        if row is None or row[0] is not messages or row[1] != found[1]:
+            text = f'{found[1]}"messages": {_dumps(messages)}, '
+            row = self._row = (messages, found[1], hashlib.sha256(_utf8(text)))
         digest = row[2].copy()
-        digest.update(found[1])
+        digest.update(found[2])
         return str(digest.hexdigest())
 
 
+def _parts(
+    model_id: str, params: dict[str, Any], sample: int, label: str | None
+) -> tuple[Any, str, bytes]:
+    """A call's parts of call_key's text but its messages: ``(params, the text before the
+    messages, the rest encoded)``."""
+    head = "{"
+    if label is not None and label != model_id:
+        head = f'{{"label": {_dumps(label)}, '
+    # json.dumps of an int is its str (a bool or a subclass would not be: left to json).
+    number = str(sample) if type(sample) is int else _dumps(sample)
+    shown = {k: v for k, v in params.items() if k not in _NOT_IN_KEY}
+    rest = f'"model": {_dumps(model_id)}, "params": {_dumps(shown)}, "sample": {number}}}'
+    return params, head, _utf8(rest)
+
+
 def _dumps(value: Any) -> str:
-    """A value as ``call_key`` encodes it."""
-    return json.dumps(value, sort_keys=True, default=_jsonable, ensure_ascii=False)
+    """A value as ``call_key`` encodes it (``json.dumps`` with these options, without making
+    an encoder per call: that was most of the time of encoding a short prompt)."""
+    return _ENCODER.encode(value)
 
 
 def _utf8(text: str) -> bytes:
@@ -154,6 +165,8 @@ class Entry(NamedTuple):
     cost_usd: float | None
     latency_s: float | None
 
+
+_ENCODER = json.JSONEncoder(sort_keys=True, default=_jsonable, ensure_ascii=False)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (

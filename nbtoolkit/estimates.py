@@ -32,7 +32,7 @@ from .budget import prompt_tokens as _count
 from .cache import Cache, cache_dir
 from .formatting import format_cost
 from .spec import Model, as_models
-from .templating import Template
+from .templating import Template, rows_of
 
 __all__ = ["DEFAULT_MAX_TOKENS", "Estimate", "estimate"]
 
@@ -198,8 +198,7 @@ def estimate(
     variables = dict(variables or {})
     columns = [str(c) for c in data.columns] if data is not None else []
     template.check(set(columns) | set(variables))
-    rows = data.to_dict("records") if data is not None else [{}]
-    texts = [template.render({str(k): v for k, v in row.items()}, variables) for row in rows]
+    texts = [template.render(values, variables) for values in rows_of(data)]
     typical = typical_completion_tokens(cache_path)
     notes: list[str] = []
     records = []

@@ -42,7 +42,7 @@ from .spec import (
     check_litellm_params,
     invalid_argument,
 )
-from .templating import Template
+from .templating import Template, rows_of
 
 SCHEMA_INSTRUCTION = (
     "\n\nReply with only a JSON object that matches this JSON schema:\n```json\n{schema}\n```"
@@ -291,7 +291,7 @@ def plan_run(
         run_params["seed"] = seed
     run_params.update(params or {})
 
-    rows = data.to_dict("records") if data is not None else [{}]
+    rows = rows_of(data)
     instruction = (
         SCHEMA_INSTRUCTION.format(schema=json.dumps(schema.model_json_schema(), indent=1))  # type: ignore[attr-defined]
         if schema is not None
@@ -316,8 +316,7 @@ def plan_run(
         for position, model in enumerate(panel)
     ]
     keys = KeyMaker()
-    for row_number, row in enumerate(rows):
-        values = {str(k): v for k, v in row.items()}
+    for row_number, values in enumerate(rows):
         _check_missing(template, values, row_number)
         text = template.render(values, variables)
         prompts.append(text)
@@ -363,6 +362,8 @@ def _check_missing(template: Template, values: dict[str, Any], row: int) -> None
 def _is_missing(value: Any) -> bool:
     if value is None:
         return True
+    if type(value) is str:
+        return False
     try:
         return bool(pd.isna(value))
     except (TypeError, ValueError):

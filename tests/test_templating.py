@@ -63,3 +63,43 @@ def test_text_without_braces_is_unchanged(text: str) -> None:
 
 def test_escaped_json_example_in_str_format_style() -> None:
     assert render('{{"a": {{"b": 1}}}} {x}', {"x": "!"}) == '{"a": {"b": 1}} !'
+
+
+def test_rows_are_read_as_to_dict_records_reads_them() -> None:
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    from nbtoolkit.templating import rows_of
+
+    frame = pd.DataFrame(
+        {
+            "text": ["a", "b", None],
+            "whole": [1, 2, 3],
+            "real": [1.0, math.nan, 2.5],
+            "nullable": pd.array([1, None, 3], dtype="Int64"),
+            "flag": [True, False, True],
+            "when": pd.to_datetime(["2024-01-01", None, "2024-03-01"]),
+            "kind": pd.Categorical(["x", "y", "x"]),
+            # An object column holding numpy scalars, NA and other objects.
+            "mixed": pd.Series([np.int64(4), np.float32(2.0), pd.NA], dtype=object),
+            "odd": pd.Series([np.bool_(True), np.datetime64("2024-01-02"), [1, 2]], dtype=object),
+            7: ["seven", "7", "sept"],
+        }
+    )
+    frame["str"] = pd.Series(["s", "t", None], dtype="string")
+
+    def same(a: object, b: object) -> bool:
+        if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+            return True
+        return type(a) is type(b) and (a is b or a == b)
+
+    want = [{str(k): v for k, v in r.items()} for r in frame.to_dict("records")]
+    got = rows_of(frame)
+    assert [list(r) for r in got] == [list(r) for r in want]
+    for g, w in zip(got, want, strict=True):
+        for name in w:
+            assert same(g[name], w[name]), (name, g[name], w[name])
+    assert rows_of(None) == [{}]
+    assert rows_of(pd.DataFrame(index=range(2))) == [{}, {}]
