@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,31 +78,89 @@ def read_reply(model_id: str, extractor: Callable[[Any], Any], output: str | Non
 
 def candidates_of(
     calls: list[Call], outcomes: Outcomes, extracted: list[Extracted | None]
-) -> dict[int, list[Candidate]]:
+) -> RowCandidates:
     """Each row's candidates from the calls made so far (skipped, cancelled and pending ones
     left out: none of them is an answer the panel gave, so none lowers a row's confidence)."""
-    by_row: dict[int, list[Candidate]] = {}
-    for call in calls:
-        reply = outcomes.reply(call.index)
-        read = extracted[call.index]
-        if reply is None or read is None:
-            continue
-        output, error = reply
-        if is_skipped(error) or is_cancelled(error):
-            continue
-        answer, valid, _ = read
-        by_row.setdefault(call.row, []).append(
-            Candidate(
-                model=call.model.label,
-                sample=call.sample,
-                answer=answer,
-                valid=valid and output is not None,
-                weight=call.model.weight,
-                position=call.position,
-                output=output,
+    return RowCandidates(calls, outcomes, extracted)
+
+
+class RowCandidates(Mapping[int, list[Candidate]]):
+    """Each row's candidates, by row (rows without one are not in it), in the order of the
+    calls; a row's list is made when it is read, from the outcomes as they are then.
+
+    Made on demand, not all at once: a run's candidates, one per call, would live until
+    every row is decided and so reach the garbage collector's oldest generation, which
+    makes its full collections (over the whole process) come sooner.
+    """
+
+    def __init__(
+        self, calls: list[Call], outcomes: Outcomes, extracted: list[Extracted | None]
+    ) -> None:
+        self._calls, self._outcomes, self._extracted = calls, outcomes, extracted
+        # Each row's calls, as a span of ``order`` (positions in ``calls``, by row).
+        order = list(range(len(calls)))
+        if any(calls[i].row > calls[i + 1].row for i in range(len(calls) - 1)):
+            order.sort(key=lambda i: calls[i].row)  # stable: a row's calls keep their order
+        self._order = order
+        self._spans: dict[int, tuple[int, int]] = {}
+        start = 0
+        for end in range(1, len(order) + 1):
+            if end == len(order) or calls[order[end]].row != calls[order[start]].row:
+                self._spans[calls[order[start]].row] = (start, end)
+                start = end
+        self._rows = list(dict.fromkeys(call.row for call in calls))  # first seen first
+
+    def _make(self, row: int) -> list[Candidate]:
+        span = self._spans.get(row)
+        if span is None:
+            return []
+        made = []
+        calls, outcomes, extracted = self._calls, self._outcomes, self._extracted
+        for position in range(*span):
+            call = calls[self._order[position]]
+            reply = outcomes.reply(call.index)
+            read = extracted[call.index]
+            if reply is None or read is None:
+                continue
+            output, error = reply
+            if is_skipped(error) or is_cancelled(error):
+                continue
+            answer, valid, _ = read
+            model = call.model
+            made.append(
+                Candidate(
+                    model=model.label,
+                    sample=call.sample,
+                    answer=answer,
+                    valid=valid and output is not None,
+                    weight=model.weight,
+                    position=call.position,
+                    output=output,
+                )
             )
-        )
-    return by_row
+        return made
+
+    def __getitem__(self, row: int) -> list[Candidate]:
+        made = self._make(row)
+        if not made:
+            raise KeyError(row)
+        return made
+
+    def get(self, row: int, default: Any = None) -> Any:  # one pass, not two
+        made = self._make(row)
+        return made if made else default
+
+    def __iter__(self) -> Iterator[int]:
+        return (row for row in self._rows if self._make(row))
+
+    def items(self) -> Iterator[tuple[int, list[Candidate]]]:  # type: ignore[override]
+        for row in self._rows:
+            made = self._make(row)
+            if made:
+                yield row, made
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 async def execute(
@@ -161,7 +219,7 @@ def row_context(row: int, prompt: str, seed: int | None) -> RowContext:
 
 
 async def follow_up(
-    rows: dict[int, list[Candidate]],
+    rows: Mapping[int, list[Candidate]],
     prompts: dict[int, str],
     strategy: Any,
     run_params: dict[str, Any],

@@ -11,7 +11,7 @@ import functools
 import hashlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,7 @@ def collect(
     outcomes: Sequence[Outcome],
     followups: dict[int, FollowUpCall],
     extracted: Sequence[consensus_mod.Extracted | None],
-    candidates: dict[int, list[Candidate]],
+    candidates: Mapping[int, list[Candidate]],
     *,
     run_id: str,
     wall_s: float,
@@ -306,7 +306,7 @@ _EMPTY_OUTPUTS = pd.DataFrame(
 def _consensus(
     plan: Plan,
     outputs: pd.DataFrame,
-    candidates: dict[int, list[Candidate]],
+    candidates: Mapping[int, list[Candidate]],
     followups: dict[int, FollowUpCall],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     row_costs: dict[int, list[float]] = {i: [] for i in range(len(plan.prompts))}

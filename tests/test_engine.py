@@ -365,3 +365,30 @@ def test_response_format_only_where_litellm_says_the_model_supports_it() -> None
     assert "response_format" not in by_model["openai/unknown-local"].params
     assert "response_format" not in by_model["sim/swift-mini"].params
     assert all("JSON schema" in c.messages[-1]["content"] for c in plan.calls)
+
+
+def test_each_row_s_candidates_are_its_answered_calls_in_call_order() -> None:
+    from nbtoolkit.calls import Call, Outcome, Outcomes, cancelled_outcome, skipped
+    from nbtoolkit.consensus import candidates_of
+
+    a, b = nbt.Model("sim/swift-mini"), nbt.Model("sim/steady-pro", weight=2.0)
+    # Rows out of order, as a stage's calls or a caller's own list may be.
+    plan = [(2, a), (0, a), (2, b), (0, b), (1, a), (3, a)]
+    calls = [Call(i, row, m, int(m is b), 0, [], {}) for i, (row, m) in enumerate(plan)]
+    outcomes = Outcomes(len(calls))
+    outcomes[0] = Outcome(output="7")
+    outcomes[1] = Outcome(error="APIError: boom")  # a failure is a candidate, not valid
+    outcomes[2] = Outcome(output="8")
+    outcomes[3] = skipped("not needed")  # left out
+    outcomes[4] = cancelled_outcome()  # left out: row 1 has none
+    # call 5 has no outcome yet: left out, so row 3 has none
+    extracted = [("7", True, None), (None, False, None), ("8", True, None), None, None, None]
+    rows = candidates_of(calls, outcomes, extracted)
+    assert list(rows) == [2, 0] and len(rows) == 2 and 1 not in rows and 3 not in rows
+    assert [(c.model, c.answer, c.valid, c.weight, c.position) for c in rows[2]] == [
+        ("sim/swift-mini", "7", True, 1.0, 0),
+        ("sim/steady-pro", "8", True, 2.0, 1),
+    ]
+    assert [(c.answer, c.valid) for c in rows[0]] == [(None, False)]
+    assert rows.get(1) is None and rows.get(3, []) == []
+    assert dict(rows.items()) == {2: rows[2], 0: rows[0]}
