@@ -273,44 +273,57 @@ class Runner:
         # included) come about twice as often.
         for start in range(0, len(calls), _CACHE_CHUNK):
             chunk = range(start, min(start + _CACHE_CHUNK, len(calls)))
-            live = [calls[i] for i in chunk if calls[i].model.id not in offline]
-            for call in live:
-                if not call.key:
-                    call.key = key_of(call, self.keys)
-            found: dict[str, Entry] = {}
-            if self.cache is not None and self.cache_mode in ("use", "replay-only") and live:
-                found = self._lookup([c.key for c in live])
-            del live
-            hits: list[int] = []  # positions answered by the cache
-            for i in chunk:
-                call = calls[i]
-                given = self.known(call) if self.known is not None and call.key else None
-                if given is not None:
-                    if self._needs_repair(given.output):
-                        seeds[i] = given
-                        pending.append(i)
-                        continue
-                    outcomes[i] = given
-                    self._finished(call, given, report=False)
-                    continue
-                entry = found.get(call.key) if found and call.key else None
-                if entry is not None:
-                    if self._needs_repair(entry.output):
-                        seeds[i] = from_entry(entry)
-                        pending.append(i)
-                    else:
-                        outcomes.put_entry(i, entry)
-                        hits.append(i)
-                    continue
-                if call.key and self.cache_mode == "replay-only" and not call.model.fallbacks:
-                    outcome = not_in_cache(self.cache_unread)
-                    outcomes[i] = outcome
-                    self._finished(call, outcome, report=False, position=i)
-                else:
-                    pending.append(i)
-            self._finished_cached(calls, outcomes, hits, found)
+            self._from_cache_chunk(calls, chunk, offline, outcomes, pending, seeds)
         self._report()
         return pending, seeds
+
+    def _from_cache_chunk(
+        self,
+        calls: list[Call],
+        chunk: range,
+        offline: set[str],
+        outcomes: Outcomes,
+        pending: list[int],
+        seeds: dict[int, Outcome],
+    ) -> None:
+        """``_from_cache`` for the calls at the positions ``chunk``: their outcomes filled,
+        or their positions added to ``pending`` (with a starting point in ``seeds``)."""
+        live = [calls[i] for i in chunk if calls[i].model.id not in offline]
+        for call in live:
+            if not call.key:
+                call.key = key_of(call, self.keys)
+        found: dict[str, Entry] = {}
+        if self.cache is not None and self.cache_mode in ("use", "replay-only") and live:
+            found = self._lookup([c.key for c in live])
+        del live
+        hits: list[int] = []  # positions answered by the cache
+        for i in chunk:
+            call = calls[i]
+            given = self.known(call) if self.known is not None and call.key else None
+            if given is not None:
+                if self._needs_repair(given.output):
+                    seeds[i] = given
+                    pending.append(i)
+                    continue
+                outcomes[i] = given
+                self._finished(call, given, report=False)
+                continue
+            entry = found.get(call.key) if found and call.key else None
+            if entry is not None:
+                if self._needs_repair(entry.output):
+                    seeds[i] = from_entry(entry)
+                    pending.append(i)
+                else:
+                    outcomes.put_entry(i, entry)
+                    hits.append(i)
+                continue
+            if call.key and self.cache_mode == "replay-only" and not call.model.fallbacks:
+                outcome = not_in_cache(self.cache_unread)
+                outcomes[i] = outcome
+                self._finished(call, outcome, report=False, position=i)
+            else:
+                pending.append(i)
+        self._finished_cached(calls, outcomes, hits, found)
 
     def _finished_cached(
         self, calls: list[Call], outcomes: Outcomes, hits: list[int], found: dict[str, Entry]
