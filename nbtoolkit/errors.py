@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -202,19 +203,25 @@ HIDDEN = "***"
 # when cut short, since their pieces are as secret as the whole and occur nowhere else.
 _KEYLIKE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-.+=]*")
 
-# Values of variables named by api_key_env=, whatever the variable is called.
+# Values of variables named by api_key_env=, whatever the variable is called; the count of
+# values added so far, which the secrets read are checked against (see _secret_values).
 _PROTECTED: set[str] = set()
+_protected_added = 0
+_protecting = threading.Lock()
 _cached: tuple[Any, tuple[str, ...]] = ((), ())
 
 
 def protect(value: str | None) -> None:
     """Never write ``value`` anywhere: ``redact`` will hide it from now on."""
-    global _cached
+    global _protected_added
     if value and len(value) >= MIN_SECRET and value not in _PROTECTED:
-        _PROTECTED.add(value)
-        # Only a new value resets the secrets read: every run protects its keys again, and
-        # a reset also empties redact's memo of texts already made safe.
-        _cached = ((), ())
+        with _protecting:
+            _PROTECTED.add(value)
+            # Counted after it is added: a reader of the secrets that saw the count before
+            # may have missed the value, and reads them again (see _secret_values). Only a
+            # new value counts: every run protects its keys again, and reading the secrets
+            # again also empties redact's memo of texts already made safe.
+            _protected_added += 1
 
 
 def protect_url(url: str | None) -> None:
@@ -240,8 +247,13 @@ def _secret_values() -> tuple[str, ...]:
     # Reading os.environ costs ~40 us; redact runs for every reply, so the list is rebuilt
     # only when the environment changed (a snapshot compares in ~1 us).
     raw = getattr(os.environ, "_data", None)
-    snapshot: Any = tuple(raw.items()) if isinstance(raw, dict) else tuple(os.environ.items())
-    if snapshot == _cached[0] and snapshot:
+    # The count first: a value protected while the list below is made changes the count,
+    # so the list is made again next time, never kept without it (another thread's run).
+    snapshot: Any = (
+        _protected_added,
+        tuple(raw.items()) if isinstance(raw, dict) else tuple(os.environ.items()),
+    )
+    if snapshot == _cached[0]:
         return _cached[1]
     # A *_KEY_ENV variable (NBTOOLKIT_PROXY_KEY_ENV) holds the name of a key's variable,
     # which messages must be able to name; the key itself is that variable's value.

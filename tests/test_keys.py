@@ -400,3 +400,26 @@ def test_another_key_that_starts_like_the_secret_is_hidden_whole(monkeypatch) ->
         hidden = redact(text)
         assert other[8:] not in hidden and mine[8:20] not in hidden, hidden
     assert redact(f"keys {mine} and {other}.") == "keys *** and ***."
+
+
+def test_a_key_protected_while_another_thread_reads_the_secrets_is_hidden_after(
+    monkeypatch,
+) -> None:
+    # Another thread's run protects its key while this one is making the list of secrets
+    # (simulated: the protect happens inside the sort that ends the list). The list made
+    # without the key must not be kept: the next redact hides it.
+    from nbtoolkit import errors
+
+    key = "zz-new-service-key-" + "9" * 12
+    errors.protect("a-value-never-seen-" + "1" * 12)  # the list is made again on next read
+    real = sorted
+
+    def meanwhile(*args, **kwargs):
+        errors.protect(key)
+        monkeypatch.setattr(errors, "sorted", real, raising=False)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(errors, "sorted", meanwhile, raising=False)
+    errors.redact("anything")
+    errors.protect(key)  # the next run protects it again: nothing new
+    assert redact(f"echo {key}") == "echo ***"
