@@ -94,7 +94,7 @@ class KeyMaker:
         self._row: tuple[Any, str, Any] | None = None
         # By (model id, label, parameters object, sample): the parameters object (kept
         # alive, so its id is not reused), the text before the messages, the encoded rest.
-        self._tails: dict[tuple[str, str | None, int, Any], tuple[Any, str, bytes]] = {}
+        self._tails: dict[tuple[str, str | None, int, Any, type], tuple[Any, str, bytes]] = {}
 
     def key(
         self,
@@ -104,11 +104,11 @@ class KeyMaker:
         sample: int,
         label: str | None = None,
     ) -> str:
-        found = self._tails.get((model_id, label, id(params), sample))
+        # The sample's type too: True == 1 == 1.0, but each is written its own way.
+        memo = (model_id, label, id(params), sample, type(sample))
+        found = self._tails.get(memo)
         if found is None or found[0] is not params:
-            found = self._tails[(model_id, label, id(params), sample)] = _parts(
-                model_id, params, sample, label
-            )
+            found = self._tails[memo] = _parts(model_id, params, sample, label)
         row = self._row
         if row is None or row[0] is not messages or row[1] != found[1]:
             text = f'{found[1]}"messages": {_dumps(messages)}, '

@@ -183,7 +183,7 @@ def test_the_plan_s_key_maker_gives_call_key_s_keys() -> None:
         {"temperature": 0.2, "api_key": "sk-x", "timeout": 3, "extra_body": {"b": 1, "a": [2]}},
         {"response_format": Answer, "seed": 4, "nbt_store": "x"},
     ):
-        for sample in (0, 3):
+        for sample in (0, 3, 1, True, 1.0):  # equal as dict keys, each written its own way
             for label in (None, "openai/m", "copy-1", 'modèle "ü"'):
                 # Rows in turn, each twice: from the memo, and after another row's.
                 for messages in [*rows, *rows, rows[0]]:
