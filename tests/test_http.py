@@ -87,6 +87,23 @@ def test_timeout_is_an_error_row_not_a_hang() -> None:
     assert res.outputs["output"].iloc[1] is not None
 
 
+def test_with_no_timeout_set_a_hung_request_still_ends_as_litellm_s_would(monkeypatch) -> None:
+    import os
+
+    from nbtoolkit.providers import openai_http
+
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    # The lean client's limit when the run sets none is litellm's own default.
+    assert litellm.request_timeout == openai_http.DEFAULT_TIMEOUT_S
+    monkeypatch.setattr(openai_http, "DEFAULT_TIMEOUT_S", 0.5)
+    with FakeOpenAIServer(reply="ok", faults={0: "hang"}, hang_seconds=30) as server:
+        res = run("hi", [local(server), "sim/swift-mini"], retries=0)  # timeout=None
+    assert res.outputs["error"].iloc[0].startswith("Timeout")
+    assert res.meta["transports"]["openai/local"] == "aiohttp"
+
+
 def test_client_errors_are_not_retried() -> None:
     with FakeOpenAIServer(reply="ok") as server:
         wrong_path = nbt.Model(

@@ -54,6 +54,11 @@ __all__ = [
 # and never writes to a connection the server is closing (httpx, litellm's client, keeps 5 s).
 KEEPALIVE_S = 4.0
 
+# A request's time limit when the run sets none: litellm's own default (its
+# ``request_timeout``), so a connection dropped without a word ends as a timeout in the
+# end on either path, instead of waiting forever on this one.
+DEFAULT_TIMEOUT_S = 6000.0
+
 
 class SessionPool:
     """The aiohttp sessions of one run, by (base URL, key); ``close()`` ends them all, but
@@ -405,7 +410,7 @@ async def complete(
                 data=body,
                 headers=headers or None,
                 proxy=pool.proxies.get(str(record.api_base)),
-                timeout=aiohttp.ClientTimeout(total=timeout) if timeout else None,
+                timeout=aiohttp.ClientTimeout(total=timeout or DEFAULT_TIMEOUT_S),
             ) as response:
                 status, reply_headers = response.status, response.headers
                 sse = "text/event-stream" in response.headers.get("Content-Type", "")
@@ -414,7 +419,7 @@ async def complete(
                     return _reply(record, data)
                 raw = await response.read()
         except asyncio.TimeoutError:
-            raise RequestTimeout(timeout or 0) from None
+            raise RequestTimeout(timeout or DEFAULT_TIMEOUT_S) from None
         except aiohttp.ClientError as exc:
             raise APIConnectionError(f"{type(exc).__name__}: {exc}", url) from exc
     finally:
