@@ -509,3 +509,31 @@ def test_a_report_kernel_is_not_interrupted_when_it_is_shut_down() -> None:
     manager.shutting_down = False  # a real interrupt (a cell timeout) still goes through
     asyncio.run(manager._async_interrupt_kernel())
     assert len(sent) == 1
+
+
+def test_a_report_notebook_stays_readable_when_a_secret_is_made_of_digits(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import json
+
+    from nbtoolkit.report.run import _redact_file, write_notebook
+
+    token = "4815162342108"  # a numeric token: its pieces occur inside numbers
+    monkeypatch.setenv("MY_APP_TOKEN", token)
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_code_cell(f"print('{token}')"))
+    nb.metadata["papermill"] = {"duration": 0.4815162342108, "count": 14815162342108}
+    for path in (tmp_path / "a.ipynb", tmp_path / "b.ipynb"):
+        if path.name == "a.ipynb":
+            write_notebook(nb, path)
+        else:  # a partial notebook left by a failed cell, redacted in place
+            path.write_text(nbformat.writes(nb), encoding="utf-8")
+            _redact_file(path)
+        text = path.read_text(encoding="utf-8")
+        assert token not in text.replace("0.4815162342108", "").replace("14815162342108", "")
+        back = json.loads(text)  # still JSON
+        assert back["metadata"]["papermill"] == {
+            "duration": 0.4815162342108,
+            "count": 14815162342108,
+        }
+        assert "".join(back["cells"][0]["source"]) == "print('***')"

@@ -177,19 +177,42 @@ def execute(
 
 
 def _redact_file(path: Path) -> None:
-    if path.is_file():
+    if not path.is_file():
+        return
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+    except Exception:  # not a whole notebook (a write cut short): redact it as text
         text = path.read_text(encoding="utf-8")
         clean = redact(text)
         if clean != text:
             path.write_text(clean, encoding="utf-8")
+        return
+    write_notebook(nb, path)
 
 
 def write_notebook(nb: Any, path: Path) -> None:
     """Write ``nb`` with every secret redacted (outputs, tracebacks, metadata): the one
-    writer of report notebooks."""
+    writer of report notebooks.
+
+    Each text in the notebook is redacted, not the JSON written: a secret made of digits (a
+    numeric token) would otherwise hide part of a number and leave a file no reader opens.
+    """
     import nbformat
 
-    path.write_text(redact(nbformat.writes(nb)), encoding="utf-8")
+    path.write_text(nbformat.writes(nbformat.from_dict(_redacted(nb))), encoding="utf-8")
+
+
+def _redacted(node: Any) -> Any:
+    """``node`` (a notebook's dicts, lists and values) with every string redacted."""
+    if isinstance(node, str):
+        return redact(node)
+    if isinstance(node, dict):
+        return {redact(k) if isinstance(k, str) else k: _redacted(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_redacted(v) for v in node]
+    return node
 
 
 def record(nb: Any, output: Path, template: str, values: Mapping[str, Any]) -> dict[str, Any]:
