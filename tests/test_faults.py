@@ -43,8 +43,13 @@ def rows(n: int) -> pd.DataFrame:
     return pd.DataFrame({"q": [f"question {i}" for i in range(n)]})
 
 
-def quiet_after(server: FakeOpenAIServer, seconds: float = 0.5) -> int:
-    """Requests the server received in ``seconds`` after the run returned (must be 0)."""
+def quiet_after(server: FakeOpenAIServer, seconds: float = 0.5, grace: float = 0.2) -> int:
+    """Requests the server received in ``seconds`` after the run returned (must be 0).
+
+    Counted from ``grace`` seconds after the return: a request the client had written
+    before it returned was sent before, but the server's thread (in this busy process) may
+    read it a moment later. A call left running would go on sending, and be seen."""
+    time.sleep(grace)
     before = server.request_count
     time.sleep(seconds)
     return server.request_count - before
