@@ -118,7 +118,7 @@ class AuditLog:
             hide = redactor()  # the environment's secrets read once per batch
             shared: dict[int, Any] = {}  # a params dict many records hold, made safe once
             data = b"".join(
-                [r if type(r) is bytes else _encode(r, hide, shared) for r in pending]  # type: ignore[arg-type]
+                [r if isinstance(r, bytes) else _encode(r, hide, shared) for r in pending]
             )
             try:
                 self._append(data)
@@ -184,12 +184,7 @@ def _clean_record(
     run writes one per call."""
     clean = record.copy()
     for k in _TEXTS:
-        v = record[k]
-        if type(v) is str:
-            if len(v) >= MIN_SECRET:
-                clean[k] = hide(v)
-        elif v is not None:
-            clean[k] = _safe(v, hide)
+        clean[k] = _safe(record[k], hide)
     for k in _MEASURES:
         v = record[k]
         if type(v) not in _NUMBERS:
@@ -388,8 +383,7 @@ def _head(
     shared: dict[int, Any],
 ) -> bytes | None:
     """The shared start of a model's cached lines, up to the comma before "row"."""
-    shown = hide(model) if len(model) >= MIN_SECRET else model
-    head = {"run_id": run_id, "time": when, "model": shown}
+    head = {"run_id": run_id, "time": when, "model": _safe(model, hide)}
     head["params"] = _safe_params(params, hide, shared)
     try:
         return orjson.dumps(head, default=str)[:-1] + b","
@@ -399,12 +393,7 @@ def _head(
 
 def _tail(row: int, sample: int, sha: str, entry: Any, hide: Callable[[str], str]) -> bytes | None:
     """A cached line's own fields, from "row" to the end of the line."""
-    output = entry.output
-    if type(output) is str:
-        if len(output) >= MIN_SECRET:
-            output = hide(output)
-    elif output is not None:
-        output = _safe(output, hide)
+    output = _safe(entry.output, hide)
     tokens, more = entry.prompt_tokens, entry.completion_tokens
     cost, latency = entry.cost_usd, entry.latency_s
     numbers = _NUMBERS

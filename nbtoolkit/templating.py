@@ -14,7 +14,7 @@ that name it is literal text too.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import TemplateError
@@ -118,34 +118,38 @@ def rows_of(data: Any) -> list[dict[str, Any]]:
 
     names = [str(c) for c in data.columns]
     columns = []
+    native = _native()
     for position in range(data.shape[1]):
         column = data.iloc[:, position]
         values = column.tolist()
         if column.dtype == object or isinstance(column.dtype, ExtensionDtype):
-            values = [v if type(v) is str else _native(v) for v in values]
+            values = [v if type(v) is str else native(v) for v in values]
         columns.append(values)
     if not columns:
         return [{} for _ in range(len(data))]
     return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
-def _native(value: Any) -> Any:
+def _native() -> Callable[[Any], Any]:
     """pandas' ``maybe_box_native``, which ``to_dict`` applies to object and extension
-    columns."""
+    columns (pandas imported here, once per frame: importing nbtoolkit does not)."""
     import numpy as np
     import pandas as pd
     from pandas.api.types import is_bool, is_float, is_integer
 
-    if is_float(value):
-        return float(value)
-    if is_integer(value):
-        return int(value)
-    if is_bool(value):
-        return bool(value)
-    if isinstance(value, np.datetime64):
-        return pd.Timestamp(value)
-    if isinstance(value, np.timedelta64):
-        return pd.Timedelta(value)
-    if value is pd.NA:
-        return None
-    return value
+    def box(value: Any) -> Any:
+        if is_float(value):
+            return float(value)
+        if is_integer(value):
+            return int(value)
+        if is_bool(value):
+            return bool(value)
+        if isinstance(value, np.datetime64):
+            return pd.Timestamp(value)
+        if isinstance(value, np.timedelta64):
+            return pd.Timedelta(value)
+        if value is pd.NA:
+            return None
+        return value
+
+    return box
