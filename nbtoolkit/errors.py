@@ -253,8 +253,9 @@ def _secret_values() -> tuple[str, ...]:
         _protected_added,
         tuple(raw.items()) if isinstance(raw, dict) else tuple(os.environ.items()),
     )
-    if snapshot == _cached[0]:
-        return _cached[1]
+    cached = _cached  # one read: another thread may store a list between two
+    if snapshot == cached[0]:
+        return cached[1]
     # A *_KEY_ENV variable (NBTOOLKIT_PROXY_KEY_ENV) holds the name of a key's variable,
     # which messages must be able to name; the key itself is that variable's value.
     values = {
@@ -356,15 +357,17 @@ def redactor(values_only: bool = False) -> Callable[[str], str]:
 
 
 def _redact(text: str, secrets: tuple[str, ...], extra: list[str] | None) -> str:
-    global _memo_for
+    global _memo_state
     # The same short texts (model ids, parameters, error lines) come back on every call of a
-    # run: each is redacted once per set of secrets.
-    memo = not extra and len(text) <= _MEMO_TEXT
-    if memo:
-        if secrets is not _memo_for:
-            _memo.clear()
-            _memo_for = secrets
-        done = _memo.get(text)
+    # run: each is redacted once per set of secrets. The memo is read and replaced whole,
+    # with its secrets: a thread still on older secrets never fills the newer ones' memo.
+    memo: dict[str, str] | None = None
+    if not extra and len(text) <= _MEMO_TEXT:
+        state = _memo_state
+        if state[0] is not secrets:
+            state = _memo_state = (secrets, {})
+        memo = state[1]
+        done = memo.get(text)
         if done is not None:
             return done
     original = text
@@ -377,8 +380,8 @@ def _redact(text: str, secrets: tuple[str, ...], extra: list[str] | None) -> str
     text = _hide_shapes(text)
     for value in values:
         text = _hide_pieces(text, value)
-    if memo and _memo_for is secrets and len(_memo) < _MEMO_SIZE:
-        _memo[original] = text
+    if memo is not None and len(memo) < _MEMO_SIZE:
+        memo[original] = text
     return text
 
 
@@ -402,8 +405,7 @@ def _hide_shapes(text: str) -> str:
 
 
 _MEMO_TEXT, _MEMO_SIZE = 512, 20_000
-_memo: dict[str, str] = {}
-_memo_for: tuple[str, ...] = ()
+_memo_state: tuple[tuple[str, ...], dict[str, str]] = ((), {})
 
 
 def clip(text: str, limit: int, marker: str = "") -> str:

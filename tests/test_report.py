@@ -537,3 +537,19 @@ def test_a_report_notebook_stays_readable_when_a_secret_is_made_of_digits(
             "count": 14815162342108,
         }
         assert "".join(back["cells"][0]["source"]) == "print('***')"
+
+
+def test_a_secret_holding_html_characters_is_hidden_in_the_report_page(monkeypatch) -> None:
+    pytest.importorskip("nbconvert")
+    from nbtoolkit.report.run import to_html
+
+    secret = 'ab"cd\\ef1234567890<&>'  # nbconvert writes it as ...&lt;&amp;&gt;
+    monkeypatch.setenv("MY_SECRET", secret)
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("print(secret)")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"the key: {secret}\n")]
+    nb.cells.append(cell)
+    page = to_html(nb)
+    assert "the key: ***" in page
+    assert "1234567890" not in page and "ab&quot;cd" not in page and 'ab"cd' not in page
+    assert nb.cells[0].outputs[0]["text"] == f"the key: {secret}\n"  # the notebook as it was

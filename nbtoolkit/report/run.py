@@ -22,7 +22,6 @@ imports it.
 
 from __future__ import annotations
 
-import copy
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -260,9 +259,12 @@ a.anchor-link{display:none}
 def to_html(nb: Any, *, show_input: bool = False, title: str = "nbtoolkit report") -> str:
     """One self-contained HTML page: no script, stylesheet, font or image is fetched."""
     require("nbconvert", "writing a report's HTML")
+    import nbformat
     from nbconvert import HTMLExporter
 
-    page = copy.deepcopy(nb)
+    # Each text redacted before nbconvert escapes it: a secret holding "<" or "&" would no
+    # longer match once written as "&lt;" or "&amp;". (A copy: ``nb`` is left as it is.)
+    page = nbformat.from_dict(_redacted(nb))
     for cell in page.cells:
         # The terminal saw the progress and the warnings; the page shows the results.
         cell["outputs"] = [o for o in cell.get("outputs", []) if o.get("name") != "stderr"]
